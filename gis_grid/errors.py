@@ -1,0 +1,74 @@
+"""The error types, one per kind of failure.
+
+``InputError`` carries every problem found in one piece of input (a file, an upload, a
+layer), so a user fixes them all in one go rather than one per run. Each problem names
+where it is (the file, the row or feature, the field) and what is wrong.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with one piece of input.
+
+    ``where`` is the row or feature as a user finds it: ``row 17`` for a CSV (the line
+    number a spreadsheet shows, the header being row 1), ``feature 3 (id=O-17)`` for a
+    GeoJSON / GeoPackage / Shapefile feature counted from 1.
+    """
+
+    source: str
+    where: str | None
+    field: str | None
+    message: str
+
+    def __str__(self) -> str:
+        loc = self.source
+        if self.where:
+            loc += f" {self.where}"
+        text = f"{self.field} {self.message}" if self.field else self.message
+        return f"{loc}: {text}"
+
+    def as_dict(self) -> dict:
+        return {"source": self.source, "where": self.where, "field": self.field,
+                "message": self.message}
+
+
+class GisGridError(Exception):
+    """Base of every error the product raises on purpose. The CLI prints these plainly."""
+
+    exit_code = 1
+
+
+class InputError(GisGridError):
+    """Input failed its checks; nothing was stored. Holds every problem found."""
+
+    exit_code = 3
+
+    def __init__(self, problems: list[Problem], source: str | None = None):
+        self.problems = list(problems)
+        self.source = source or (self.problems[0].source if self.problems else "input")
+        super().__init__(self.report())
+
+    def report(self, limit: int | None = 50) -> str:
+        n = len(self.problems)
+        head = f"{self.source}: {n} problem{'s' if n != 1 else ''}; nothing was stored"
+        shown = self.problems if limit is None else self.problems[:limit]
+        lines = [head, *(f"  {p}" for p in shown)]
+        if limit is not None and n > limit:
+            lines.append(f"  … and {n - limit} more")
+        return "\n".join(lines)
+
+
+class StoreError(GisGridError):
+    """A store could not be opened, read or written (connection, missing layer, …)."""
+
+    exit_code = 4
+
+
+class LayerNotFound(StoreError):
+    def __init__(self, layer: str, store: str):
+        super().__init__(f"{store}: no layer named {layer!r}")
+        self.layer = layer

@@ -1,0 +1,313 @@
+"""The data model: one schema per layer (DESIGN.md §3).
+
+Every layer that enters the system — from a file, an upload or a generator — is checked
+against the schema of its name before it is stored (see ``layers.checks``). A schema
+states the geometry types a layer may hold, its fields with their types, whether each is
+required, the enumerations and code formats, and which field identifies a feature.
+
+Chinese domain terms appear here once, next to their English names:
+territory 辖区, township 乡镇/街道, unit 村/社区 (village or community), household 住户,
+institution 金融机构, outlet 物理网点, device 电子机具, staff 网格人员, grid 网格,
+ledger 台账, entity 市场主体, event 事件.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+#: The CRS every store holds geometry in (WGS84 longitude/latitude; CGCS2000 / EPSG:4490
+#: agrees with it to within centimetres for this purpose).
+STORAGE_CRS = "EPSG:4326"
+
+#: Where each feature came from: real (published data), derived (computed from real data,
+#: e.g. township polygons from township seats) or synthetic (generated, seeded).
+SOURCES = ("real", "derived", "synthetic")
+
+#: National Bureau of Statistics urban-rural codes (城乡分类代码). 1xx urban, 2xx rural.
+UR_CODES = ("111", "112", "121", "122", "123", "210", "220")
+
+#: The "four zones" of urban grids (B1) plus the village of rural grids.
+ZONES = ("商区", "园区", "校区", "社区", "村")
+
+KINDS = ("urban", "rural")
+
+INSTITUTION_TYPES = (
+    "国有大型商业银行",  # large state-owned commercial bank
+    "股份制商业银行",  # joint-stock commercial bank
+    "城市商业银行",  # city commercial bank
+    "农村商业银行",  # rural commercial bank
+    "邮政储蓄银行",  # postal savings bank
+    "村镇银行",  # village and township bank
+    "农村信用社",  # rural credit cooperative
+    "政府",  # government (the government grid's owner)
+)
+
+#: Outlet tiers (B3): tier-1 sub-branch, tier-2 sub-branch, 分理处 (office), and the
+#: assisted-service point in a village (助农点).
+OUTLET_TIERS = ("一级支行", "二级支行", "分理处", "助农点")
+OUTLET_STATUSES = ("营业", "停业", "筹建")
+
+#: Electronic devices (电子机具).
+DEVICE_TYPES = ("ATM", "CRS", "助农取款POS", "智能终端")
+
+#: Staff roles (B4): grid manager 网格管理员, grid worker 网格员, part-time 兼职网格员.
+STAFF_ROLES = ("manager", "worker", "part-time")
+
+EVENT_KINDS = ("general", "coordination", "emergency", "approval")
+
+CODE_12 = r"^\d{12}$"
+CODE_COUNTY = r"^\d{6}(\d{6})?$"
+MOBILE = r"^1[3-9]\d{9}$"
+PERIOD = r"^\d{4}-(0[1-9]|1[0-2]|Q[1-4])$"
+#: Grid codes are hierarchical: the parent's code is the child's prefix. A grid code is the
+#: territory or unit code it sits in, then ``-`` separated segments of letters and digits.
+GRID_CODE = r"^[0-9A-Za-z]+(-[0-9A-Za-z]+)*$"
+
+
+@dataclass(frozen=True)
+class Field:
+    """One attribute of a layer.
+
+    ``dtype`` is one of ``str``, ``int``, ``float``, ``bool``, ``date``, ``datetime``.
+    """
+
+    name: str
+    dtype: str
+    required: bool = True
+    enum: tuple[str, ...] | None = None
+    pattern: str | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.dtype not in ("str", "int", "float", "bool", "date", "datetime"):
+            raise ValueError(f"field {self.name}: unknown dtype {self.dtype!r}")
+        if self.pattern is not None:
+            re.compile(self.pattern)
+
+
+@dataclass(frozen=True)
+class LayerSchema:
+    """The schema of one layer: geometry types, fields and the identifying field."""
+
+    name: str
+    geometry: tuple[str, ...]
+    fields: tuple[Field, ...]
+    key: str | None
+    title_zh: str
+    description: str = ""
+    #: Whether a feature may lack a geometry (staff may have no location).
+    geometry_optional: bool = False
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def spatial(self) -> bool:
+        return bool(self.geometry)
+
+    def field(self, name: str) -> Field:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(f"layer {self.name} has no field {name!r}")
+
+    @property
+    def field_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.fields)
+
+
+def _source() -> Field:
+    return Field("source", "str", required=False, enum=SOURCES,
+                 description="real / derived / synthetic — where the feature came from")
+
+
+POLYGONAL = ("Polygon", "MultiPolygon")
+
+LAYERS: dict[str, LayerSchema] = {
+    s.name: s
+    for s in (
+        LayerSchema(
+            "territory", POLYGONAL,
+            (
+                Field("code", "str", pattern=CODE_COUNTY, description="division code"),
+                Field("name", "str"),
+                Field("level", "str", enum=("county", "prefecture", "province", "country")),
+                _source(),
+            ),
+            key="code", title_zh="辖区",
+            description="The whole territory being gridded (a county, prefecture, province).",
+        ),
+        LayerSchema(
+            "townships", POLYGONAL,
+            (
+                Field("code", "str", pattern=CODE_12, description="12-digit division code"),
+                Field("name", "str"),
+                Field("parent", "str", pattern=CODE_COUNTY, description="county code"),
+                _source(),
+            ),
+            key="code", title_zh="乡镇街道",
+        ),
+        LayerSchema(
+            "units", POLYGONAL,
+            (
+                Field("code", "str", pattern=CODE_12, description="12-digit division code"),
+                Field("name", "str"),
+                Field("parent", "str", pattern=CODE_12, description="township code"),
+                Field("kind", "str", enum=KINDS),
+                Field("zone", "str", required=False, enum=ZONES),
+                Field("ur_code", "str", required=False, enum=UR_CODES),
+                Field("households", "int", minimum=0),
+                Field("population", "int", required=False, minimum=0),
+                _source(),
+            ),
+            key="code", title_zh="村社区",
+            description="Villages (村) and communities (社区), the administrative units.",
+        ),
+        LayerSchema(
+            "households", ("Point",),
+            (
+                Field("id", "int", minimum=0),
+                Field("count", "int", minimum=1, description="households at this point"),
+                Field("unit", "str", required=False, pattern=CODE_12),
+                _source(),
+            ),
+            key="id", title_zh="住户",
+        ),
+        LayerSchema(
+            "institutions", (),
+            (
+                Field("id", "str"),
+                Field("name", "str"),
+                Field("type", "str", enum=INSTITUTION_TYPES),
+                _source(),
+            ),
+            key="id", title_zh="金融机构",
+        ),
+        LayerSchema(
+            "outlets", ("Point",),
+            (
+                Field("id", "str"),
+                Field("institution", "str"),
+                Field("tier", "str", enum=OUTLET_TIERS),
+                Field("name", "str"),
+                Field("status", "str", required=False, enum=OUTLET_STATUSES),
+                Field("unit", "str", required=False, pattern=CODE_12),
+                _source(),
+            ),
+            key="id", title_zh="物理网点",
+        ),
+        LayerSchema(
+            "devices", ("Point",),
+            (
+                Field("id", "str"),
+                Field("institution", "str"),
+                Field("type", "str", enum=DEVICE_TYPES),
+                Field("outlet", "str", required=False),
+                Field("unit", "str", required=False, pattern=CODE_12),
+                _source(),
+            ),
+            key="id", title_zh="电子机具",
+        ),
+        LayerSchema(
+            "staff", ("Point",),
+            (
+                Field("id", "str"),
+                Field("institution", "str"),
+                Field("name", "str"),
+                Field("role", "str", enum=STAFF_ROLES),
+                Field("phone", "str", required=False, pattern=MOBILE),
+                Field("grids", "str", required=False,
+                      description="codes of the grids held, separated by ';'"),
+                Field("trained", "date", required=False, description="last training"),
+                _source(),
+            ),
+            key="id", title_zh="网格人员", geometry_optional=True,
+        ),
+        LayerSchema(
+            "grids", ("Polygon",),
+            (
+                Field("code", "str", pattern=GRID_CODE),
+                Field("level", "int", minimum=1, maximum=3),
+                Field("parent", "str", required=False, pattern=GRID_CODE),
+                Field("kind", "str", enum=KINDS),
+                Field("zone", "str", required=False, enum=ZONES),
+                Field("institution", "str", required=False,
+                      description="owning institution; empty for the government grid"),
+                Field("outlet", "str", required=False),
+                Field("manager", "str", required=False),
+                Field("worker", "str", required=False),
+                Field("households", "int", required=False, minimum=0),
+                _source(),
+            ),
+            key="code", title_zh="网格",
+        ),
+        LayerSchema(
+            "ledger", (),
+            (
+                Field("grid", "str", pattern=GRID_CODE),
+                Field("institution", "str"),
+                Field("period", "str", pattern=PERIOD, description="YYYY-MM or YYYY-Qn"),
+                Field("households_total", "int", minimum=0),
+                Field("households_files", "int", minimum=0),
+                Field("merchants_total", "int", minimum=0),
+                Field("merchants_files", "int", minimum=0),
+                Field("firms_total", "int", minimum=0),
+                Field("firms_files", "int", minimum=0),
+                Field("surveys", "int", required=False, minimum=0,
+                      description="pre-loan surveys"),
+                Field("checks", "int", required=False, minimum=0,
+                      description="post-loan checks"),
+                _source(),
+            ),
+            key=None, title_zh="台账",
+            extra={"unique": ("grid", "institution", "period"),
+                   "not_above": (("households_files", "households_total"),
+                                 ("merchants_files", "merchants_total"),
+                                 ("firms_files", "firms_total"))},
+        ),
+        LayerSchema(
+            "entities", ("Point",),
+            (
+                Field("id", "str"),
+                Field("name", "str"),
+                Field("registered_type", "str"),
+                Field("address", "str", required=False),
+                Field("unit", "str", required=False, pattern=CODE_12),
+                _source(),
+            ),
+            key="id", title_zh="市场主体",
+        ),
+        LayerSchema(
+            "events", ("Point",),
+            (
+                Field("id", "str"),
+                Field("kind", "str", enum=EVENT_KINDS),
+                Field("grid", "str", required=False, pattern=GRID_CODE),
+                Field("reporter", "str"),
+                Field("state", "str"),
+                Field("reported_at", "datetime"),
+                _source(),
+            ),
+            key="id", title_zh="事件", geometry_optional=True,
+        ),
+    )
+}
+
+#: Which layers of the sample refer to which (field → layer.key), for cross-layer checks.
+REFERENCES: dict[str, dict[str, tuple[str, str]]] = {
+    "units": {"parent": ("townships", "code")},
+    "households": {"unit": ("units", "code")},
+    "outlets": {"institution": ("institutions", "id"), "unit": ("units", "code")},
+    "devices": {"institution": ("institutions", "id"), "outlet": ("outlets", "id")},
+    "staff": {"institution": ("institutions", "id")},
+}
+
+
+def schema_for(layer: str) -> LayerSchema | None:
+    """The schema of a known layer name, or None for a free-form layer.
+
+    Layer names may carry a suffix after ``__`` (``grids__nsh``) to hold several layers of
+    one kind; the kind before ``__`` decides the schema.
+    """
+    return LAYERS.get(layer.split("__", 1)[0])

@@ -1,0 +1,99 @@
+"""The store contract: one narrow interface, two real implementations.
+
+``open_store`` picks the implementation from the address: a path ending in ``.gpkg``
+(the embedded default, no server) or a ``postgresql://`` URL (the system of record for
+many users). Both hold geometry in ``gis_grid.model.STORAGE_CRS`` and both replace a
+layer all-or-nothing: a write that fails half-way, or is killed, leaves the previous
+layer as it was. One contract test module (``tests/test_store_contract.py``) runs against
+both.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import geopandas as gpd
+import pandas as pd
+
+from gis_grid.errors import StoreError
+
+DEFAULT_STORE = "gisgrid.gpkg"
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """What ``Store.layers`` tells of one layer."""
+
+    name: str
+    count: int
+    geometry_type: str | None  # None for a table without geometry
+    bbox: tuple[float, float, float, float] | None
+
+
+class Store(ABC):
+    """A place layers live. Subclasses: ``GeoPackageStore``, ``PostGISStore``."""
+
+    url: str
+
+    @abstractmethod
+    def layers(self) -> list[LayerInfo]:
+        """Every layer in the store, sorted by name."""
+
+    def has(self, name: str) -> bool:
+        return any(info.name == name for info in self.layers())
+
+    @abstractmethod
+    def read(
+        self,
+        name: str,
+        *,
+        bbox: tuple[float, float, float, float] | None = None,
+        where: dict[str, object] | None = None,
+        columns: list[str] | None = None,
+    ) -> gpd.GeoDataFrame | pd.DataFrame:
+        """Read a layer whole, or the features intersecting ``bbox`` (lon/lat, storage
+        CRS), or those whose attributes equal every value in ``where`` (a value may be a
+        list: any of them). Raises ``LayerNotFound`` for an unknown layer. A layer with
+        geometry comes back as a GeoDataFrame in the storage CRS, one without as a
+        DataFrame."""
+
+    @abstractmethod
+    def write(self, name: str, frame: gpd.GeoDataFrame | pd.DataFrame) -> None:
+        """Replace layer ``name`` with ``frame``, all or nothing. The frame must already
+        be checked (``layers.checks``) and in the storage CRS."""
+
+    @abstractmethod
+    def delete(self, name: str) -> None:
+        """Remove a layer; raises ``LayerNotFound`` if there is none."""
+
+    def close(self) -> None:  # noqa: B027 — optional for implementations
+        """Release connections."""
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def resolve_store_url(store: str | None) -> str:
+    """The store address: the argument, else ``GISGRID_STORE``, else ``./gisgrid.gpkg``."""
+    return store or os.environ.get("GISGRID_STORE") or DEFAULT_STORE
+
+
+def open_store(store: str | None = None) -> Store:
+    """Open the store at ``store`` (see ``resolve_store_url``)."""
+    url = resolve_store_url(store)
+    if url.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
+        from layers.postgis import PostGISStore
+
+        return PostGISStore(url)
+    if url.lower().endswith(".gpkg"):
+        from layers.gpkg import GeoPackageStore
+
+        return GeoPackageStore(url)
+    raise StoreError(
+        f"--store {url!r}: expected a path ending in .gpkg or a postgresql:// URL"
+    )

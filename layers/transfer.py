@@ -1,0 +1,127 @@
+"""Moving layers between files and a store: ``import_file`` and ``export_layer``.
+
+An import reads the file (``layers.files``), checks it against the layer's schema
+(``layers.checks``) and against the layers it refers to that the store already holds
+(an outlet's institution must exist), and stores it only when nothing is wrong: every
+problem is reported at once in an ``InputError`` and the store is left as it was.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from gis_grid.errors import InputError, Problem, StoreError
+from gis_grid.model import REFERENCES
+from layers.checks import check_layer, sort_problems
+from layers.files import read_file, write_file
+from layers.store import Store
+
+LAYER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,59}$")
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    layer: str
+    source: str
+    count: int
+    repaired: int
+
+
+def check_layer_name(name: str) -> str:
+    """A layer name must be a safe identifier: it becomes a table name in both stores."""
+    if not LAYER_NAME.match(name):
+        raise StoreError(
+            f"layer name {name!r}: use lower-case letters, digits and _ (start with a letter,"
+            " at most 60 characters), e.g. outlets or grids__nsh"
+        )
+    return name
+
+
+def reference_problems(
+    store: Store, layer: str, frame: pd.DataFrame, source: str, labels: list[str]
+) -> list[Problem]:
+    """Values that point at features the store does not hold (e.g. an outlet of an
+    institution not in ``institutions``). Only checked when the referenced layer exists."""
+    problems: list[Problem] = []
+    refs = REFERENCES.get(layer.split("__", 1)[0], {})
+    present = {info.name for info in store.layers()}
+    for field, (target, key) in refs.items():
+        if field not in frame.columns or target not in present:
+            continue
+        known = store.read(target, columns=[key])[key].astype("string")
+        values = frame[field].astype("string")
+        missing = values.notna().to_numpy() & ~values.isin(known).to_numpy(
+            dtype=bool, na_value=False)
+        for i in np.flatnonzero(missing):
+            problems.append(Problem(source, labels[i], field,
+                                    f"{values.iloc[i]!r} is not in layer {target}"))
+    return problems
+
+
+def import_file(
+    store: Store,
+    path: str | Path,
+    layer: str,
+    *,
+    crs: str | None = None,
+    lon: str = "lon",
+    lat: str = "lat",
+    encoding: str | None = None,
+    source_layer: str | None = None,
+    fix_geometry: bool = False,
+) -> ImportReport:
+    """Read ``path``, check it as layer ``layer`` and store it, all or nothing.
+
+    Raises ``InputError`` with every problem found; the store is then unchanged.
+
+    Examples
+    --------
+    >>> from layers.store import open_store
+    >>> with open_store("county.gpkg") as store:             # doctest: +SKIP
+    ...     import_file(store, "outlets.csv", "outlets", crs="gcj02", encoding="gbk")
+    """
+    check_layer_name(layer)
+    raw = read_file(path, layer=source_layer, crs=crs, lon=lon, lat=lat, encoding=encoding)
+    labels = raw.labels or [f"feature {i + 1}" for i in range(len(raw.frame))]
+    frame, problems = check_layer(raw.frame, layer, source=raw.source, labels=labels,
+                                  fix_geometry=fix_geometry)
+    # A row whose coordinates could not be read is already reported by the reader; the
+    # schema check's "geometry is missing" for it would only repeat that.
+    unreadable = {p.where for p in raw.problems}
+    problems = [p for p in problems if not (p.field == "geometry" and p.where in unreadable
+                                            and "missing" in p.message)]
+    problems = sort_problems(raw.problems + problems, labels)
+    if not problems:
+        problems = reference_problems(store, layer, frame, raw.source, labels)
+    if problems:
+        raise InputError(problems, source=raw.source)
+    repaired = 0
+    if fix_geometry and hasattr(raw.frame, "geometry"):
+        repaired = int((~raw.frame.geometry.geom_equals_exact(frame.geometry, 0)).sum())
+    store.write(layer, frame)
+    return ImportReport(layer, raw.source, len(frame), repaired)
+
+
+def export_layer(
+    store: Store,
+    layer: str,
+    path: str | Path,
+    *,
+    bbox: tuple[float, float, float, float] | None = None,
+    where: dict[str, object] | None = None,
+    encoding: str = "utf-8",
+) -> int:
+    """Write a stored layer (or the part of it in ``bbox`` / matching ``where``) to a file
+    whose format follows its extension. Returns the number of features written."""
+    frame = store.read(layer, bbox=bbox, where=where)
+    write_file(frame, path, layer=layer, encoding=encoding)
+    return len(frame)
+
+
+
+

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from gis_grid.errors import InputError, Problem, StoreError
-from gis_grid.model import REFERENCES
+from gis_grid.model import REFERENCES, schema_for
 from layers.checks import check_layer, sort_problems
 from layers.files import read_file, write_file
 from layers.store import Store
@@ -63,6 +63,20 @@ def reference_problems(
     return problems
 
 
+def _drop_optional_missing(problems: list[Problem], layer: str, lon: str, lat: str):
+    """Staff and events may have no location: a row with neither coordinate (or a feature
+    with no geometry) is fine for them. Half a coordinate pair is still a problem."""
+    schema = schema_for(layer)
+    if schema is None or not schema.geometry_optional:
+        return problems
+    missing: dict[str | None, set[str | None]] = {}
+    for p in problems:
+        if p.message == "is missing":
+            missing.setdefault(p.where, set()).add(p.field)
+    absent = {w for w, fields in missing.items() if {lon, lat} <= fields or "geometry" in fields}
+    return [p for p in problems if not (p.message == "is missing" and p.where in absent)]
+
+
 def import_file(
     store: Store,
     path: str | Path,
@@ -92,10 +106,11 @@ def import_file(
                                   fix_geometry=fix_geometry)
     # A row whose coordinates could not be read is already reported by the reader; the
     # schema check's "geometry is missing" for it would only repeat that.
-    unreadable = {p.where for p in raw.problems}
+    raw_problems = _drop_optional_missing(raw.problems, layer, lon, lat)
+    unreadable = {p.where for p in raw_problems}
     problems = [p for p in problems if not (p.field == "geometry" and p.where in unreadable
                                             and "missing" in p.message)]
-    problems = sort_problems(raw.problems + problems, labels)
+    problems = sort_problems(raw_problems + problems, labels)
     if not problems:
         problems = reference_problems(store, layer, frame, raw.source, labels)
     if problems:

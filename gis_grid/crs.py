@@ -1,0 +1,148 @@
+"""The CRS policy: store in WGS84, measure in a metric CRS chosen for the territory.
+
+Layers are stored in ``gis_grid.model.STORAGE_CRS`` (EPSG:4326). Lengths, areas and
+distances are never measured in degrees: they are computed in the CGCS2000 3-degree
+Gauss-Krüger zone (国家2000坐标系 3度带) whose central meridian is nearest the centre of
+the territory. The "CM" variants EPSG:4534 (CM 75°E) … EPSG:4554 (CM 135°E), which carry
+no zone number in the easting, cover China from 73.5°E to 136.5°E; a territory whose
+centre lies outside that range (a test fixture abroad) falls back to its WGS84 UTM zone.
+
+This module is the one place that knows the policy; everything else asks it::
+
+    >>> from gis_grid.crs import metric_crs
+    >>> metric_crs((110.3, 30.6, 111.0, 31.2)).to_epsg()   # 秭归县 Zigui
+    4546
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyproj
+import shapely
+from shapely.geometry.base import BaseGeometry
+
+from gis_grid.model import STORAGE_CRS
+
+#: EPSG code of CGCS2000 / 3-degree Gauss-Kruger CM 75E; CM 78E is the next code, and so
+#: on every 3 degrees up to EPSG:4554, CM 135E.
+_GK3_CM75_EPSG = 4534
+_GK3_CM_MIN = 75
+_GK3_CM_MAX = 135
+
+BoundsLike = Sequence[float]
+GeometryLike = gpd.GeoDataFrame | gpd.GeoSeries | BaseGeometry | np.ndarray | BoundsLike
+
+
+def gauss_kruger_epsg(lon: float) -> int | None:
+    """EPSG code of the CGCS2000 3-degree Gauss-Krüger "CM" CRS nearest ``lon``.
+
+    Returns None when the nearest central meridian is outside 75°E..135°E, where the
+    series has no member.
+
+    >>> gauss_kruger_epsg(110.7), gauss_kruger_epsg(121.0), gauss_kruger_epsg(117.95)
+    (4546, 4549, 4548)
+    """
+    cm = 3 * int(np.floor(lon / 3.0 + 0.5))
+    if not _GK3_CM_MIN <= cm <= _GK3_CM_MAX:
+        return None
+    return _GK3_CM75_EPSG + (cm - _GK3_CM_MIN) // 3
+
+
+@lru_cache(maxsize=64)
+def _crs_for_centre(lon: float, lat: float) -> pyproj.CRS:
+    code = gauss_kruger_epsg(lon)
+    if code is not None:
+        return pyproj.CRS.from_epsg(code)
+    zone = int(np.floor((lon + 180.0) / 6.0)) % 60 + 1
+    return pyproj.CRS.from_epsg((32600 if lat >= 0 else 32700) + zone)
+
+
+def _lonlat_bounds(where: GeometryLike) -> tuple[float, float, float, float]:
+    """The WGS84 bounds of ``where`` (GeoDataFrame / GeoSeries in any CRS, shapely
+    geometries taken as lon/lat, or a ``(minx, miny, maxx, maxy)`` lon/lat tuple)."""
+    if isinstance(where, gpd.GeoDataFrame | gpd.GeoSeries):
+        if where.crs is None:
+            raise ValueError("metric_crs: the layer has no CRS; set it before measuring")
+        if not where.crs.is_geographic:
+            where = where.to_crs(STORAGE_CRS)
+        minx, miny, maxx, maxy = where.total_bounds
+    elif isinstance(where, BaseGeometry):
+        minx, miny, maxx, maxy = where.bounds
+    elif isinstance(where, np.ndarray) and where.dtype == object:
+        minx, miny, maxx, maxy = shapely.total_bounds(where)
+    else:
+        values = [float(v) for v in where]
+        if len(values) != 4:
+            raise ValueError(
+                f"metric_crs: bounds must be (minx, miny, maxx, maxy), got {len(values)} values"
+            )
+        minx, miny, maxx, maxy = values
+    bounds = (float(minx), float(miny), float(maxx), float(maxy))
+    if not np.all(np.isfinite(bounds)):
+        raise ValueError("metric_crs: the geometry is empty; there is no centre to project on")
+    if not (-180.0 <= bounds[0] <= bounds[2] <= 180.0 and -90.0 <= bounds[1] <= bounds[3] <= 90.0):
+        raise ValueError(f"metric_crs: {bounds} are not longitude/latitude bounds")
+    return bounds
+
+
+def metric_crs(where: GeometryLike) -> pyproj.CRS:
+    """The metric CRS to measure ``where`` in.
+
+    Parameters
+    ----------
+    where
+        A GeoDataFrame or GeoSeries (any CRS), a shapely geometry or array of them in
+        longitude/latitude, or ``(minx, miny, maxx, maxy)`` bounds in longitude/latitude.
+
+    Returns
+    -------
+    pyproj.CRS
+        The CGCS2000 3-degree Gauss-Krüger "CM" CRS (EPSG:4534..4554) whose central
+        meridian is nearest the centre of the bounds; outside 73.5°E..136.5°E, the WGS84
+        UTM zone of the centre.
+
+    Examples
+    --------
+    >>> metric_crs((117.75, 35.44, 118.25, 36.03)).to_epsg()   # 蒙阴县 Mengyin, CM 117°E
+    4548
+    """
+    minx, miny, maxx, maxy = _lonlat_bounds(where)
+    # Rounded so that layers of one territory, whose bounds differ in the last digits,
+    # share one cached CRS object.
+    return _crs_for_centre(round((minx + maxx) / 2.0, 6), round((miny + maxy) / 2.0, 6))
+
+
+def central_meridian(crs: pyproj.CRS) -> float:
+    """The central meridian (longitude of natural origin) of a transverse Mercator CRS."""
+    op = crs.coordinate_operation
+    if op is None:
+        raise ValueError(f"{crs.name} is not a projected CRS")
+    for param in op.params:
+        if param.name == "Longitude of natural origin":
+            return float(param.value)
+    raise ValueError(f"{crs.name} has no central meridian")
+
+
+def to_metric(
+    layer: gpd.GeoDataFrame | gpd.GeoSeries, crs: pyproj.CRS | None = None
+) -> gpd.GeoDataFrame | gpd.GeoSeries:
+    """``layer`` reprojected to ``crs``, by default ``metric_crs(layer)``.
+
+    Pass the same ``crs`` to every layer of one territory so they are measured alike.
+    """
+    if layer.crs is None:
+        raise ValueError("to_metric: the layer has no CRS; set it before measuring")
+    return layer.to_crs(crs if crs is not None else metric_crs(layer))
+
+
+def areas(
+    layer: gpd.GeoDataFrame | gpd.GeoSeries, crs: pyproj.CRS | None = None
+) -> pd.Series:
+    """Area of each feature in square metres, measured in ``crs`` (default
+    ``metric_crs(layer)``); the index is the layer's."""
+    return to_metric(layer, crs).area

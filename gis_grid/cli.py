@@ -233,13 +233,15 @@ def delete(layer: str, yes: bool, store: str | None) -> None:
 @click.option("--county", type=click.Choice(["420527", "330382", "371328"]), default="420527",
               show_default=True, help="Sample county (default 秭归县 Zigui).")
 @click.option("--seed", type=int, default=0, show_default=True)
-def demo(out: str, county: str, seed: int) -> None:
+@click.option("--households", type=click.IntRange(min=1), default=None,
+              help="Total households (default: the county's realistic total).")
+def demo(out: str, county: str, seed: int, households: int | None) -> None:
     """Run the whole job end to end on the embedded GeoPackage store (no server): build the
     sample territory, then every stage the product has, printing where each output is."""
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     store = str(folder / "gisgrid.gpkg")
-    _build_sample(county, seed, None, store)
+    _build_sample(county, seed, households, store)
 
     from layers.store import open_store
     from layers.transfer import export_layer

@@ -109,7 +109,8 @@ def _build_sample(county: str, seed: int, households: int | None, store: str | N
     url = resolve_store_url(store)
     counts = {name: len(frame) for name, frame in frames.items()}
     click.echo(f"stored in {_display(url)}: "
-               + ", ".join(f"{n} {name}" for name, n in counts.items()))
+               + ", ".join(f"{n} {name}" for name, n in counts.items())
+               + f" (holding {int(frames['households']['count'].sum())} households)")
     return counts
 
 

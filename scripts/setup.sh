@@ -45,10 +45,13 @@ extras=""
 [ "$want_test" -eq 1 ] && extras="[test]"
 stamp=".venv/.installed${extras}-$(sha1sum pyproject.toml | cut -c1-12)"
 if [ ! -f "$stamp" ]; then
-  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-  .venv/bin/python -m pip install -q -e ".${extras}" 2>&1 | grep -v -i "^warning" >&2 || true
-  .venv/bin/python -c "import gis_grid, geopandas, shapely" \
-    || { echo "setup: installing the Python packages failed" >&2; exit 1; }
+  echo "setup: installing Python packages into .venv (log: .venv/pip.log)" >&2
+  if ! { .venv/bin/python -m pip install -q --upgrade pip \
+         && .venv/bin/python -m pip install -q -e ".${extras}"; } >.venv/pip.log 2>&1; then
+    tail -20 .venv/pip.log >&2
+    echo "setup: installing the Python packages failed (see .venv/pip.log)" >&2
+    exit 1
+  fi
   touch "$stamp"
 fi
 

@@ -34,8 +34,29 @@ def store_option(f):
                         help=STORE_HELP)(f)
 
 
+#: Commands that live beside their room (analysis, maps, service), loaded only when run or
+#: listed, so `gisgrid --help` does not import the whole stack.
+LAZY_COMMANDS = {
+    "screen": "gis_grid.cli_watch:screen",
+    "inspect": "gis_grid.cli_watch:inspect",
+    "events": "gis_grid.cli_watch:events",
+}
+
+
 class _Root(click.Group):
-    """Turns the product's own errors into a plain message and its exit code."""
+    """Turns the product's own errors into a plain message and its exit code, and loads
+    the commands of ``LAZY_COMMANDS`` on demand."""
+
+    def list_commands(self, ctx):
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx, name):
+        if name in LAZY_COMMANDS and name not in self.commands:
+            import importlib
+
+            module, attr = LAZY_COMMANDS[name].split(":")
+            self.add_command(getattr(importlib.import_module(module), attr), name)
+        return super().get_command(ctx, name)
 
     def invoke(self, ctx):
         try:

@@ -72,3 +72,30 @@ class LayerNotFound(StoreError):
     def __init__(self, layer: str, store: str):
         super().__init__(f"{store}: no layer named {layer!r}")
         self.layer = layer
+
+
+class ConflictError(StoreError):
+    """A row-level update found the row at another version than the writer read: someone
+    else changed it first. Nothing was written; read the row again and decide anew."""
+
+    def __init__(self, layer: str, key: str, value: object, expected: int,
+                 actual: int | None):
+        super().__init__(
+            f"{layer} {key}={value}: changed by someone else meanwhile (now version "
+            f"{actual}, this change was made against version {expected}); nothing was "
+            "written — read it again and retry")
+        self.layer, self.key, self.value = layer, key, value
+        self.expected, self.actual = expected, actual
+
+
+class TransitionRefused(GisGridError):
+    """An event was asked to move along a path its kind does not allow (or without what
+    the step needs, such as a note). Names the transitions that are allowed."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, allowed: list[str] | None = None):
+        self.allowed = list(allowed or [])
+        tail = f"; allowed: {', '.join(self.allowed)}" if self.allowed else \
+            "; no transition is allowed from here"
+        super().__init__(message + tail)

@@ -55,6 +55,13 @@ DEVICE_TYPES = ("ATM", "CRS", "助农取款POS", "智能终端")
 STAFF_ROLES = ("manager", "worker", "part-time")
 
 EVENT_KINDS = ("general", "coordination", "emergency", "approval")
+#: Event states (C2/C3); which kind may go where is ``gis_grid.events.TRANSITIONS``.
+EVENT_STATES = ("reported", "accepted", "handled_on_site", "taken_back", "escalated",
+                "resolved", "closed")
+#: The nine behaviour checks of plan A3 (labels in ``gis_grid.screening.Check``).
+RISK_CHECKS = ("guaranteed_returns", "gifts_rebates", "public_promotion",
+               "disguised_lending", "illegal_fundraising", "e_trading", "mutual_aid_platform",
+               "shop_crowdfunding", "other")
 
 CODE_12 = r"^\d{12}$"
 CODE_COUNTY = r"^\d{6}(\d{6})?$"
@@ -285,11 +292,92 @@ LAYERS: dict[str, LayerSchema] = {
                 Field("kind", "str", enum=EVENT_KINDS),
                 Field("grid", "str", required=False, pattern=GRID_CODE),
                 Field("reporter", "str"),
-                Field("state", "str"),
+                Field("state", "str", enum=EVENT_STATES),
                 Field("reported_at", "datetime"),
+                Field("summary", "str", required=False),
+                Field("owner", "str", required=False, description="who took it on (有人负责)"),
+                Field("deadline", "datetime", required=False,
+                      description="to be resolved by (emergencies: reported_at + limit)"),
+                Field("accepted_at", "datetime", required=False,
+                      description="when it first left 'reported'"),
+                Field("resolved_at", "datetime", required=False),
+                Field("resolved_by", "str", required=False),
+                Field("closed_at", "datetime", required=False),
+                Field("closed_by", "str", required=False, description="supervisor (督查)"),
+                Field("updated_at", "datetime", required=False),
+                Field("version", "int", required=False, minimum=1,
+                      description="bumped by every change (optimistic concurrency)"),
                 _source(),
             ),
             key="id", title_zh="事件", geometry_optional=True,
+        ),
+        LayerSchema(
+            "event_log", (),
+            (
+                Field("id", "str", description="<event>/<version reached>"),
+                Field("event", "str"),
+                Field("version", "int", minimum=2),
+                Field("from_state", "str", enum=EVENT_STATES),
+                Field("to_state", "str", enum=EVENT_STATES),
+                Field("action", "str"),
+                Field("actor", "str"),
+                Field("at", "datetime"),
+                Field("note", "str", required=False),
+            ),
+            key="id", title_zh="事件流转记录",
+            description="Every transition of every event, appended with the event's update.",
+        ),
+        LayerSchema(
+            "patrols", (),
+            (
+                Field("worker", "str"),
+                Field("grid", "str", pattern=GRID_CODE),
+                Field("date", "date"),
+                Field("note", "str", required=False),
+            ),
+            key=None, title_zh="巡查记录",
+        ),
+        LayerSchema(
+            "watch_list", ("Point",),
+            (
+                Field("id", "str", description="entity id"),
+                Field("name", "str"),
+                Field("registered_type", "str", required=False),
+                Field("address", "str", required=False),
+                Field("unit", "str", required=False, pattern=CODE_12),
+                Field("grid", "str", required=False),
+                Field("keywords", "str", description="watch-list words matched, ';'-separated"),
+            ),
+            key="id", title_zh="重点关注市场主体",
+        ),
+        LayerSchema(
+            "inspections", (),
+            (
+                Field("entity", "str"),
+                Field("date", "date"),
+                Field("inspector", "str"),
+                Field("check", "str", enum=RISK_CHECKS),
+                Field("finding", "bool", description="the behaviour was found (有)"),
+                Field("detail", "str", required=False),
+            ),
+            key=None, title_zh="排查记录",
+        ),
+        LayerSchema(
+            "risk_reports", (),
+            (
+                Field("id", "str"),
+                Field("entity", "str"),
+                Field("name", "str", required=False),
+                Field("grid", "str", required=False),
+                Field("township", "str", required=False, pattern=CODE_12),
+                Field("date", "date"),
+                Field("inspector", "str"),
+                Field("checks", "str", description="checks found, ';'-separated"),
+                Field("route", "str", enum=("street", "city")),
+                Field("handler", "str"),
+                Field("reason", "str"),
+            ),
+            key="id", title_zh="风险信息报告",
         ),
     )
 }

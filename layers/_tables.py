@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import geopandas as gpd
@@ -34,7 +34,7 @@ import shapely
 from pandas.api import types as ptypes
 from pyproj import CRS
 
-from gis_grid.errors import StoreError
+from gis_grid.errors import ConflictError, StoreError
 from gis_grid.model import STORAGE_CRS, LayerSchema, schema_for
 
 LAYER_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -125,11 +125,14 @@ def check_bbox(bbox: Sequence[float]) -> tuple[float, float, float, float]:
     return values
 
 
-def prepare(name: str, frame: gpd.GeoDataFrame | pd.DataFrame) -> Table:
+def prepare(name: str, frame: gpd.GeoDataFrame | pd.DataFrame, *,
+            types: Mapping[str, str | None] | None = None) -> Table:
     """Check ``frame`` and type its columns for storing as layer ``name``.
 
     What can be found wrong with the input without the database (names, types, CRS,
-    missing geometry) is found here, before a store touches its data.
+    missing geometry) is found here, before a store touches its data. ``types`` (column
+    → field type) are those of a layer already stored, for appending to it: they take
+    precedence over the schema, since the rows must fit the table as it is.
     """
     check_layer_name(name)
     if not isinstance(frame, pd.DataFrame):
@@ -151,8 +154,10 @@ def prepare(name: str, frame: gpd.GeoDataFrame | pd.DataFrame) -> Table:
         if isinstance(values.dtype, gpd.array.GeometryDtype):
             raise StoreError(f"{name}.{col}: a layer holds one geometry column, "
                              f"{geometry_column!r}")
-        wanted = _schema_type(schema, col)
-        ftype, converted = _convert(name, col, values, wanted)
+        wanted, said_by = _schema_type(schema, col), None
+        if types is not None and types.get(col) is not None:
+            wanted, said_by = types[col], f"the stored layer {name}"
+        ftype, converted = _convert(name, col, values, wanted, said_by)
         columns.append(Column(col, ftype))
         data[col] = converted
     geometry_type = None
@@ -226,8 +231,8 @@ _ACCEPTS = {
 }
 
 
-def _convert(name: str, col: str, values: pd.Series, wanted: str | None
-             ) -> tuple[str, pd.Series]:
+def _convert(name: str, col: str, values: pd.Series, wanted: str | None,
+             said_by: str | None = None) -> tuple[str, pd.Series]:
     kind = _kind(values)
     if wanted is None:
         if kind == "empty":
@@ -238,8 +243,9 @@ def _convert(name: str, col: str, values: pd.Series, wanted: str | None
             raise StoreError(f"{name}.{col}: cannot store values of kind {kind!r} "
                              "(expected text, numbers, booleans, dates or datetimes)")
     elif kind != "empty" and kind not in _ACCEPTS[wanted]:
-        raise StoreError(f"{name}.{col}: the {name.split('__')[0]} schema says {wanted}, "
-                         f"the frame holds {kind} values")
+        said_by = said_by or f"the {name.split('__')[0]} schema"
+        raise StoreError(f"{name}.{col}: {said_by} says {wanted}, the frame holds {kind} "
+                         "values")
     try:
         return wanted, _CONVERTERS[wanted](values)
     except (TypeError, ValueError, OverflowError) as exc:
@@ -339,12 +345,7 @@ def _prepare_geometry(geometry: np.ndarray, schema: LayerSchema | None
         if single in _PROMOTE and _PROMOTE[single][0] == multi:
             # One declared type per layer, as GIS clients expect: promote the single
             # parts (as ogr2ogr -nlt PROMOTE_TO_MULTI does), vectorised.
-            constructor = _PROMOTE[single][1]
-            geometry = geometry.copy()
-            parts = (type_ids == single) & ~shapely.is_empty(geometry)
-            geometry[parts] = constructor(geometry[parts], indices=np.arange(parts.sum()))
-            empties = (type_ids == single) & shapely.is_empty(geometry)
-            geometry[empties] = shapely.from_wkt(f"{_TYPE_NAMES[multi].upper()} EMPTY")
+            geometry = _promote(geometry, type_ids, single)
             present = {multi}
     names = {_TYPE_NAMES[t] for t in present}
     if len(names) == 1:
@@ -352,6 +353,114 @@ def _prepare_geometry(geometry: np.ndarray, schema: LayerSchema | None
     if not names and schema is not None and len(schema.geometry) == 1:
         return geometry, schema.geometry[0]
     return geometry, "Geometry"
+
+
+def _promote(geometry: np.ndarray, type_ids: np.ndarray, single: int) -> np.ndarray:
+    """``geometry`` with its ``single``-part geometries made multi-part, vectorised."""
+    multi, constructor = _PROMOTE[single]
+    geometry = geometry.copy()
+    parts = (type_ids == single) & ~shapely.is_empty(geometry)
+    geometry[parts] = constructor(geometry[parts], indices=np.arange(parts.sum()))
+    empties = (type_ids == single) & shapely.is_empty(geometry)
+    geometry[empties] = shapely.from_wkt(f"{_TYPE_NAMES[multi].upper()} EMPTY")
+    return geometry
+
+
+def conform(table: Table, fields: Mapping[str, str | None], geometry_type: str | None
+            ) -> Table:
+    """``table`` (from ``prepare(..., types=fields)``) made to fit a stored layer for
+    appending: its columns must be among the layer's (appending never adds a column;
+    those it lacks stay null), and its geometry of the layer's declared type — single
+    parts are promoted when the layer holds multi-part geometries."""
+    name = table.name
+    unknown = [c.name for c in table.columns if c.name not in fields]
+    if unknown:
+        raise StoreError(f"{name}: no column(s) {', '.join(map(repr, unknown))} to append "
+                         f"to (columns: {', '.join(fields)}); appending never adds columns")
+    schema = schema_for(name)
+    if geometry_type is None:
+        if table.spatial and not shapely.is_missing(table.geometry).all():
+            raise StoreError(f"{name}: the layer has no geometry; cannot append features "
+                             "with geometry")
+        table.geometry, table.geometry_type = None, None
+        return table
+    if not table.spatial:
+        if schema is not None and schema.spatial and not schema.geometry_optional:
+            raise StoreError(f"{name}: features without geometry; the {schema.name} "
+                             "schema requires one")
+        return table
+    type_ids = shapely.get_type_id(table.geometry)
+    present = {_TYPE_NAMES[t] for t in np.unique(type_ids[type_ids >= 0]).tolist()}
+    if geometry_type != "Geometry" and present - {geometry_type}:
+        singles = [t for t, (m, _) in _PROMOTE.items() if _TYPE_NAMES[m] == geometry_type]
+        if not present <= {geometry_type, *(_TYPE_NAMES[t] for t in singles)}:
+            raise StoreError(f"{name}: the layer holds {geometry_type}, the frame "
+                             f"{', '.join(sorted(present))}")
+        for single in singles:
+            table.geometry = _promote(table.geometry, type_ids, single)
+    table.geometry_type = geometry_type
+    return table
+
+
+def typed_changes(name: str, changes: Mapping[str, object],
+                  fields: Mapping[str, str | None]) -> dict[str, tuple[str, pd.Series]]:
+    """``changes`` (column → one new value) for a row of a stored layer: each column
+    checked to exist and its value converted to the column's field type, as
+    ``(field type, value)`` with the value a one-row Series in the canonical dtype."""
+    unknown = [c for c in changes if c not in fields]
+    if unknown:
+        raise StoreError(f"{name}: no column(s) {', '.join(map(repr, unknown))} to update "
+                         f"(columns: {', '.join(fields)})")
+    typed = {}
+    for col, value in changes.items():
+        values = pd.Series([value.item() if isinstance(value, np.generic) else value],
+                           dtype=object)
+        ftype, converted = _convert(name, col, values, fields[col] or None,
+                                    f"the stored layer {name}")
+        typed[col] = (ftype, converted)
+    return typed
+
+
+#: The column ``Store.update`` checks and bumps.
+VERSION = "version"
+
+
+def check_update(name: str, key_field: str, key_value: object, changes: Mapping[str, object],
+                 expected_version: int, fields: Mapping[str, str | None]
+                 ) -> tuple[tuple[str, pd.Series], dict[str, tuple[str, pd.Series]]]:
+    """What ``Store.update`` needs, checked: the key and the changes typed for the layer's
+    columns (see ``typed_changes``)."""
+    if VERSION not in fields:
+        raise StoreError(f"{name}: no {VERSION!r} column; a layer updated row by row needs "
+                         "one (an integer, 1 for a new row)")
+    if VERSION in changes:
+        raise StoreError(f"{name}: {VERSION!r} is set by the store (expected_version + 1), "
+                         "not by the changes")
+    if key_field in changes:
+        raise StoreError(f"{name}: {key_field!r} identifies the row and cannot change here")
+    if isinstance(expected_version, bool) or not isinstance(expected_version, int | np.integer):
+        raise StoreError(f"{name}: expected_version must be an integer, got "
+                         f"{expected_version!r}")
+    typed = typed_changes(name, {key_field: key_value, **changes}, fields)
+    key = typed.pop(key_field)
+    if key[1].isna().all():
+        raise StoreError(f"{name}: the key value of an update cannot be null")
+    return key, typed
+
+
+def refuse_update(url: str, name: str, key_field: str, key_value: object, expected: int,
+                   found: list) -> None:
+    """Raise why ``Store.update`` changed no row, or more than one (``found``: the
+    versions of the rows holding the key)."""
+    if not found:
+        raise StoreError(f"{url}: {name} has no row with {key_field}={key_value!r}")
+    if len(found) > 1:
+        raise StoreError(f"{url}: {name} has {len(found)} rows with {key_field}={key_value!r};"
+                         " update needs a unique key")
+    if found[0] is None:
+        raise StoreError(f"{url}: {name} {key_field}={key_value!r} has no version; give it "
+                         "one (1) before updating it")
+    raise ConflictError(name, key_field, key_value, int(expected), int(found[0]))
 
 
 def where_items(name: str, where: dict[str, object] | None, columns: Sequence[str]

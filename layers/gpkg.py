@@ -8,14 +8,23 @@ its R-tree spatial index and registers it in the GeoPackage tables; a failure or
 anywhere before ``COMMIT`` leaves the previous layer as it was (SQLite rolls the journal
 back the next time the file is opened). The file stays a standard GeoPackage 1.3 that
 GDAL and QGIS open and edit. Reads go through pyogrio (GDAL).
+
+Appends and row updates (``append``, ``update``) run in one ``BEGIN IMMEDIATE``
+transaction too: SQLite lets one writer in at a time, so the version an update checks
+cannot move between the check and the write. They fire the layer's R-tree triggers,
+which call the GeoPackage SQL functions ``ST_IsEmpty``, ``ST_MinX`` …; the store
+registers those on its connection (``_register_geometry_functions``) so that appended
+features are indexed as GDAL would index them.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import importlib.util
 import math
 import sqlite3
+import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,11 +40,15 @@ from gis_grid.errors import LayerNotFound, StoreError
 from gis_grid.model import STORAGE_CRS
 from layers._tables import (
     STORED_GEOMETRY,
+    VERSION,
     Table,
     check_bbox,
     check_columns,
     check_layer_name,
+    check_update,
+    conform,
     prepare,
+    refuse_update,
     restore,
     where_items,
 )
@@ -278,6 +291,68 @@ class GeoPackageStore(Store):
                     raise StoreError(f"{self.url}: cannot write {name}: {exc}") from exc
                 raise
 
+    def append(self, name: str, frame: gpd.GeoDataFrame | pd.DataFrame) -> None:
+        check_layer_name(name)
+        with self._connect() as conn:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                _append(conn, name, frame)
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"{self.url}: cannot append to {name}: {exc}") from exc
+                raise
+
+    def update(
+        self,
+        name: str,
+        key_field: str,
+        key_value: object,
+        changes: dict[str, object],
+        *,
+        expected_version: int,
+        append: tuple[str, gpd.GeoDataFrame | pd.DataFrame] | None = None,
+    ) -> int:
+        check_layer_name(name)
+        with self._connect() as conn:
+            try:
+                # The write lock first: the version read below cannot move until COMMIT.
+                conn.execute("BEGIN IMMEDIATE")
+                meta = _layer_meta(conn, name)
+                if meta is None:
+                    raise LayerNotFound(name, self.url)
+                table, _, fields = meta
+                (key_type, key), typed = check_update(name, key_field, key_value, changes,
+                                                      expected_version, fields)
+                new_version = int(expected_version) + 1
+                _register_geometry_functions(conn)
+                assignments = ", ".join(f"{_quote(c)} = ?" for c in [*typed, VERSION])
+                key_sql = _sqlite_values(key, key_type)[0]
+                cursor = conn.execute(
+                    f"UPDATE {_quote(table)} SET {assignments} "
+                    f"WHERE {_quote(key_field)} = ? AND {_quote(VERSION)} = ?",
+                    [*(_sqlite_values(v, t)[0] for t, v in typed.values()), new_version,
+                     key_sql, int(expected_version)])
+                if cursor.rowcount != 1:
+                    found = conn.execute(
+                        f"SELECT {_quote(VERSION)} FROM {_quote(table)} "
+                        f"WHERE {_quote(key_field)} = ?", (key_sql,)).fetchall()
+                    refuse_update(self.url, name, key_field, key_value, expected_version,
+                                   [v for (v,) in found])
+                if append is not None:
+                    _append(conn, *append)
+                _touch(conn, name)
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"{self.url}: cannot update {name}: {exc}") from exc
+                raise
+        return new_version
+
     def delete(self, name: str) -> None:
         check_layer_name(name)
         with self._connect() as conn:
@@ -292,6 +367,95 @@ class GeoPackageStore(Store):
                 if isinstance(exc, sqlite3.Error):
                     raise StoreError(f"{self.url}: cannot delete {name}: {exc}") from exc
                 raise
+
+
+def _append(conn: sqlite3.Connection, name: str, frame: gpd.GeoDataFrame | pd.DataFrame
+            ) -> None:
+    """Insert the rows of ``frame`` into layer ``name`` (created if missing), inside the
+    caller's transaction: rows and their R-tree entries go in together."""
+    meta = _layer_meta(conn, name)
+    if meta is None:
+        if _has_table(conn, name):
+            raise StoreError(f"a table named {name!r} that is not a layer is in the way")
+        _create_layer(conn, prepare(name, frame))
+        return
+    stored, geometry_column, fields = meta
+    geometry_type = None
+    if geometry_column is not None:
+        declared = conn.execute("SELECT geometry_type_name FROM gpkg_geometry_columns "
+                                "WHERE lower(table_name) = ?", (name,)).fetchone()[0]
+        geometry_type = _TYPE_NAMES.get(declared.upper(), "Geometry")
+    table = conform(prepare(name, frame, types=fields), fields, geometry_type)
+    if table.rows == 0:
+        return
+    _register_geometry_functions(conn)
+    names = [c.name for c in table.columns] + [geometry_column] * table.spatial
+    insert = (f"INSERT INTO {_quote(stored)} ({', '.join(map(_quote, names))}) "
+              f"VALUES ({', '.join('?' * len(names))})")
+    bounds = shapely.bounds(table.geometry) if table.spatial else None
+    for start in range(0, table.rows, CHUNK_ROWS):
+        stop = min(start + CHUNK_ROWS, table.rows)
+        columns = [_sqlite_values(table.data[c.name].iloc[start:stop], c.type)
+                   for c in table.columns]
+        if table.spatial:
+            columns.append(_geometry_blobs(table.geometry[start:stop], bounds[start:stop]))
+        conn.executemany(insert, zip(*columns, strict=True))
+    _touch(conn, name, table.bbox)
+
+
+def _touch(conn: sqlite3.Connection, name: str,
+           bbox: tuple[float, float, float, float] | None = None) -> None:
+    """Record a change of layer ``name`` in gpkg_contents, widening its extent by
+    ``bbox``, as GDAL does on edits."""
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    if bbox is None:
+        conn.execute("UPDATE gpkg_contents SET last_change = ? WHERE lower(table_name) = ?",
+                     (now, name))
+        return
+    conn.execute(
+        "UPDATE gpkg_contents SET last_change = :now, min_x = min(coalesce(min_x, :x0), :x0),"
+        " min_y = min(coalesce(min_y, :y0), :y0), max_x = max(coalesce(max_x, :x1), :x1),"
+        " max_y = max(coalesce(max_y, :y1), :y1) WHERE lower(table_name) = :name",
+        {"now": now, "x0": bbox[0], "y0": bbox[1], "x1": bbox[2], "y1": bbox[3],
+         "name": name})
+
+
+def _register_geometry_functions(conn: sqlite3.Connection) -> None:
+    """Define the GeoPackage SQL functions the R-tree triggers call (spec annex F.3), so
+    that rows inserted or updated on this connection keep the index right."""
+    conn.create_function("ST_IsEmpty", 1, _st_is_empty, deterministic=True)
+    for function, i in (("ST_MinX", 0), ("ST_MaxX", 1), ("ST_MinY", 2), ("ST_MaxY", 3)):
+        conn.create_function(function, 1, functools.partial(_st_bound, i), deterministic=True)
+
+
+@functools.lru_cache(maxsize=64)  # each trigger asks four bounds of the same blob
+def _blob_box(blob: bytes) -> tuple[float, float, float, float] | None:
+    """(minx, maxx, miny, maxy) of a GeoPackage geometry blob, None when it is empty:
+    from its envelope when it has one, else from its WKB (points carry none)."""
+    if len(blob) < 8 or blob[:2] != b"GP" or blob[3] & 0b1_0000:  # flag bit 4: empty
+        return None
+    flags = blob[3]
+    kind = (flags >> 1) & 0b111
+    if kind:
+        return struct.unpack_from("<4d" if flags & 1 else ">4d", blob, 8)
+    geometry = shapely.from_wkb(blob[8:])
+    if geometry.is_empty:
+        return None
+    minx, miny, maxx, maxy = geometry.bounds
+    return minx, maxx, miny, maxy
+
+
+def _st_is_empty(blob: bytes | None) -> int | None:
+    if blob is None:
+        return None
+    return int(_blob_box(bytes(blob)) is None)
+
+
+def _st_bound(i: int, blob: bytes | None) -> float | None:
+    if blob is None:
+        return None
+    box = _blob_box(bytes(blob))
+    return None if box is None else box[i]
 
 
 def _quote(identifier: str) -> str:

@@ -5,6 +5,11 @@ A layer is a table ``<schema>.<name>`` (``fid`` primary key, typed columns, ``ge
 in the catalog table ``gisgrid_layers`` (see ``layers.migrations``). A write builds the
 new table beside the old one and swaps them in one transaction, so a failed or killed
 write leaves the previous layer intact and readers are blocked only for the swap.
+
+``append`` copies rows (binary ``COPY``) into the live table and ``update`` changes one
+row with ``UPDATE … WHERE version = expected``, each in one transaction holding the
+layer's advisory lock, the catalog row kept in step. Under that lock a second writer
+waits for the first to commit, then finds the version moved and gets ``ConflictError``.
 """
 
 from __future__ import annotations
@@ -28,11 +33,15 @@ from gis_grid.model import STORAGE_CRS
 from layers._tables import (
     LAYER_NAME,
     STORED_GEOMETRY,
+    VERSION,
     Table,
     check_bbox,
     check_columns,
     check_layer_name,
+    check_update,
+    conform,
     prepare,
+    refuse_update,
     restore,
     where_items,
 )
@@ -213,20 +222,104 @@ class PostGISStore(Store):
             try:
                 with self._conn.transaction():
                     self._lock_layer(name)
-                    exists = self._meta(name) is not None
-                    if not exists and self._table_exists(name):
-                        raise StoreError(f"{self.url}: a table {self.schema}.{name} that is "
-                                         "not a layer is in the way")
-                    self._create(stage, table)
-                    self._copy(stage, table)
-                    self._index(stage, table)
-                    self._conn.execute(sql.SQL("ANALYZE {}").format(self._table(stage)))
-                    if exists:
-                        self._conn.execute(sql.SQL("DROP TABLE {}").format(self._table(name)))
-                    self._rename(stage, table)
-                    _record_layer(self._conn, self._table(CATALOG_TABLE), table)
+                    self._replace(name, table, stage)
             except psycopg.Error as exc:
                 raise StoreError(f"{self.url}: cannot write {name}: {_cause(exc)}") from exc
+
+    def _replace(self, name: str, table: Table, stage: str) -> None:
+        """Build ``table`` as ``stage`` and swap it in for layer ``name`` (inside the
+        caller's transaction, with the layer locked)."""
+        exists = self._meta(name) is not None
+        if not exists and self._table_exists(name):
+            raise StoreError(f"{self.url}: a table {self.schema}.{name} that is "
+                             "not a layer is in the way")
+        self._create(stage, table)
+        self._copy(stage, table)
+        self._index(stage, table)
+        self._conn.execute(sql.SQL("ANALYZE {}").format(self._table(stage)))
+        if exists:
+            self._conn.execute(sql.SQL("DROP TABLE {}").format(self._table(name)))
+        self._rename(stage, table)
+        _record_layer(self._conn, self._table(CATALOG_TABLE), table)
+
+    def append(self, name: str, frame: gpd.GeoDataFrame | pd.DataFrame) -> None:
+        check_layer_name(name)
+        with self._lock:
+            try:
+                with self._conn.transaction():
+                    self._append(name, frame)
+            except psycopg.Error as exc:
+                raise StoreError(f"{self.url}: cannot append to {name}: {_cause(exc)}"
+                                 ) from exc
+
+    def _append(self, name: str, frame: gpd.GeoDataFrame | pd.DataFrame) -> None:
+        """Copy the rows of ``frame`` into layer ``name``, created if missing (inside the
+        caller's transaction)."""
+        self._lock_layer(name)
+        meta = self._meta(name)
+        if meta is None:
+            self._replace(name, prepare(name, frame), f"gisgrid_stage_{secrets.token_hex(6)}")
+            return
+        geometry_type, fields = meta
+        table = conform(prepare(name, frame, types=fields), fields, geometry_type)
+        if table.rows == 0:
+            return
+        # Under the layer lock nobody else adds rows: the next fids are ours.
+        last = self._conn.execute(sql.SQL("SELECT coalesce(max(fid), 0) FROM {}").format(
+            self._table(name))).fetchone()[0]
+        self._copy(name, table, first_fid=last + 1)
+        bbox = table.bbox or (None,) * 4
+        # LEAST / GREATEST ignore nulls: an empty layer's extent becomes the rows'.
+        self._conn.execute(sql.SQL(
+            "UPDATE {} SET feature_count = feature_count + %s, min_x = LEAST(min_x, %s),"
+            " min_y = LEAST(min_y, %s), max_x = GREATEST(max_x, %s),"
+            " max_y = GREATEST(max_y, %s), updated_at = now() WHERE name = %s"
+        ).format(self._table(CATALOG_TABLE)), [table.rows, *bbox, name])
+
+    def update(
+        self,
+        name: str,
+        key_field: str,
+        key_value: object,
+        changes: dict[str, object],
+        *,
+        expected_version: int,
+        append: tuple[str, gpd.GeoDataFrame | pd.DataFrame] | None = None,
+    ) -> int:
+        check_layer_name(name)
+        with self._lock:
+            try:
+                with self._conn.transaction():
+                    self._lock_layer(name)
+                    meta = self._meta(name)
+                    if meta is None:
+                        raise LayerNotFound(name, self.url)
+                    (key_type, key), typed = check_update(name, key_field, key_value, changes,
+                                                          expected_version, meta[1])
+                    new_version = int(expected_version) + 1
+                    assignments = sql.SQL(", ").join(
+                        sql.SQL("{} = %s").format(sql.Identifier(c)) for c in [*typed, VERSION])
+                    key_param = _parameter(key, key_type)
+                    rows = self._conn.execute(sql.SQL(
+                        "UPDATE {} SET {} WHERE {} = %s AND {} = %s RETURNING fid"
+                    ).format(self._table(name), assignments, sql.Identifier(key_field),
+                             sql.Identifier(VERSION)),
+                        [*(_parameter(v, t) for t, v in typed.values()), new_version,
+                         key_param, int(expected_version)]).fetchall()
+                    if len(rows) != 1:
+                        found = self._conn.execute(sql.SQL(
+                            "SELECT {} FROM {} WHERE {} = %s").format(
+                            sql.Identifier(VERSION), self._table(name),
+                            sql.Identifier(key_field)), [key_param]).fetchall()
+                        refuse_update(self.url, name, key_field, key_value, expected_version,
+                                       [v for (v,) in found])
+                    if append is not None:
+                        self._append(*append)
+                    self._conn.execute(sql.SQL("UPDATE {} SET updated_at = now() WHERE name = %s"
+                                               ).format(self._table(CATALOG_TABLE)), [name])
+            except psycopg.Error as exc:
+                raise StoreError(f"{self.url}: cannot update {name}: {_cause(exc)}") from exc
+        return new_version
 
     def delete(self, name: str) -> None:
         check_layer_name(name)
@@ -263,7 +356,7 @@ class PostGISStore(Store):
         self._conn.execute(sql.SQL("CREATE TABLE {} ({})").format(
             self._table(stage), sql.SQL(", ").join(columns)))
 
-    def _copy(self, stage: str, table: Table) -> None:
+    def _copy(self, stage: str, table: Table, first_fid: int = 1) -> None:
         names = ["fid", *(c.name for c in table.columns)]
         if table.spatial:
             names.append(STORED_GEOMETRY)
@@ -272,7 +365,8 @@ class PostGISStore(Store):
         with self._conn.cursor() as cur, cur.copy(statement) as copy:
             copy.write(_COPY_HEADER)
             for start in range(0, table.rows, CHUNK_ROWS):
-                _copy_chunk(copy, table, start, min(start + CHUNK_ROWS, table.rows))
+                _copy_chunk(copy, table, start, min(start + CHUNK_ROWS, table.rows),
+                            first_fid)
             copy.write(_COPY_TRAILER)
 
     def _index(self, stage: str, table: Table) -> None:
@@ -308,10 +402,13 @@ _PG_EPOCH_DAYS = 10_957  # 2000-01-01, PostgreSQL's epoch, in days since 1970-01
 _PG_EPOCH_US = _PG_EPOCH_DAYS * 86_400 * 1_000_000
 
 
-def _copy_chunk(copy: psycopg.Copy, table: Table, start: int, stop: int) -> None:
-    """Send rows ``start:stop`` of ``table`` in COPY's binary format, geometry as EWKB."""
+def _copy_chunk(copy: psycopg.Copy, table: Table, start: int, stop: int,
+                first_fid: int = 1) -> None:
+    """Send rows ``start:stop`` of ``table`` in COPY's binary format, geometry as EWKB;
+    row i gets fid ``first_fid + i``."""
     rows = stop - start
-    fields = [_fixed(np.zeros(rows, dtype=bool), np.arange(start + 1, stop + 1, dtype=">i8"))]
+    fids = np.arange(start + first_fid, stop + first_fid, dtype=">i8")
+    fields = [_fixed(np.zeros(rows, dtype=bool), fids)]
     for col in table.columns:
         fields.append(_binary_field(table.data[col.name].iloc[start:stop], col.type))
     if table.spatial:
@@ -379,6 +476,16 @@ def _binary_rows(fields: list[tuple[np.ndarray, np.ndarray]], rows: int) -> byte
 def _put(out: np.ndarray, at: np.ndarray, values: np.ndarray) -> None:
     width = values.dtype.itemsize
     out[at[:, None] + np.arange(width)] = values.view(np.uint8).reshape(-1, width)
+
+
+def _parameter(value: pd.Series, ftype: str) -> object:
+    """The one value of ``value`` as the Python object psycopg binds (None for null)."""
+    item = value.iloc[0]
+    if pd.isna(item):
+        return None
+    if ftype == "datetime":
+        return item.to_pydatetime()
+    return item.item() if isinstance(item, np.generic) else item
 
 
 def _record_layer(conn: psycopg.Connection, catalog: sql.Identifier, table: Table) -> None:

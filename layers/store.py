@@ -4,8 +4,10 @@
 (the embedded default, no server) or a ``postgresql://`` URL (the system of record for
 many users). Both hold geometry in ``gis_grid.model.STORAGE_CRS`` and both replace a
 layer all-or-nothing: a write that fails half-way, or is killed, leaves the previous
-layer as it was. One contract test module (``tests/test_store_contract.py``) runs against
-both.
+layer as it was. Rows can also be appended (``append``) and one row changed under an
+optimistic version check (``update``), for layers that grow and change row by row, such
+as events and their log. One contract test module (``tests/test_store_contract.py``)
+runs against both.
 """
 
 from __future__ import annotations
@@ -63,6 +65,36 @@ class Store(ABC):
     def write(self, name: str, frame: gpd.GeoDataFrame | pd.DataFrame) -> None:
         """Replace layer ``name`` with ``frame``, all or nothing. The frame must already
         be checked (``layers.checks``) and in the storage CRS."""
+
+    @abstractmethod
+    def append(self, name: str, frame: gpd.GeoDataFrame | pd.DataFrame) -> None:
+        """Add the rows of ``frame`` to layer ``name``, all or nothing; a missing layer is
+        created as ``write`` would. The frame's columns must be among the layer's (those
+        it lacks stay null) and convert to their stored types; appended features are
+        spatially indexed like the others. A duplicate of the schema's key is refused."""
+
+    @abstractmethod
+    def update(
+        self,
+        name: str,
+        key_field: str,
+        key_value: object,
+        changes: dict[str, object],
+        *,
+        expected_version: int,
+        append: tuple[str, gpd.GeoDataFrame | pd.DataFrame] | None = None,
+    ) -> int:
+        """Change one row, if nobody changed it since it was read (optimistic check).
+
+        In one transaction: set ``changes`` (column → value) on the row whose
+        ``key_field`` equals ``key_value`` only if its ``version`` column still equals
+        ``expected_version``, set ``version`` to ``expected_version + 1``, and append the
+        rows of ``append = (layer, frame)`` if given (e.g. the change's log entry), so
+        that both happen or neither. Returns the new version.
+
+        Raises ``ConflictError`` when the row's version moved on (a stale writer never
+        overwrites), ``StoreError`` when there is no such row or the key is not unique.
+        """
 
     @abstractmethod
     def delete(self, name: str) -> None:

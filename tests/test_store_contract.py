@@ -23,7 +23,7 @@ import shapely
 from psycopg import sql
 from shapely.geometry import MultiPolygon, Point, Polygon, box
 
-from gis_grid.errors import LayerNotFound, StoreError
+from gis_grid.errors import ConflictError, LayerNotFound, StoreError
 from layers.gpkg import GeoPackageStore
 from layers.migrations import migrate
 from layers.postgis import PostGISStore
@@ -687,3 +687,159 @@ def test_postgis_tables_indexes_and_catalog(postgis_url):
         store.close()
         with psycopg.connect(postgis_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
+# --- row by row: append and update under a version check ------------------------------
+
+def test_append_adds_rows_and_creates_a_missing_layer(store):
+    store.append("outlets", outlets().iloc[:1])
+    store.append("outlets", outlets().iloc[1:])
+    assert_same(store.read("outlets"), outlets())
+    store.append("ledger", ledger().iloc[:2])
+    store.append("ledger", ledger().iloc[2:])
+    assert_same(store.read("ledger"), ledger())
+    assert {i.name: i.count for i in store.layers()} == {"ledger": 3, "outlets": 4}
+    info = next(i for i in store.layers() if i.name == "outlets")
+    assert info.bbox == pytest.approx(tuple(outlets().total_bounds))
+    store.append("outlets", outlets().iloc[:0])  # nothing to add: nothing changes
+    assert len(store.read("outlets")) == 4
+
+
+def test_appended_features_are_spatially_indexed(store, store_location):
+    store.write("households", households(3_000))
+    extra = households(500, seed=3)
+    extra["id"] += 10_000
+    extra.geometry = extra.geometry.translate(0.3, 0.3)  # partly outside the old extent
+    store.append("households", extra)
+    everything = pd.concat([households(3_000), extra], ignore_index=True)
+    info = next(i for i in store.layers() if i.name == "households")
+    assert info.count == 3_500
+    assert info.bbox == pytest.approx(tuple(everything.total_bounds))
+    for window in [(LON, LAT, LON + 0.3, LAT + 0.3), (LON + 0.2, LAT + 0.1, LON + 1, LAT + 1)]:
+        expected = everything[everything.intersects(box(*window))]["id"].tolist()
+        assert store.read("households", bbox=window)["id"].tolist() == expected
+    if store_location.kind == "gpkg":
+        with sqlite3.connect(store_location.path) as conn:
+            assert conn.execute("SELECT rtreecheck('rtree_households_geom')").fetchone()[0] \
+                == "ok"
+            assert conn.execute("SELECT count(*) FROM rtree_households_geom").fetchone()[0] \
+                == 3_500
+        # GDAL's own spatial filter goes through the R-tree: it finds the appended rows.
+        window = tuple(extra.total_bounds)
+        via_gdal = pyogrio.read_dataframe(store_location.path, layer="households",
+                                          bbox=window)
+        assert set(extra["id"]) <= set(via_gdal["id"])
+    # An empty layer takes its extent from the first rows appended.
+    store.write("later", outlets().iloc[:0])
+    store.append("later", outlets().iloc[:2])
+    info = next(i for i in store.layers() if i.name == "later")
+    assert info.count == 2 and info.bbox == pytest.approx(tuple(outlets().iloc[:2].total_bounds))
+
+
+def test_append_fits_rows_to_the_stored_layer(store):
+    readings = pd.DataFrame({"k": [1, 2], "v": [0.5, 1.5], "t": ["a", "b"],
+                             "d": [dt.date(2026, 5, 1), dt.date(2026, 5, 2)]})
+    store.write("readings", readings)
+    # Missing columns stay null; values convert to the stored types (int → float).
+    store.append("readings", pd.DataFrame({"k": [3], "v": [7]}))
+    back = store.read("readings")
+    assert back["v"].dtype == "float64" and back["v"].tolist() == [0.5, 1.5, 7.0]
+    assert back["t"].isna().tolist() == [False, False, True] and back["d"].iloc[2] is None
+    for frame, message in [
+        (pd.DataFrame({"k": [4], "extra": ["x"]}), "appending never adds columns"),
+        (pd.DataFrame({"k": [4], "v": ["abc"]}), "stored layer readings says float"),
+        (gpd.GeoDataFrame({"k": [4]}, geometry=[Point(LON, LAT)], crs=CRS),
+         "has no geometry"),
+    ]:
+        with pytest.raises(StoreError, match=message):
+            store.append("readings", frame)
+    assert_same(store.read("readings"), back)
+    # Geometry must be of the layer's type; single parts join a multi-part layer.
+    store.write("villages", units_mixed())
+    store.append("villages", units_mixed().iloc[:1].assign(code="420527100003"))
+    assert store.read("villages").geom_type.tolist() == ["MultiPolygon"] * 3
+    with pytest.raises(StoreError, match="holds MultiPolygon, the frame Point"):
+        store.append("villages", gpd.GeoDataFrame(
+            {"code": ["420527100004"]}, geometry=[Point(LON, LAT)], crs=CRS))
+    store.write("grids", grids())
+    with pytest.raises(StoreError, match="holds Polygon, the frame MultiPolygon"):
+        store.append("grids", units_mixed().iloc[1:][["geometry"]].assign(code="X"))
+    # A duplicate key refuses the whole append.
+    store.write("outlets", outlets())
+    twice = pd.concat([outlets().iloc[3:].assign(id="O-new"), outlets().iloc[:1]])
+    with pytest.raises(StoreError, match="cannot append to outlets"):
+        store.append("outlets", twice)
+    assert_same(store.read("outlets"), outlets())
+
+
+def tasks() -> gpd.GeoDataFrame:
+    return gpd.GeoDataFrame(
+        {"id": ["T1", "T2"], "state": ["open", "open"], "version": [1, 1],
+         "due": pd.to_datetime(["2026-05-01T00:00Z", None], utc=True)},
+        geometry=[Point(LON, LAT), Point(LON + 1, LAT + 1)], crs=CRS)
+
+
+def test_update_checks_the_version(store):
+    store.write("tasks", tasks())
+    assert store.update("tasks", "id", "T1", {"state": "done", "due": "2026-05-02T08:00+08:00"},
+                        expected_version=1) == 2
+    back = store.read("tasks")
+    assert back.loc[0, ["state", "version"]].tolist() == ["done", 2]
+    assert back.loc[0, "due"] == pd.Timestamp("2026-05-02T00:00Z")
+    assert back.loc[1, ["state", "version"]].tolist() == ["open", 1]
+    with pytest.raises(ConflictError) as conflict:
+        store.update("tasks", "id", "T1", {"state": "lost"}, expected_version=1)
+    assert (conflict.value.expected, conflict.value.actual) == (1, 2)
+    assert isinstance(conflict.value, StoreError)
+    assert store.update("tasks", "id", "T1", {"due": None}, expected_version=2) == 3
+    assert pd.isna(store.read("tasks").loc[0, "due"])
+    assert store.read("tasks").loc[0, "state"] == "done"  # the stale change never landed
+    # Updating attributes keeps the feature where the index finds it.
+    assert store.read("tasks", bbox=(LON - 0.1, LAT - 0.1, LON + 0.1, LAT + 0.1)
+                      )["id"].tolist() == ["T1"]
+    store.write("outlets", outlets())
+    for args, changes, error, message in [
+        (("tasks", "id", "T9"), {"state": "x"}, StoreError, "no row with id='T9'"),
+        (("nothing", "id", "T1"), {"state": "x"}, LayerNotFound, "no layer named"),
+        (("tasks", "id", "T2"), {"version": 5}, StoreError, "set by the store"),
+        (("tasks", "id", "T2"), {"id": "T3"}, StoreError, "cannot change here"),
+        (("tasks", "id", "T2"), {"colour": "red"}, StoreError, "no column"),
+        (("tasks", "id", "T2"), {"due": "soon"}, StoreError, "tasks.due"),
+        (("outlets", "id", "O-1"), {"name": "x"}, StoreError, "no 'version' column"),
+    ]:
+        with pytest.raises(error, match=message):
+            store.update(*args, changes, expected_version=1)
+    store.write("doubled", tasks().assign(id="T"))  # a free-form layer, key not unique
+    with pytest.raises(StoreError, match="2 rows with id='T'"):
+        store.update("doubled", "id", "T", {"state": "x"}, expected_version=1)
+    assert store.read("doubled")["state"].tolist() == ["open", "open"]
+    assert store.read("tasks")["version"].tolist() == [3, 1]
+
+
+def test_update_and_its_append_are_one_transaction(store):
+    store.write("tasks", tasks())
+    log = pd.DataFrame({"id": ["T1/2"], "task": ["T1"], "note": ["started"]})
+    assert store.update("tasks", "id", "T1", {"state": "doing"}, expected_version=1,
+                        append=("task_log", log)) == 2
+    assert store.read("task_log")["id"].tolist() == ["T1/2"]
+    # The append fails (no such column): the update is undone with it.
+    with pytest.raises(StoreError, match="appending never adds columns"):
+        store.update("tasks", "id", "T1", {"state": "done"}, expected_version=2,
+                     append=("task_log", log.assign(id="T1/3", extra=1)))
+    assert store.read("tasks").loc[0, ["state", "version"]].tolist() == ["doing", 2]
+    assert len(store.read("task_log")) == 1
+    # A conflict appends nothing.
+    with pytest.raises(ConflictError):
+        store.update("tasks", "id", "T1", {"state": "done"}, expected_version=1,
+                     append=("task_log", log.assign(id="T1/x")))
+    assert store.read("task_log")["id"].tolist() == ["T1/2"]
+    # A duplicate key in the appended log undoes the update (event_log's key is id).
+    store.write("event_log", pd.DataFrame({
+        "id": ["T1/3"], "event": ["T1"], "version": [3], "from_state": ["reported"],
+        "to_state": ["accepted"], "action": ["accept"], "actor": ["w"],
+        "at": pd.to_datetime(["2026-05-01T00:00Z"], utc=True), "note": [None]}))
+    with pytest.raises(StoreError):
+        store.update("tasks", "id", "T1", {"state": "done"}, expected_version=2,
+                     append=("event_log", store.read("event_log")))
+    assert store.read("tasks").loc[0, "version"] == 2
+    assert len(store.read("event_log")) == 1

@@ -40,6 +40,15 @@ LAZY_COMMANDS = {
     "screen": "gis_grid.cli_watch:screen",
     "inspect": "gis_grid.cli_watch:inspect",
     "events": "gis_grid.cli_watch:events",
+    "partition": "gis_grid.cli_grids:partition",
+    "validate": "gis_grid.cli_grids:validate",
+    "repair": "gis_grid.cli_grids:repair",
+    "coverage": "gis_grid.cli_analysis:coverage",
+    "place": "gis_grid.cli_analysis:place",
+    "map": "maps.cli:map_command",
+    "atlas": "maps.cli:atlas_command",
+    "serve": "api.cli:serve",
+    "keys": "api.cli:keys",
 }
 
 
@@ -257,26 +266,61 @@ def delete(layer: str, yes: bool, store: str | None) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--households", type=click.IntRange(min=1), default=None,
               help="Total households (default: the county's realistic total).")
-def demo(out: str, county: str, seed: int, households: int | None) -> None:
-    """Run the whole job end to end on the embedded GeoPackage store (no server): build the
-    sample territory, then every stage the product has, printing where each output is."""
+@click.option("--atlas-pages", type=click.IntRange(min=0), default=None,
+              help="At most this many grid pages per atlas volume (default: all).")
+@click.pass_context
+def demo(ctx, out: str, county: str, seed: int, households: int | None,
+         atlas_pages: int | None) -> None:
+    """Run the whole job end to end on the embedded GeoPackage store (no server) and print
+    where each output is.
+
+    \b
+    1. sample     build the sample territory (real boundary and divisions, synthetic demand)
+    2. partition  three nested grid levels for the lead bank (NSH) and the postal bank (YCB)
+    3. validate   check the lead bank's grids are a well-field partition
+    4. coverage   access, shares, service blanks, gaps, files, staffing, ranking
+    5. map        the interactive offline map
+    6. atlas      the printable urban and rural volumes (PDF)
+    """
+    from gis_grid.cli_grids import partition, validate
+
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     store = str(folder / "gisgrid.gpkg")
-    _build_sample(county, seed, households, store)
-
-    from layers.store import open_store
-    from layers.transfer import export_layer
-
     outputs = {"store (opens in QGIS)": store}
-    with open_store(store) as source:
-        for name in ("units", "outlets"):
-            path = folder / f"{name}.geojson"
-            export_layer(source, name, path)
-            outputs[f"{name} (GeoJSON)"] = str(path)
+
+    def step(title: str) -> None:
+        click.echo(click.style(f"== {title}", bold=True), err=True)
+
+    step("1/6 sample")
+    _build_sample(county, seed, households, store)
+    step("2/6 partition")
+    for bank in ("NSH", "YCB"):
+        ctx.invoke(partition, institution=bank, store=store, out=str(folder / f"partition-{bank}"))
+        outputs[f"grids of {bank}"] = f"layer grids__{bank.lower()}, {folder / f'partition-{bank}'}"
+    step("3/6 validate")
+    try:
+        ctx.invoke(validate, layer="grids__nsh", store=store, out=str(folder / "validation"))
+    except SystemExit as done:
+        if done.code:
+            raise GisGridError("the demo's own grids failed validation (see above)") from None
+    outputs["validation report"] = str(folder / "validation" / "validation.json")
+    step("4/6 coverage")
+    coverage = main.get_command(ctx, "coverage")
+    ctx.invoke(coverage, store=store, out=str(folder / "coverage"))
+    outputs["coverage report (Excel)"] = str(folder / "coverage" / "coverage.xlsx")
+    step("5/6 map")
+    ctx.invoke(main.get_command(ctx, "map"), store=store, grids_layers=("grids__nsh", "grids__ycb"),
+               out=str(folder / "map"))
+    outputs["interactive map"] = str(folder / "map" / "map.html")
+    step("6/6 atlas")
+    ctx.invoke(main.get_command(ctx, "atlas"), store=store, grids_layer="grids__nsh",
+               out=str(folder / "atlas"), limit=atlas_pages)
+    outputs["atlas, urban volume"] = str(folder / "atlas" / "atlas-urban.pdf")
+    outputs["atlas, rural volume"] = str(folder / "atlas" / "atlas-rural.pdf")
     click.echo("outputs:")
     for what, where in outputs.items():
-        click.echo(f"  {what:<24} {where}")
+        click.echo(f"  {what:<26} {where}")
 
 
 if __name__ == "__main__":

@@ -465,6 +465,7 @@ def _cells(
     site_labels: np.ndarray,
     anchors: np.ndarray,
     label_groups: np.ndarray,
+    segment_length: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Voronoi cells of sites within regions, as faces of one noding, and their labels.
 
@@ -473,7 +474,8 @@ def _cells(
     diagrams' edges, each clipped just past its region, are noded together once and
     polygonized: the faces share every vertex, so any union of them is a valid coverage.
     A face belongs to the region containing it and to the label of its nearest site in
-    that region; labels whose faces fall apart are mended by ``_connect``.
+    that region; labels whose faces fall apart are mended by ``_connect``. With
+    ``segment_length`` (metres) the noded edges are densified to at most that length.
 
     Returns the faces inside the territory and the label of each.
     """
@@ -488,6 +490,11 @@ def _cells(
                                          only_edges=True)
         lines.append(shapely.intersection(edges, shapely.buffer(region, _CLIP_MARGIN)))
     noded = shapely.union_all(np.array(lines, dtype=object))
+    if segment_length:
+        # Long straight edges (generated territories) get vertices every segment_length
+        # metres, so they stay the same line in any other metric CRS; done on the noded
+        # linework, each edge is densified once and both faces share the new vertices.
+        noded = shapely.segmentize(noded, segment_length)
     faces = shapely.get_parts(shapely.polygonize(shapely.get_parts(noded)))
     points = shapely.point_on_surface(faces)
 
@@ -810,9 +817,11 @@ def _households(rng: np.random.Generator, units: pd.DataFrame, geo: _Geo) -> gpd
 # --------------------------------------------------------------------------- banks
 
 #: id, name (``{short}`` 秭归, ``{county}`` 秭归县), label in outlet names, type,
-#: share of the county's grids, share of its grid workers who are part-time.
+#: share of the county's ~300-household grids it staffs, share of its grid workers who are
+#: part-time. The rural commercial bank is the lead bank of the grid work (as in Hubei's
+#: model) and staffs every grid of the county, with a margin.
 _BANKS = (
-    ("NSH", "{short}农商行", "{short}农商行", "农村商业银行", 0.40, 0.45),
+    ("NSH", "{short}农商行", "{short}农商行", "农村商业银行", 1.10, 0.45),
     ("YCB", "邮储银行{county}支行", "邮储银行", "邮政储蓄银行", 0.22, 0.40),
     ("ABC", "农业银行{short}支行", "农业银行", "国有大型商业银行", 0.12, 0.60),
     ("CCB", "建设银行{short}支行", "建设银行", "国有大型商业银行", 0.08, 0.60),
@@ -1018,8 +1027,10 @@ def _staff(
     """Grid workers, one per expected grid of ~300 households in the bank's share, placed
     at a unit of the bank's area (systematic sampling by households); one grid manager
     per about twelve workers, with no fixed place."""
-    grids = max(1, round(total / 300))
     weight = units["households"].to_numpy(float)
+    # Grids of about 300 households, and at least one per village / community: a small
+    # village is still one grid with its own worker (一人一格).
+    grids = max(1, int(np.maximum(1, np.round(weight / 300)).sum()))
     urban = units["kind"].to_numpy() == "urban"
     seat_lonlat = geo.frame.to_lonlat_xy(geo.seeds[:, 0], geo.seeds[:, 1])
     rows = []

@@ -3,7 +3,8 @@
 # a virtual environment in .venv with the product installed.
 #   scripts/setup.sh          what `gisgrid demo` needs (no server)
 #   scripts/setup.sh --test   also what the tests need: PostgreSQL + PostGIS (installed and
-#                             started if missing), GDAL's command-line tools, CJK fonts
+#                             started if missing), GDAL's command-line tools, CJK fonts,
+#                             Chromium + chromedriver (browser test), poppler-utils (PDF tests)
 # Re-running is cheap: everything already present is left alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -57,7 +58,8 @@ fi
 
 if [ "$want_test" -eq 1 ]; then
   PG_MAJOR=15
-  apt_install "postgresql-${PG_MAJOR}" "postgresql-${PG_MAJOR}-postgis-3" gdal-bin fonts-noto-cjk
+  apt_install "postgresql-${PG_MAJOR}" "postgresql-${PG_MAJOR}-postgis-3" gdal-bin fonts-noto-cjk \
+    chromium chromium-driver poppler-utils
   if ! pg_lsclusters -h 2>/dev/null | grep -q "^${PG_MAJOR} *main"; then
     pg_createcluster "$PG_MAJOR" main >/dev/null
   fi

@@ -1,0 +1,362 @@
+"""Who may see and change what: API keys and graded authorization (分级授权, plan B6).
+
+Keys
+----
+Every data endpoint needs a key, sent as ``Authorization: Bearer <token>`` or
+``X-API-Key: <token>``. A token is ``gg_<key id>.<secret>`` with a 256-bit random
+secret; the store keeps only ``sha256(salt ‖ secret)`` with a per-key salt, in the table
+layer ``api_keys`` (key_id, hash, role, institution, worker, created, revoked) written
+through the store contract. A fast hash is enough because the secret is random and long
+(nothing to guess from a dictionary); the salt keeps equal secrets from hashing alike.
+``gisgrid keys create`` prints a token once; it cannot be shown again.
+
+Roles
+-----
+regulator (监管)
+    Reads every institution's grids, outlets, devices and staff (without their phone
+    numbers), the shared layers (territory, townships, units, institutions, households,
+    entities), events, the analysis layers, and the ledger only as aggregates
+    (``/ledger/summary``): the per-grid ledger rows are the banks' own books (household,
+    merchant and firm files), so ``/collections/ledger`` answers 403 for a regulator.
+    Writes nothing through the API.
+admin (institution administrator, 机构管理员) of institution X
+    Reads and writes the rows of X — every layer with an ``institution`` column (grids,
+    grids__*, outlets, devices, staff with phones, ledger, and analysis layers naming
+    an institution) shows only rows whose institution is X — plus the shared layers and
+    households, and events reported by X's staff. Uploads to such a layer replace X's
+    rows (``mode=replace``) or add/replace them by key (``mode=upsert``); rows of any
+    other institution in an upload are refused (403) and the other institutions' rows
+    in the store are kept as they are.
+worker (grid worker, 网格员) S of institution X
+    Reads its own grids (institution X, worker S), the ledger rows of those grids, X's
+    staff, outlets and devices, the shared layers except households, and its own events.
+    Writes (upserts) ledger rows of its own grids and its own events (reports).
+
+Boundaries
+----------
+* Rows are restricted in the query itself: the provider adds ``column = ANY(values)``
+  conditions built from this module's rules, so a filter, a bbox, a page, a tile or a
+  feature id can never reach another institution's rows. A feature of another
+  institution fetched by id is 404 (not 403), so its existence is not leaked.
+* A property filter naming another institution (``?institution=B``), or any value
+  outside the caller's scope on a scope column, is 403; a filter on a hidden column
+  (a regulator filtering staff on ``phone``) is 400 as for a column that does not exist.
+* A layer without an ``institution`` column that is not a shared layer (e.g. an
+  across-bank overlap layer) is the regulator's only; others get 403.
+* The ``api_keys`` layer is never served.
+* Reference layers (territory, townships, units, institutions, households, entities) are
+  written by the operator with ``gisgrid import``, never through the API.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from api.errors import Forbidden, NotAuthenticated, NotFound
+from gis_grid.errors import LayerNotFound, StoreError
+from layers.store import Store
+
+KEYS_LAYER = "api_keys"
+ROLES = ("regulator", "admin", "worker")
+#: Layers every role may read (the shared base map of the territory).
+SHARED = frozenset({"territory", "townships", "units", "institutions", "entities"})
+#: Layers written by the operator only.
+REFERENCE = SHARED | {"households"}
+#: Columns hidden from callers outside the row's institution, per layer kind.
+PRIVATE_COLUMNS = {"staff": frozenset({"phone"})}
+
+_TOKEN = re.compile(r"^gg_([0-9a-f]{12})\.([A-Za-z0-9_-]{20,100})$")
+_IDENT = re.compile(r"^[0-9A-Za-z][0-9A-Za-z_.\-]{0,63}$")
+
+#: Lookups a rule may need: values read from the store when a request is served.
+OWN_GRIDS = "own_grids"  # codes of the grids of worker S of institution X
+OWN_STAFF = "own_staff"  # ids of the staff of institution X
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller."""
+
+    key_id: str
+    role: str
+    institution: str | None = None
+    worker: str | None = None
+
+    def __str__(self) -> str:
+        who = self.role
+        if self.institution:
+            who += f" of {self.institution}"
+        if self.worker:
+            who += f" ({self.worker})"
+        return who
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What a caller may do with one layer.
+
+    ``fixed`` maps a column to the values every row read (or written) must have;
+    ``lookups`` maps a column to a lookup (``OWN_GRIDS``, ``OWN_STAFF``) whose values it
+    must be among; ``hidden`` columns are removed from every answer.
+    """
+
+    fixed: dict[str, tuple] = field(default_factory=dict)
+    lookups: dict[str, str] = field(default_factory=dict)
+    hidden: frozenset[str] = frozenset()
+
+
+def layer_kind(name: str) -> str:
+    """The kind of a layer: its name before ``__`` (``grids__nsh`` → ``grids``)."""
+    return name.split("__", 1)[0]
+
+
+def read_rule(principal: Principal, name: str, columns: set[str] | frozenset[str]) -> Rule:
+    """The rows and columns of layer ``name`` that ``principal`` may read.
+
+    Raises
+    ------
+    NotFound
+        For the ``api_keys`` layer (never served).
+    Forbidden
+        When the caller's role may not read the layer at all.
+    """
+    kind = layer_kind(name)
+    role, inst, worker = principal.role, principal.institution, principal.worker
+    if name == KEYS_LAYER:
+        raise NotFound(f"no collection {name!r}")
+    if kind in SHARED:
+        return Rule()
+    if kind == "households":
+        if role == "worker":
+            raise Forbidden("households (demand points) are read by regulators and "
+                            "institution administrators")
+        return Rule()
+    if kind == "events":
+        if role == "regulator":
+            return Rule()
+        if role == "admin":
+            return Rule(lookups={"reporter": OWN_STAFF})
+        return Rule(fixed={"reporter": (worker,)})
+    if kind == "ledger":
+        if role == "regulator":
+            raise Forbidden("the per-grid ledger (台账) holds the institutions' own files; "
+                            "regulators read its aggregates at /ledger/summary")
+        if role == "admin":
+            return Rule(fixed={"institution": (inst,)})
+        return Rule(fixed={"institution": (inst,)}, lookups={"grid": OWN_GRIDS})
+    if "institution" in columns:
+        if role == "regulator":
+            return Rule(hidden=PRIVATE_COLUMNS.get(kind, frozenset()))
+        if role == "worker" and kind == "grids":
+            return Rule(fixed={"institution": (inst,), "worker": (worker,)})
+        return Rule(fixed={"institution": (inst,)})
+    if role == "regulator":
+        return Rule()
+    raise Forbidden(f"layer {name!r} has no institution column: it is the regulator's")
+
+
+def write_rule(principal: Principal, name: str, columns: set[str] | frozenset[str]
+               ) -> tuple[Rule, tuple[str, ...]]:
+    """What ``principal`` may write to layer ``name``: the rule every uploaded row must
+    satisfy (which also selects the rows it replaces) and the write modes allowed.
+
+    ``columns`` are the layer's schema fields (an unknown layer kind cannot be written).
+    """
+    kind = layer_kind(name)
+    role, inst, worker = principal.role, principal.institution, principal.worker
+    if name == KEYS_LAYER or kind in REFERENCE:
+        raise Forbidden(f"layer {name!r} is reference data, loaded by the operator with "
+                        "`gisgrid import`")
+    if role == "regulator":
+        raise Forbidden("regulators read; they do not write layers")
+    if not columns:
+        raise Forbidden(f"layer {name!r} is of no known kind; only layers of the data "
+                        "model (grids, outlets, devices, staff, ledger, events) are uploaded")
+    if kind == "events":
+        if role == "admin":
+            return Rule(lookups={"reporter": OWN_STAFF}), ("upsert",)
+        return Rule(fixed={"reporter": (worker,)}), ("upsert",)
+    if "institution" not in columns:
+        raise Forbidden(f"layer {name!r} has no institution column: it is not an "
+                        "institution's to write")
+    if role == "admin":
+        return Rule(fixed={"institution": (inst,)}), ("replace", "upsert")
+    if kind == "ledger":
+        return Rule(fixed={"institution": (inst,)}, lookups={"grid": OWN_GRIDS}), ("upsert",)
+    raise Forbidden("grid workers write their own ledger rows and events (reports) only")
+
+
+# ----------------------------------------------------------------------------- keys
+
+
+def _hash(secret: str, salt: bytes) -> str:
+    return "sha256$" + salt.hex() + "$" + hashlib.sha256(salt + secret.encode()).hexdigest()
+
+
+def _matches(secret: str, stored: str) -> bool:
+    try:
+        scheme, salt, _ = stored.split("$")
+    except ValueError:
+        return False
+    if scheme != "sha256":
+        return False
+    return hmac.compare_digest(_hash(secret, bytes.fromhex(salt)), stored)
+
+
+def check_principal(role: str, institution: str | None, worker: str | None) -> None:
+    """Raise ``ValueError`` when a role lacks the institution / worker it needs."""
+    if role not in ROLES:
+        raise ValueError(f"role {role!r}: expected one of {', '.join(ROLES)}")
+    for label, value in (("institution", institution), ("worker", worker)):
+        if value is not None and not _IDENT.match(value):
+            raise ValueError(f"{label} {value!r}: letters, digits, '_', '.', '-' only")
+    if role == "regulator" and (institution or worker):
+        raise ValueError("a regulator key has no institution or worker")
+    if role in ("admin", "worker") and not institution:
+        raise ValueError(f"a {role} key needs --institution")
+    if role == "admin" and worker:
+        raise ValueError("an admin key has no worker")
+    if role == "worker" and not worker:
+        raise ValueError("a worker key needs --worker (the staff id, e.g. NSH-S-0003)")
+
+
+def read_keys(store: Store) -> pd.DataFrame:
+    try:
+        return store.read(KEYS_LAYER)
+    except LayerNotFound:
+        return pd.DataFrame({c: pd.Series(dtype="str") for c in
+                             ("key_id", "hash", "role", "institution", "worker")})
+
+
+def create_key(store: Store, role: str, institution: str | None = None,
+               worker: str | None = None) -> tuple[str, str]:
+    """Create an API key; return ``(key_id, token)``. Only the hash is stored.
+
+    Examples
+    --------
+    >>> key_id, token = create_key(store, "admin", institution="NSH")  # doctest: +SKIP
+    """
+    check_principal(role, institution, worker)
+    key_id = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    row = pd.DataFrame({
+        "key_id": [key_id], "hash": [_hash(secret, secrets.token_bytes(16))],
+        "role": [role], "institution": [institution], "worker": [worker],
+        "created": [pd.Timestamp.now(tz="UTC")], "revoked": [pd.NaT],
+    })
+    keys = read_keys(store)
+    frame = row if keys.empty else pd.concat([keys, row], ignore_index=True)
+    store.write(KEYS_LAYER, _typed_keys(frame))
+    return key_id, f"gg_{key_id}.{secret}"
+
+
+def _typed_keys(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame.copy()
+    for col in ("key_id", "hash", "role", "institution", "worker"):
+        frame[col] = frame[col].astype("object").where(frame[col].notna(), None)
+    for col in ("created", "revoked"):
+        if col not in frame:
+            frame[col] = pd.NaT
+        frame[col] = pd.to_datetime(frame[col], utc=True)
+    return frame[["key_id", "hash", "role", "institution", "worker", "created", "revoked"]]
+
+
+def revoke_key(store: Store, key_id: str) -> None:
+    """Mark a key revoked (kept for the record). Raises ``StoreError`` if unknown."""
+    keys = read_keys(store)
+    hit = keys["key_id"] == key_id
+    if not hit.any():
+        raise StoreError(f"no API key {key_id!r}")
+    keys = _typed_keys(keys)
+    keys.loc[hit.to_numpy(), "revoked"] = pd.Timestamp.now(tz="UTC")
+    store.write(KEYS_LAYER, keys)
+
+
+def list_keys(store: Store) -> pd.DataFrame:
+    """The keys without their hashes."""
+    keys = _typed_keys(read_keys(store))
+    return keys.drop(columns=["hash"])
+
+
+class KeyRing:
+    """Checks tokens against the stored hashes, cached in memory.
+
+    The cache is reloaded every ``ttl`` seconds (so a key revoked with ``gisgrid keys
+    revoke`` stops working within ``ttl``), and at most once a second when an unknown
+    key id shows up (so a key created meanwhile works within a second, and a flood of bad
+    tokens cannot make the service hammer the store).
+    """
+
+    def __init__(self, load: Callable[[], pd.DataFrame], ttl: float = 30.0) -> None:
+        self._load = load
+        self._ttl = ttl
+        self._keys: dict[str, tuple[str, Principal]] = {}
+        #: tokens already checked since the last reload, so a hash is computed once
+        self._verified: dict[str, Principal] = {}
+        self._loaded = -1e18
+        self._lock = threading.Lock()
+
+    def needs_refresh(self, key_id: str | None) -> bool:
+        """Whether ``refresh`` would reload (cheap; lets callers skip a thread hop)."""
+        age = time.monotonic() - self._loaded
+        return age >= self._ttl or (key_id not in self._keys and age >= 1.0)
+
+    def refresh(self, key_id: str | None) -> None:
+        """Reload the keys if stale or ``key_id`` is unknown (blocking: run it in a
+        thread)."""
+        with self._lock:
+            if not self.needs_refresh(key_id):
+                return
+            frame = _typed_keys(self._load())
+            active = frame[frame["revoked"].isna()]
+            self._keys = {
+                kid: (h, Principal(kid, role, inst, worker))
+                for kid, h, role, inst, worker in zip(
+                    active["key_id"], active["hash"], active["role"], active["institution"],
+                    active["worker"], strict=True)
+            }
+            self._verified = {}
+            self._loaded = time.monotonic()
+
+    def verify(self, token: str) -> Principal:
+        """The principal of ``token``, or ``NotAuthenticated``."""
+        known = self._verified.get(token)
+        if known is not None:
+            return known
+        key_id, secret = split_token(token)
+        entry = self._keys.get(key_id)
+        if entry is None or not _matches(secret, entry[0]):
+            raise NotAuthenticated("unknown or revoked API key")
+        if len(self._verified) < 10_000:
+            self._verified[token] = entry[1]
+        return entry[1]
+
+
+def split_token(token: str) -> tuple[str, str]:
+    match = _TOKEN.match(token.strip())
+    if not match:
+        raise NotAuthenticated("malformed API key: expected gg_<key id>.<secret>")
+    return match.group(1), match.group(2)
+
+
+def token_from_headers(authorization: str | None, api_key: str | None) -> str:
+    """The token of a request, from ``Authorization: Bearer`` or ``X-API-Key``."""
+    if api_key:
+        return api_key
+    if authorization:
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+        raise NotAuthenticated("Authorization header: expected 'Bearer <token>'")
+    raise NotAuthenticated("an API key is required: send 'Authorization: Bearer <token>' "
+                           "or 'X-API-Key: <token>'")
+

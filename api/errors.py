@@ -1,0 +1,157 @@
+"""Named errors of the HTTP service and the status code of each (tipg's habit).
+
+Every error a handler raises on purpose is an ``ApiError`` subclass; one exception
+handler turns it into ``{"code": …, "description": …}`` with its status, as OGC API
+servers answer. The product's own errors (``gis_grid.errors``) are mapped here too:
+an ``InputError`` is 422 with every problem and its row, a missing layer 404.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gis_grid.errors import InputError, LayerNotFound, StoreError
+
+log = logging.getLogger("gisgrid.api")
+
+
+class ApiError(Exception):
+    """Base of the service's named errors; ``status`` is the HTTP status code."""
+
+    status = 500
+    code = "ServerError"
+
+    def __init__(self, description: str, *, extra: dict | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(description)
+        self.description = description
+        self.extra = extra or {}
+        self.headers = headers
+
+    def body(self) -> dict:
+        return {"code": self.code, "description": self.description, **self.extra}
+
+
+class InvalidParameter(ApiError):
+    """A query parameter is malformed or out of range (OGC: 400)."""
+
+    status, code = 400, "InvalidParameterValue"
+
+
+class InvalidBBox(InvalidParameter):
+    code = "InvalidBBox"
+
+
+class InvalidLimit(InvalidParameter):
+    code = "InvalidLimit"
+
+
+class InvalidCRS(InvalidParameter):
+    code = "InvalidCRS"
+
+
+class InvalidProperty(InvalidParameter):
+    code = "InvalidProperty"
+
+
+class InvalidTile(InvalidParameter):
+    code = "InvalidTile"
+
+
+class NotAuthenticated(ApiError):
+    status, code = 401, "NotAuthenticated"
+
+    def __init__(self, description: str) -> None:
+        super().__init__(description, headers={"WWW-Authenticate": 'Bearer realm="gisgrid"'})
+
+
+class Forbidden(ApiError):
+    """The caller is known but its role or institution does not allow this."""
+
+    status, code = 403, "Forbidden"
+
+
+class NotFound(ApiError):
+    """No such collection, feature, job — or one the caller may not know exists."""
+
+    status, code = 404, "NotFound"
+
+
+class NotAcceptable(ApiError):
+    status, code = 406, "NotAcceptable"
+
+
+class Conflict(ApiError):
+    status, code = 409, "Conflict"
+
+
+class PayloadTooLarge(ApiError):
+    status, code = 413, "PayloadTooLarge"
+
+
+class TooManyRequests(ApiError):
+    status, code = 429, "TooManyRequests"
+
+
+class Unprocessable(ApiError):
+    """The request was understood but its content failed the checks."""
+
+    status, code = 422, "InvalidInput"
+
+
+class NotImplementedHere(ApiError):
+    status, code = 501, "NotImplemented"
+
+
+class ServiceUnavailable(ApiError):
+    status, code = 503, "ServiceUnavailable"
+
+
+def _json(status: int, body: dict, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers that map errors to responses."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return _json(exc.status, exc.body(), exc.headers)
+
+    @app.exception_handler(InputError)
+    async def _input_error(request: Request, exc: InputError) -> JSONResponse:
+        problems = [p.as_dict() for p in exc.problems]
+        return _json(422, {"code": "InvalidInput", "description": exc.report(limit=20),
+                           "problems": problems})
+
+    @app.exception_handler(LayerNotFound)
+    async def _layer_not_found(request: Request, exc: LayerNotFound) -> JSONResponse:
+        return _json(404, {"code": "NotFound", "description": f"no layer {exc.layer!r}"})
+
+    @app.exception_handler(StoreError)
+    async def _store_error(request: Request, exc: StoreError) -> JSONResponse:
+        log.error("store error on %s: %s", request.url.path, exc)
+        return _json(503, {"code": "StoreError", "description": str(exc)})
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        # Query and path parameters are OGC parameters: malformed is 400. A JSON body
+        # that fails its model is unprocessable content: 422.
+        in_body = any(e.get("loc", ("",))[0] == "body" for e in errors)
+        text = "; ".join(f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg')}"
+                         for e in errors)
+        code = "InvalidInput" if in_body else "InvalidParameterValue"
+        return _json(422 if in_body else 400, {"code": code, "description": text})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        names = {404: "NotFound", 405: "MethodNotAllowed", 413: "PayloadTooLarge"}
+        return _json(exc.status_code, {"code": names.get(exc.status_code, "HTTPError"),
+                                       "description": str(exc.detail)},
+                     getattr(exc, "headers", None))

@@ -1,0 +1,277 @@
+"""OGC API – Features endpoints (Part 1 Core, Part 2 CRS by reference), JSON and HTML.
+
+``/``, ``/conformance`` and the OpenAPI definition (``/openapi.json``, ``/docs``) need no
+key: they describe the service, not data. ``/collections…`` need one, and show the
+caller's view only (``api.auth``): the collections it may read, the rows and columns it
+may see. A page of items is a ``FeatureCollection`` whose ``numberMatched``,
+``numberReturned`` and links are written first and whose features are streamed as the
+provider produces them (on PostGIS: text chunks built by PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Annotated
+
+import anyio
+from fastapi import APIRouter, Depends, Path, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from api import html
+from api.auth import read_rule
+from api.catalog import CRS84, JSON_TYPES, STORAGE, SUPPORTED_CRS, CollectionInfo
+from api.dependencies import (
+    Caller,
+    Format,
+    Items,
+    Target,
+    get_provider,
+    parse_crs,
+)
+from api.errors import ApiError, NotFound
+from api.providers import Provider
+
+router = APIRouter(tags=["OGC API - Features"])
+
+#: oas30 is not claimed: FastAPI writes OpenAPI 3.1.
+CONFORMANCE = [
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/html",
+    "http://www.opengis.net/spec/ogcapi-features-2/1.0/conf/crs",
+]
+GEOJSON = "application/geo+json"
+ProviderDep = Annotated[Provider, Depends(get_provider)]
+
+
+def base_url(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+def _link(href: str, rel: str, type_: str, title: str | None = None) -> dict:
+    link = {"href": href, "rel": rel, "type": type_}
+    if title:
+        link["title"] = title
+    return link
+
+
+def _json(doc: dict, media: str = "application/json", headers: dict | None = None
+          ) -> Response:
+    body = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+    return Response(body.encode(), media_type=media, headers=headers)
+
+
+@router.get("/", summary="Landing page")
+async def landing(request: Request, fmt: Format) -> Response:
+    """Links to the API definition, the conformance declaration and the collections."""
+    base = base_url(request)
+    doc = {
+        "title": request.app.state.settings.title,
+        "description": "金融服务网格 financial service grids: grids, outlets, devices, staff, "
+                       "units, gaps and overlaps as OGC API – Features collections, vector "
+                       "tiles, analyses and uploads. Send an API key (Authorization: Bearer "
+                       "or X-API-Key) for everything under /collections.",
+        "links": [
+            _link(f"{base}/", "self", "application/json", "this document"),
+            _link(f"{base}/?f=html", "alternate", "text/html", "this document as HTML"),
+            _link(f"{base}/openapi.json", "service-desc",
+                  "application/vnd.oai.openapi+json;version=3.1", "the API definition"),
+            _link(f"{base}/docs", "service-doc", "text/html", "the API documentation"),
+            _link(f"{base}/conformance", "conformance", "application/json",
+                  "OGC API conformance classes implemented"),
+            _link(f"{base}/collections", "data", "application/json",
+                  "the feature collections"),
+        ],
+    }
+    if fmt == "html":
+        return html.render("landing", title=doc["title"], base=base, doc=doc,
+                           query=request.url.query)
+    return _json(doc)
+
+
+@router.get("/conformance", summary="Conformance declaration")
+async def conformance(request: Request, fmt: Format) -> Response:
+    doc = {"conformsTo": CONFORMANCE}
+    if fmt == "html":
+        return html.render("conformance", title="标准 Conformance", base=base_url(request),
+                           doc=doc, query=request.url.query)
+    return _json(doc)
+
+
+def collection_doc(info: CollectionInfo, base: str) -> dict:
+    """The OGC description of one collection (Part 2: ``crs``, ``storageCrs``)."""
+    url = f"{base}/collections/{info.name}"
+    doc = {
+        "id": info.name,
+        "title": info.title,
+        "description": info.description or f"layer {info.name}",
+        "itemType": "feature",
+        "crs": [c.uri for c in SUPPORTED_CRS],
+        "storageCrs": STORAGE.uri,
+        "links": [
+            _link(url, "self", "application/json"),
+            _link(f"{url}?f=html", "alternate", "text/html"),
+            _link(f"{url}/items", "items", GEOJSON, "features as GeoJSON"),
+            _link(f"{url}/items?f=html", "items", "text/html", "features as HTML"),
+        ],
+    }
+    if info.spatial:
+        doc["links"].append(_link(f"{base}/tiles/{info.name}/{{z}}/{{x}}/{{y}}.mvt", "item",
+                                  "application/vnd.mapbox-vector-tile",
+                                  "vector tiles (WebMercatorQuad)"))
+        if info.bbox is not None:
+            doc["extent"] = {"spatial": {"bbox": [list(info.bbox)], "crs": CRS84.uri}}
+    return doc
+
+
+def _visible(who, catalog: dict[str, CollectionInfo]) -> list[CollectionInfo]:
+    shown = []
+    for info in catalog.values():
+        try:
+            read_rule(who, info.name, info.column_names)
+        except ApiError:
+            continue
+        shown.append(info)
+    return shown
+
+
+@router.get("/collections", summary="The feature collections you may read")
+async def collections(request: Request, who: Caller, fmt: Format,
+                      provider: ProviderDep) -> Response:
+    base = base_url(request)
+    infos = _visible(who, await provider.catalog())
+    doc = {
+        "links": [_link(f"{base}/collections", "self", "application/json"),
+                  _link(f"{base}/collections?f=html", "alternate", "text/html")],
+        "collections": [collection_doc(info, base) for info in infos],
+        "crs": [c.uri for c in SUPPORTED_CRS],
+    }
+    if fmt == "html":
+        return html.render("collections", title="数据集 Collections", base=base, doc=doc,
+                           query=request.url.query)
+    return _json(doc)
+
+
+@router.get("/collections/{collectionId}", summary="One collection")
+async def collection(request: Request, target: Target, fmt: Format) -> Response:
+    base = base_url(request)
+    doc = collection_doc(target.info, base)
+    if fmt == "html":
+        return html.render("collection", title=target.info.title, base=base, doc=doc,
+                           query=request.url.query)
+    return _json(doc)
+
+
+@router.get("/collections/{collectionId}/queryables", summary="Properties to filter on")
+async def queryables(request: Request, target: Target) -> Response:
+    """The properties you may filter items on (``?name=value``), as JSON Schema."""
+    url = f"{base_url(request)}/collections/{target.info.name}/queryables"
+    doc = {
+        "$schema": "https://json-schema.org/draft/2019-09/schema", "$id": url,
+        "type": "object", "title": target.info.title,
+        "properties": {c.name: {"type": JSON_TYPES[c.type],
+                                **({"format": "date"} if c.type == "date" else {}),
+                                **({"format": "date-time"} if c.type == "datetime" else {})}
+                       for c in target.view.columns},
+    }
+    return _json(doc, "application/schema+json")
+
+
+def _page_links(request: Request, name: str, query, matched: int, returned: int) -> list:
+    url = request.url
+    base = base_url(request)
+    links = [_link(str(url), "self", GEOJSON),
+             _link(str(url.include_query_params(f="html")), "alternate", "text/html"),
+             _link(f"{base}/collections/{name}", "collection", "application/json")]
+    if returned and query.offset + returned < matched:
+        links.append(_link(str(url.include_query_params(
+            offset=query.offset + returned, limit=query.limit)), "next", GEOJSON,
+            "next page"))
+    if query.offset > 0:
+        links.append(_link(str(url.include_query_params(
+            offset=max(0, query.offset - query.limit), limit=query.limit)), "prev", GEOJSON,
+            "previous page"))
+    return links
+
+
+@router.get("/collections/{collectionId}/items", summary="Features (GeoJSON), paged",
+            response_class=StreamingResponse,
+            responses={200: {"content": {GEOJSON: {}, "text/html": {}}}})
+async def items(request: Request, target: Target, query: Items, fmt: Format,
+                provider: ProviderDep) -> Response:
+    """Features of a collection in your view, filtered by ``bbox`` and properties
+    (``?kind=rural``), ``limit`` per page with ``next`` links, in ``crs``."""
+    info, view = target.info, target.view
+    stream = provider.items(info, view, query)
+    try:
+        head = await anext(stream)
+        links = _page_links(request, info.name, query, head.matched, head.returned)
+        stamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        opening = (
+            '{"type":"FeatureCollection",'
+            f'"numberMatched":{head.matched},"numberReturned":{head.returned},'
+            f'"timeStamp":"{stamp}","links":{json.dumps(links, ensure_ascii=False)},'
+            '"features":[')
+        headers = {"Content-Crs": query.crs.header}
+        if fmt == "html":
+            text = opening + ",".join([chunk async for chunk in stream]) + "]}"
+            return html.render("items", title=f"{info.title} 要素 items", base=base_url(request),
+                               doc=json.loads(text), query=request.url.query,
+                               columns=view.names, collection=info.name)
+    except BaseException:
+        await stream.aclose()
+        raise
+
+    async def body():
+        try:
+            yield opening.encode()
+            first = True
+            async for chunk in stream:
+                yield (chunk if first else "," + chunk).encode()
+                first = False
+            yield b"]}"
+        finally:
+            # Shielded: a client that went away cancels the response, and the provider
+            # must still give its connection back.
+            with anyio.CancelScope(shield=True):
+                await stream.aclose()
+
+    return StreamingResponse(body(), media_type=GEOJSON, headers=headers)
+
+
+@router.get("/collections/{collectionId}/items/{featureId}", summary="One feature",
+            responses={200: {"content": {GEOJSON: {}, "text/html": {}}}})
+async def item(
+    request: Request, target: Target, fmt: Format, provider: ProviderDep,
+    featureId: Annotated[str, Path(max_length=200, description="The feature's id: its key "
+                                   "(a grid's code, an outlet's id …) or number.",
+                                   examples=["420527101001"])],
+    crs: str | None = None,
+) -> Response:
+    """One feature by id; 404 when it does not exist *or* is outside your view."""
+    output = parse_crs(crs)
+    text = await provider.item(target.info, target.view, featureId, output)
+    if text is None:
+        raise NotFound(f"no feature {featureId!r} in {target.info.name}")
+    base = base_url(request)
+    url = f"{base}/collections/{target.info.name}"
+    links = [_link(str(request.url), "self", GEOJSON),
+             _link(str(request.url.include_query_params(f="html")), "alternate", "text/html"),
+             _link(url, "collection", "application/json")]
+    body = text[:-1] + ',"links":' + json.dumps(links, ensure_ascii=False) + "}"
+    if fmt == "html":
+        doc = json.loads(body)
+        return html.render("item", title=f"{target.info.title} {featureId}", base=base,
+                           doc=doc, query=request.url.query)
+    return Response(body.encode(), media_type=GEOJSON, headers={"Content-Crs": output.header})
+
+
+def install_openapi(app) -> None:
+    """Serve the OpenAPI definition also as ``/api`` (the OGC name) with its media
+    type; FastAPI serves ``/openapi.json`` and ``/docs`` itself."""
+
+    @app.get("/api", include_in_schema=False)
+    async def api_definition() -> JSONResponse:
+        return JSONResponse(app.openapi(),
+                            media_type="application/vnd.oai.openapi+json;version=3.1")

@@ -1,0 +1,513 @@
+"""Providers: one interface, two back ends (pygeoapi's habit), serving collections.
+
+``PostGISProvider`` builds every GeoJSON page, feature and vector tile in SQL
+(``ST_AsGeoJSON`` and ``json_build_object`` per feature, ``string_agg`` into chunks of a
+few hundred features, ``ST_AsMVT`` for tiles) and streams the chunks as PostgreSQL hands
+them over: no Python loop touches a feature. Queries are composed with
+``psycopg.sql`` (identifiers from the store's own catalog, never from request text) and
+every value is a bound parameter. A page's count and its features come from one
+statement (one snapshot), so ``numberMatched``/``numberReturned`` and ``next`` agree
+with what is returned even while a layer is being replaced.
+
+``GeoPackageProvider`` serves the embedded store: a layer is read whole through the
+store (cached until the file changes), filtered with pandas/shapely (vectorised) and
+written out as GeoJSON; vector tiles need PostGIS (501).
+
+Both apply the caller's ``View`` (``api.auth``): the scope conditions are part of every
+query, so no filter, bbox, page, id or tile reaches rows outside it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import numpy as np
+import pandas as pd
+import psycopg
+import pyogrio
+import pyproj
+import shapely
+from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
+
+from api.auth import OWN_GRIDS, OWN_STAFF, Principal, layer_kind
+from api.catalog import CollectionInfo, Column, ItemsQuery, OutputCRS, PageHead, View
+from api.errors import NotFound, NotImplementedHere, ServiceUnavailable
+from api.settings import Settings
+from gis_grid.model import schema_for
+from layers.migrations import CATALOG_TABLE
+from layers.store import Store
+
+#: Layers never served as collections (the store's own bookkeeping).
+HIDDEN_LAYERS = frozenset({"api_keys"})
+_PG_TYPES = {"str": "text", "int": "bigint", "float": "double precision",
+             "bool": "boolean", "date": "date", "datetime": "timestamptz"}
+MVT_EXTENT = 4096
+MVT_BUFFER = 64
+
+
+class Provider(ABC):
+    """Reads collections for the service; ``store`` is the same store, for writes and
+    for the analyses (which read whole layers)."""
+
+    kind: str
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+        self._catalog: dict[str, CollectionInfo] | None = None
+        self._catalog_at = 0.0
+        self._catalog_lock = asyncio.Lock()
+
+    async def open(self) -> None:  # noqa: B027 — optional
+        """Connect (called once at start-up)."""
+
+    async def close(self) -> None:  # noqa: B027 — optional
+        """Disconnect."""
+
+    async def catalog(self) -> dict[str, CollectionInfo]:
+        """Every servable layer by name, cached for ``settings.catalog_ttl_s``."""
+        fresh = time.monotonic() - self._catalog_at < self.settings.catalog_ttl_s
+        if self._catalog is not None and fresh:
+            return self._catalog
+        async with self._catalog_lock:
+            if self._catalog is None or (time.monotonic() - self._catalog_at
+                                         >= self.settings.catalog_ttl_s):
+                infos = await self._load_catalog()
+                self._catalog = {i.name: i for i in infos if i.name not in HIDDEN_LAYERS}
+                self._catalog_at = time.monotonic()
+        return self._catalog
+
+    def invalidate(self) -> None:
+        """Forget the cached catalog (after this service wrote a layer)."""
+        self._catalog_at = 0.0
+
+    async def collection(self, name: str) -> CollectionInfo:
+        info = (await self.catalog()).get(name)
+        if info is None:
+            raise NotFound(f"no collection {name!r}")
+        return info
+
+    @abstractmethod
+    async def _load_catalog(self) -> list[CollectionInfo]:
+        """Read the layers' metadata from the store."""
+
+    @abstractmethod
+    def items(self, info: CollectionInfo, view: View, query: ItemsQuery
+              ) -> AsyncIterator[PageHead | str]:
+        """An async generator: first a ``PageHead``, then the page's features as JSON
+        text chunks, each a comma-separated run of features."""
+
+    @abstractmethod
+    async def item(self, info: CollectionInfo, view: View, feature_id: str,
+                   crs: OutputCRS) -> str | None:
+        """One feature as GeoJSON text, or None when it is not in the caller's view."""
+
+    @abstractmethod
+    async def tile(self, info: CollectionInfo, view: View, z: int, x: int, y: int) -> bytes:
+        """A Mapbox vector tile (Web Mercator) of the features in the view."""
+
+    @abstractmethod
+    async def distinct(self, name: str, column: str, where: dict[str, tuple]) -> list:
+        """The distinct values of ``column`` in the rows of ``name`` matching ``where``."""
+
+    async def lookup(self, what: str, principal: Principal) -> tuple:
+        """Values an authorization rule refers to (``OWN_GRIDS``, ``OWN_STAFF``)."""
+        catalog = await self.catalog()
+        if what == OWN_GRIDS:
+            kind, column = "grids", "code"
+            where = {"institution": (principal.institution,), "worker": (principal.worker,)}
+        elif what == OWN_STAFF:
+            kind, column = "staff", "id"
+            where = {"institution": (principal.institution,)}
+        else:  # pragma: no cover — the rules name only these
+            raise ValueError(what)
+        values: set = set()
+        for name, info in catalog.items():
+            if layer_kind(name) == kind and {column, *where} <= info.column_names:
+                values.update(await self.distinct(name, column, where))
+        return tuple(sorted(values))
+
+
+def feature_id_value(info: CollectionInfo, feature_id: str) -> object | None:
+    """The feature id from a URL, typed as the key column (None: cannot exist)."""
+    if info.key_type == "int":
+        try:
+            value = int(feature_id)
+        except ValueError:
+            return None
+        return value if -(2**63) <= value < 2**63 else None
+    if info.key_type == "float":
+        try:
+            return float(feature_id)
+        except ValueError:
+            return None
+    return feature_id
+
+
+# ---------------------------------------------------------------------------- PostGIS
+
+
+class PostGISProvider(Provider):
+    """Serves the tables of a ``PostGISStore`` from an async connection pool."""
+
+    kind = "postgis"
+
+    def __init__(self, conninfo: str, store: Store, settings: Settings) -> None:
+        super().__init__(store, settings)
+        self.schema = getattr(store, "schema", "public")
+        self._conninfo = conninfo
+        self.pool: AsyncConnectionPool | None = None
+
+    async def open(self) -> None:
+        timeout_ms = int(self.settings.statement_timeout_s * 1000)
+
+        async def configure(conn: psycopg.AsyncConnection) -> None:
+            await conn.set_read_only(True)
+
+        self.pool = AsyncConnectionPool(
+            self._conninfo, min_size=min(2, self.settings.pool_size),
+            max_size=self.settings.pool_size, open=False, configure=configure,
+            kwargs={"autocommit": True, "application_name": "gis-grid api",
+                    # Many small concurrent queries: a parallel plan or a JIT compile
+                    # costs more than it saves (scripts/bench_api.py).
+                    "options": f"-c statement_timeout={timeout_ms} -c TimeZone=UTC"
+                               " -c max_parallel_workers_per_gather=0 -c jit=off"},
+        )
+        try:
+            await self.pool.open(wait=True, timeout=15)
+        except psycopg.Error as exc:
+            raise ServiceUnavailable(f"cannot connect to PostGIS: {exc}") from exc
+
+    async def close(self) -> None:
+        if self.pool is not None:
+            await self.pool.close()
+
+    def _table(self, name: str) -> sql.Identifier:
+        return sql.Identifier(self.schema, name)
+
+    async def _load_catalog(self) -> list[CollectionInfo]:
+        query = sql.SQL(
+            "SELECT name, geometry_type, key, feature_count, min_x, min_y, max_x, max_y,"
+            " columns FROM {} ORDER BY name").format(self._table(CATALOG_TABLE))
+        async with self.pool.connection() as conn:
+            rows = await (await conn.execute(query)).fetchall()
+        infos = []
+        for name, geometry_type, key, count, *bounds, columns in rows:
+            cols = tuple(Column(c["name"], c["type"]) for c in columns)
+            bbox = None if None in bounds else tuple(float(v) for v in bounds)
+            infos.append(CollectionInfo(name, cols, geometry_type, bbox, int(count),
+                                        key if key in {c.name for c in cols} else None))
+        return infos
+
+    # -- SQL pieces
+
+    def _conditions(self, info: CollectionInfo, terms, bbox
+                    ) -> tuple[sql.Composable, list]:
+        parts: list[sql.Composable] = []
+        params: list = []
+        for column, values in terms:
+            col = info.column(column)
+            if col is None or not values:
+                parts.append(sql.SQL("false"))
+                continue
+            parts.append(sql.SQL("{} = ANY(%s::{}[])").format(
+                sql.Identifier(column), sql.SQL(_PG_TYPES[col.type])))
+            params.append(list(values))
+        if bbox is not None:
+            # && finds candidates with the GiST index; ST_Intersects keeps true hits.
+            parts.append(sql.SQL(
+                "geom && ST_MakeEnvelope(%s, %s, %s, %s, 4326)"
+                " AND ST_Intersects(geom, ST_MakeEnvelope(%s, %s, %s, %s, 4326))"))
+            params += [*bbox, *bbox]
+        if not parts:
+            return sql.SQL("true"), params
+        return sql.SQL(" AND ").join(parts), params
+
+    def _geometry_json(self, info: CollectionInfo, crs: OutputCRS) -> sql.Composable:
+        if not info.spatial:
+            return sql.Literal("null")
+        geom: sql.Composable = sql.Identifier("s", "geom")
+        if crs.srid is not None:
+            geom = sql.SQL("ST_Transform({}, {})").format(geom, sql.Literal(crs.srid))
+        elif crs.flip:
+            geom = sql.SQL("ST_FlipCoordinates({})").format(geom)
+        digits = self.settings.metre_digits if crs.metric else self.settings.degree_digits
+        # options 0: no legacy "crs" member in the geometry (Content-Crs says it).
+        return sql.SQL("COALESCE(ST_AsGeoJSON({}, {}, 0), 'null')").format(
+            geom, sql.Literal(digits))
+
+    @staticmethod
+    def _properties_json(view: View) -> sql.Composable:
+        if not view.columns:
+            return sql.Literal("{}")
+        # json_build_object takes at most 100 arguments: 50 columns a call.
+        calls = []
+        for start in range(0, len(view.columns), 50):
+            pairs = [sql.SQL("{}, {}").format(sql.Literal(c.name), sql.Identifier("s", c.name))
+                     for c in view.columns[start:start + 50]]
+            calls.append(sql.SQL("json_build_object({})").format(sql.SQL(", ").join(pairs)))
+        if len(calls) == 1:
+            return sql.SQL("{}::text").format(calls[0])
+        return sql.SQL("({})::text").format(
+            sql.SQL(" || ").join(sql.SQL("{}::jsonb").format(c) for c in calls))
+
+    def _feature_json(self, info: CollectionInfo, view: View, crs: OutputCRS
+                      ) -> sql.Composable:
+        if info.key is None:
+            ident = sql.SQL("{}::text").format(sql.Identifier("s", "fid"))
+        else:
+            ident = sql.SQL("COALESCE(to_json({})::text, 'null')").format(
+                sql.Identifier("s", info.key))
+        return sql.SQL(
+            "{} || {} || {} || {} || {} || {} || '}}'").format(
+            sql.Literal('{"type":"Feature","id":'), ident,
+            sql.Literal(',"geometry":'), self._geometry_json(info, crs),
+            sql.Literal(',"properties":'), self._properties_json(view))
+
+    # -- reads
+
+    async def items(self, info: CollectionInfo, view: View, query: ItemsQuery
+                    ) -> AsyncIterator[PageHead | str]:
+        where, params = self._conditions(info, (*view.scope, *query.filters), query.bbox)
+        table = self._table(info.name)
+        # One statement, so one snapshot: numberMatched (a scalar subquery run once),
+        # then the page's features built in chunks of `stream_chunk` — each chunk one
+        # row, sent on as PostgreSQL produces it. Without any condition the count is the
+        # catalog's, kept exact in the transaction that writes the layer.
+        if view.scope or query.filters or query.bbox is not None:
+            matched_sql = sql.SQL("SELECT count(*) FROM {} WHERE {}").format(table, where)
+            count_params = params
+        else:
+            matched_sql = sql.SQL("SELECT feature_count FROM {} WHERE name = %s").format(
+                self._table(CATALOG_TABLE))
+            count_params = [info.name]
+        page = sql.SQL(
+            "SELECT ({matched}), string_agg(p.f, ',' ORDER BY p.n) FROM ("
+            " SELECT {feature} AS f, row_number() OVER (ORDER BY s.fid) AS n FROM ("
+            "  SELECT * FROM {table} WHERE {where} ORDER BY fid LIMIT %s OFFSET %s) s"
+            ") p GROUP BY (p.n - 1) / {chunk} ORDER BY (p.n - 1) / {chunk}"
+        ).format(matched=matched_sql, feature=self._feature_json(info, view, query.crs),
+                 table=table, where=where, chunk=sql.Literal(self.settings.stream_chunk))
+        page_params = [*count_params, *params, query.limit, query.offset]
+        count = sql.SQL("SELECT count(*) FROM {} WHERE {}").format(table, where)
+        async with self.pool.connection() as conn:
+            async with conn.cursor() as cur:
+                rows = cur.stream(page, page_params)
+                first = await anext(rows, None)
+                if first is None:  # an empty page: the count still has to be told
+                    await rows.aclose()
+                    matched = (await (await conn.execute(count, params)).fetchone())[0]
+                    yield PageHead(matched, 0)
+                    return
+                matched = first[0]
+                yield PageHead(matched, max(0, min(query.limit, matched - query.offset)))
+                yield first[1]
+                async for _, chunk in rows:
+                    yield chunk
+
+    async def item(self, info: CollectionInfo, view: View, feature_id: str,
+                   crs: OutputCRS) -> str | None:
+        value = feature_id_value(info, feature_id)
+        if value is None:
+            return None
+        key = info.key or "fid"
+        key_type = _PG_TYPES[info.key_type]
+        where, params = self._conditions(info, view.scope, None)
+        query = sql.SQL("SELECT {} FROM {} s WHERE {} AND {} = %s::{} LIMIT 1").format(
+            self._feature_json(info, view, crs), self._table(info.name), where,
+            sql.Identifier(key), sql.SQL(key_type))
+        async with self.pool.connection() as conn:
+            row = await (await conn.execute(query, [*params, value])).fetchone()
+        return None if row is None else row[0]
+
+    async def tile(self, info: CollectionInfo, view: View, z: int, x: int, y: int) -> bytes:
+        if not info.spatial:
+            raise NotFound(f"collection {info.name!r} has no geometry, so no tiles")
+        where, params = self._conditions(info, view.scope, None)
+        # Dates and times go as text: MVT values are strings, numbers and booleans.
+        # Features clipped away (ST_AsMVTGeom gives NULL) are skipped by ST_AsMVT; a
+        # WHERE on that NULL would compute ST_AsMVTGeom twice.
+        props = [sql.SQL("{}::text AS {}").format(sql.Identifier("t", c.name),
+                                                  sql.Identifier(c.name))
+                 if c.type in ("date", "datetime") else sql.Identifier("t", c.name)
+                 for c in view.columns]
+        query = sql.SQL(
+            "SELECT ST_AsMVT(q, %s, {extent}, 'geom', 'fid') FROM ("
+            " SELECT t.fid, {props}ST_AsMVTGeom(ST_Transform(t.geom, 3857),"
+            "  ST_TileEnvelope(%s, %s, %s), {extent}, {buffer}, true) AS geom"
+            " FROM {table} t WHERE t.geom && ST_Transform(ST_TileEnvelope(%s, %s, %s,"
+            "  margin => {margin}), 4326) AND {where}"
+            ") q"
+        ).format(extent=sql.Literal(MVT_EXTENT), buffer=sql.Literal(MVT_BUFFER),
+                 props=sql.SQL("").join(sql.SQL("{}, ").format(p) for p in props),
+                 table=self._table(info.name), where=where,
+                 margin=sql.Literal(MVT_BUFFER / MVT_EXTENT))
+        async with self.pool.connection() as conn:
+            row = await (await conn.execute(
+                query, [info.name, z, x, y, z, x, y, *params])).fetchone()
+        return bytes(row[0]) if row and row[0] is not None else b""
+
+    async def distinct(self, name: str, column: str, where: dict[str, tuple]) -> list:
+        info = (await self.catalog())[name]
+        cond, params = self._conditions(info, tuple(where.items()), None)
+        query = sql.SQL("SELECT DISTINCT {} FROM {} WHERE {}").format(
+            sql.Identifier(column), self._table(name), cond)
+        async with self.pool.connection() as conn:
+            rows = await (await conn.execute(query, params)).fetchall()
+        return [r[0] for r in rows if r[0] is not None]
+
+
+# ------------------------------------------------------------------------- GeoPackage
+
+_OGR_TYPES = {"OFTString": "str", "OFTInteger": "int", "OFTInteger64": "int",
+              "OFTReal": "float", "OFTDate": "date", "OFTDateTime": "datetime"}
+_TO_3857 = pyproj.Transformer.from_crs("EPSG:4326", "EPSG:3857", always_xy=True)
+
+
+class GeoPackageProvider(Provider):
+    """Serves the layers of a ``GeoPackageStore`` (the embedded, single-analyst store)."""
+
+    kind = "gpkg"
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        super().__init__(store, settings)
+        self.path = Path(store.path)
+        self._frames: dict[str, tuple[tuple, pd.DataFrame]] = {}
+        self._lock = threading.Lock()
+
+    def _stamp(self) -> tuple:
+        st = self.path.stat()
+        return (st.st_mtime_ns, st.st_size)
+
+    async def _load_catalog(self) -> list[CollectionInfo]:
+        return await anyio.to_thread.run_sync(self._read_catalog)
+
+    def _read_catalog(self) -> list[CollectionInfo]:
+        infos = []
+        for layer in self.store.layers():
+            meta = pyogrio.read_info(self.path, layer=layer.name)
+            columns = []
+            for name, ogr_type, subtype in zip(meta["fields"], meta["ogr_types"],
+                                               meta["ogr_subtypes"], strict=True):
+                ftype = "bool" if subtype == "OFSTBoolean" else _OGR_TYPES.get(ogr_type, "str")
+                columns.append(Column(str(name), ftype))
+            schema = schema_for(layer.name)
+            key = schema.key if schema is not None and schema.key in meta["fields"] else None
+            infos.append(CollectionInfo(layer.name, tuple(columns), layer.geometry_type,
+                                        layer.bbox, layer.count, key))
+        return infos
+
+    def frame(self, name: str) -> pd.DataFrame:
+        """Layer ``name`` whole, with its ``fid`` (1, 2, … in stored order), cached
+        until the file changes."""
+        stamp = self._stamp()
+        with self._lock:
+            cached = self._frames.get(name)
+            if cached is not None and cached[0] == stamp:
+                return cached[1]
+        frame = self.store.read(name)
+        frame.insert(0, "fid", np.arange(1, len(frame) + 1, dtype="int64"))
+        with self._lock:
+            self._frames[name] = (stamp, frame)
+        return frame
+
+    def _select(self, info: CollectionInfo, terms, bbox) -> pd.DataFrame:
+        frame = self.frame(info.name)
+        mask = np.ones(len(frame), dtype=bool)
+        for column, values in terms:
+            if column not in frame.columns or not values:
+                mask[:] = False
+                continue
+            mask &= frame[column].isin(list(values)).to_numpy(dtype=bool, na_value=False)
+        if bbox is not None and info.spatial:
+            hits = np.zeros(len(frame), dtype=bool)
+            hits[frame.sindex.query(shapely.box(*bbox), predicate="intersects")] = True
+            mask &= hits
+        return frame[mask]
+
+    def _features(self, rows: pd.DataFrame, info: CollectionInfo, view: View,
+                  crs: OutputCRS) -> list[str]:
+        if info.spatial:
+            geoms = np.asarray(rows.geometry.array, dtype=object)
+            if crs.srid == 3857:
+                geoms = shapely.transform(geoms, lambda xy: np.column_stack(
+                    _TO_3857.transform(xy[:, 0], xy[:, 1])))
+            elif crs.flip:
+                geoms = shapely.transform(geoms, lambda xy: xy[:, ::-1])
+            digits = self.settings.metre_digits if crs.metric else self.settings.degree_digits
+            geoms = shapely.transform(geoms, lambda xy: np.round(xy, digits))
+            geometry = [g if g is not None else "null" for g in shapely.to_geojson(geoms)]
+        else:
+            geometry = ["null"] * len(rows)
+        props = pd.DataFrame(index=rows.index)
+        for c in view.columns:
+            values = rows[c.name]
+            if c.type == "date":
+                values = values.map(lambda d: d.isoformat(), na_action="ignore")
+            elif c.type == "datetime":
+                values = values.dt.strftime("%Y-%m-%dT%H:%M:%S+00:00")
+            props[c.name] = values
+        records = json.loads(props.to_json(orient="records", force_ascii=False)
+                             ) if len(props.columns) else [{}] * len(rows)
+        ids = rows[info.key].tolist() if info.key else rows["fid"].tolist()
+        return [
+            f'{{"type":"Feature","id":{json.dumps(i, ensure_ascii=False, default=str)},'
+            f'"geometry":{g},"properties":{json.dumps(p, ensure_ascii=False)}}}'
+            for i, g, p in zip(ids, geometry, records, strict=True)
+        ]
+
+    async def items(self, info: CollectionInfo, view: View, query: ItemsQuery
+                    ) -> AsyncIterator[PageHead | str]:
+        def run():
+            matched = self._select(info, (*view.scope, *query.filters), query.bbox)
+            page = matched.iloc[query.offset:query.offset + query.limit]
+            return len(matched), self._features(page, info, view, query.crs)
+
+        matched, features = await anyio.to_thread.run_sync(run)
+        yield PageHead(matched, len(features))
+        step = self.settings.stream_chunk
+        for start in range(0, len(features), step):
+            yield ",".join(features[start:start + step])
+
+    async def item(self, info: CollectionInfo, view: View, feature_id: str,
+                   crs: OutputCRS) -> str | None:
+        value = feature_id_value(info, feature_id)
+        if value is None:
+            return None
+
+        def run():
+            rows = self._select(info, (*view.scope, (info.key or "fid", (value,))), None)
+            return self._features(rows.iloc[:1], info, view, crs)
+
+        features = await anyio.to_thread.run_sync(run)
+        return features[0] if features else None
+
+    async def tile(self, info: CollectionInfo, view: View, z: int, x: int, y: int) -> bytes:
+        raise NotImplementedHere("vector tiles are built by PostGIS (ST_AsMVT); this "
+                                 "service runs on the embedded GeoPackage store — serve a "
+                                 "PostGIS store, or read the GeoJSON items")
+
+    async def distinct(self, name: str, column: str, where: dict[str, tuple]) -> list:
+        info = (await self.catalog())[name]
+
+        def run():
+            rows = self._select(info, tuple(where.items()), None)
+            return rows[column].dropna().unique().tolist()
+
+        return await anyio.to_thread.run_sync(run)
+
+
+def open_provider(store_url: str, store: Store, settings: Settings) -> Provider:
+    """The provider for an open store (its kind follows the store's)."""
+    if store.__class__.__name__ == "PostGISStore":
+        conninfo = store_url.replace("postgresql+psycopg://", "postgresql://", 1)
+        return PostGISProvider(conninfo, store, settings)
+    return GeoPackageProvider(store, settings)

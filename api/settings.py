@@ -1,0 +1,84 @@
+"""Settings of the HTTP service, read from the environment (``GISGRID_API_*``).
+
+Plain environment variables, parsed once when the app is built, as tipg's pydantic
+settings are; a test or the ``gisgrid serve`` command passes a ``Settings`` directly.
+
+=================================  =========  =============================================
+variable                           default    meaning
+=================================  =========  =============================================
+GISGRID_API_TITLE                  …          the landing page's title
+GISGRID_API_DEFAULT_LIMIT          10         features per page when ``limit`` is absent
+GISGRID_API_MAX_LIMIT              10000      the largest ``limit`` accepted
+GISGRID_API_MAX_UPLOAD_MB          50         uploads above this get 413
+GISGRID_API_POOL_SIZE              8          PostGIS connections of one server process
+GISGRID_API_STATEMENT_TIMEOUT_S    30         a read query running longer is cancelled
+GISGRID_API_JOB_WORKERS            1          analyses run at once (the rest queue)
+GISGRID_API_CATALOG_TTL_S          5          how long the list of layers is cached
+GISGRID_API_KEYS_TTL_S             30         how long API keys are cached (revocation lag)
+GISGRID_API_JOBS_DIR               (temp)     job status and results, shared by workers
+=================================  =========  =============================================
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+
+PREFIX = "GISGRID_API_"
+
+
+def _env(name: str, default, cast):
+    raw = os.environ.get(PREFIX + name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return cast(raw)
+    except ValueError:
+        raise ValueError(f"{PREFIX}{name}={raw!r}: expected {cast.__name__}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the service may be tuned by; see the module docstring for the variables."""
+
+    title: str = "gis-grid 金融服务网格 OGC API"
+    default_limit: int = 10
+    max_limit: int = 10_000
+    max_upload_bytes: int = 50 * 1024 * 1024
+    pool_size: int = 8
+    statement_timeout_s: float = 30.0
+    job_workers: int = 1
+    catalog_ttl_s: float = 5.0
+    keys_ttl_s: float = 30.0
+    jobs_dir: str | None = None
+    #: Decimal places of longitude/latitude in GeoJSON (7 ≈ 1 cm) and of metres (3857).
+    degree_digits: int = 7
+    metre_digits: int = 2
+    #: Features per chunk of a streamed GeoJSON page (one row from PostgreSQL each).
+    stream_chunk: int = 500
+
+    @classmethod
+    def from_env(cls, **overrides) -> Settings:
+        """Settings from ``GISGRID_API_*`` variables, then ``overrides`` on top."""
+        values = {
+            "title": _env("TITLE", cls.title, str),
+            "default_limit": _env("DEFAULT_LIMIT", cls.default_limit, int),
+            "max_limit": _env("MAX_LIMIT", cls.max_limit, int),
+            "max_upload_bytes": int(_env("MAX_UPLOAD_MB", cls.max_upload_bytes / 2**20,
+                                         float) * 2**20),
+            "pool_size": _env("POOL_SIZE", cls.pool_size, int),
+            "statement_timeout_s": _env("STATEMENT_TIMEOUT_S", cls.statement_timeout_s, float),
+            "job_workers": _env("JOB_WORKERS", cls.job_workers, int),
+            "catalog_ttl_s": _env("CATALOG_TTL_S", cls.catalog_ttl_s, float),
+            "keys_ttl_s": _env("KEYS_TTL_S", cls.keys_ttl_s, float),
+            "jobs_dir": _env("JOBS_DIR", None, str),
+        }
+        known = {f.name for f in fields(cls)}
+        unknown = set(overrides) - known
+        if unknown:
+            raise TypeError(f"unknown settings: {', '.join(sorted(unknown))}")
+        values.update(overrides)
+        settings = cls(**values)
+        if not 1 <= settings.default_limit <= settings.max_limit:
+            raise ValueError("default_limit must lie between 1 and max_limit")
+        return settings

@@ -1,0 +1,295 @@
+"""Uploads: a layer file checked and stored all-or-nothing, within the caller's rows.
+
+``POST /imports/{layer}`` takes a multipart ``file`` — GeoJSON, GeoPackage, zipped
+Shapefile or CSV — and the options of ``gisgrid import`` as query parameters (``crs``
+incl. ``gcj02`` / ``bd09``, ``lon_col``, ``lat_col``, ``encoding``, ``source_layer``,
+``fix_geometry``). The file goes through ``layers.transfer.import_file``, the one checked
+import: every problem is listed with its row or feature and nothing is stored (422).
+
+What is stored follows the caller's write rule (``api.auth.write_rule``): every row must
+belong to the caller (an administrator's institution; a worker's grids or own reports),
+else 403 with the rows named. ``mode=replace`` replaces the caller's rows of the layer
+with the file; ``mode=upsert`` adds the file's rows and replaces those with the same key
+(the schema's key; for the ledger grid + institution + period). Everyone else's rows are
+kept as they are, and a key already used by a row the caller may not change is refused.
+The merged layer is written in one store write, so a failure leaves the layer as it was.
+
+Bodies larger than ``settings.max_upload_bytes`` are refused with 413 before they are
+read (``Content-Length``) or as soon as the limit is passed (chunked uploads).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from pathlib import Path
+from typing import Annotated, Literal
+
+import anyio
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+from fastapi import APIRouter, Depends, Query, Request, UploadFile
+from fastapi import Path as PathParam
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.auth import Principal, layer_kind, write_rule
+from api.dependencies import Caller, get_provider
+from api.errors import Forbidden, Unprocessable
+from api.providers import Provider
+from gis_grid.errors import InputError, LayerNotFound, Problem
+from gis_grid.model import schema_for
+from layers.files import FORMATS, read_file
+from layers.store import LayerInfo, Store
+from layers.transfer import import_file
+
+router = APIRouter(tags=["imports"])
+#: Keys of layers whose schema has none (rows are identified by these columns together).
+UNIQUE_KEYS = {"ledger": ("grid", "institution", "period")}
+
+_layer_locks: dict[str, asyncio.Lock] = {}
+
+
+class BodySizeLimit:
+    """ASGI middleware: 413 for a request body over ``limit`` bytes (an upload, or an
+    analysis with inline candidates), decided from ``Content-Length`` before reading,
+    else while the body streams in."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(send)
+            return
+        seen = 0
+        state = {"started": False, "refused": False}
+
+        async def counted() -> Message:
+            nonlocal seen
+            if state["refused"]:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit and not state["started"]:
+                    # Answer 413 now and tell the app the client has gone, so that it
+                    # stops reading; whatever it answers then is dropped.
+                    state["refused"] = True
+                    await self._refuse(send)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def tracked(message: Message) -> None:
+            if state["refused"]:
+                return
+            if message["type"] == "http.response.start":
+                state["started"] = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted, tracked)
+        except Exception:
+            if not state["refused"]:
+                raise
+
+    async def _refuse(self, send: Send) -> None:
+        mb = self.limit / 2**20
+        response = JSONResponse({"code": "PayloadTooLarge",
+                                 "description": f"uploads are limited to {mb:g} MiB "
+                                                f"({self.limit} bytes)"}, status_code=413)
+        await response({"type": "http"}, _no_body, send)
+
+
+async def _no_body() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+class _ScopeViolation(Exception):
+    def __init__(self, column: str, rows: np.ndarray, values: list) -> None:
+        self.column, self.rows, self.values = column, rows, values
+
+
+class _KeyTaken(_ScopeViolation):
+    """A key of the upload is used by a row the caller may not change."""
+
+
+class _ScopedWrite(Store):
+    """The store as an upload sees it: reads pass through (for the reference checks);
+    the one ``write`` of ``import_file`` is checked against the caller's rule and
+    merged with the rows the caller may not change."""
+
+    def __init__(self, store: Store, scope: dict[str, tuple], mode: str, key: tuple[str, ...]):
+        self.inner, self.url = store, store.url
+        self.scope, self.mode, self.key = scope, mode, key
+        self.report: dict = {}
+
+    def layers(self) -> list[LayerInfo]:
+        return self.inner.layers()
+
+    def read(self, name, **kwargs):
+        return self.inner.read(name, **kwargs)
+
+    def append(self, name, frame):  # pragma: no cover — import_file only writes
+        raise NotImplementedError
+
+    def update(self, *args, **kwargs):  # pragma: no cover
+        raise NotImplementedError
+
+    def delete(self, name):  # pragma: no cover
+        raise NotImplementedError
+
+    def _mine(self, frame: pd.DataFrame) -> np.ndarray:
+        mask = np.ones(len(frame), dtype=bool)
+        for column, allowed in self.scope.items():
+            if column not in frame.columns:
+                mask[:] = False
+                continue
+            mask &= frame[column].astype("object").isin(list(allowed)).to_numpy(dtype=bool)
+        return mask
+
+    def write(self, name: str, frame: pd.DataFrame) -> None:
+        frame = frame.reset_index(drop=True)
+        for column, allowed in self.scope.items():
+            values = frame[column] if column in frame.columns else pd.Series(
+                [None] * len(frame))
+            bad = ~values.astype("object").isin(list(allowed)).to_numpy(dtype=bool)
+            if bad.any():
+                raise _ScopeViolation(column, np.flatnonzero(bad), values[bad].tolist())
+        try:
+            existing = self.inner.read(name)
+        except LayerNotFound:
+            existing = frame.iloc[:0]
+        mine = self._mine(existing)
+        keep = ~mine
+        if self.mode == "upsert":
+            keep |= ~_keys(existing, self.key).isin(set(_keys(frame, self.key))).to_numpy()
+        taken = _keys(frame, self.key).isin(set(_keys(existing[~mine], self.key)))
+        if self.key and taken.any():
+            rows = np.flatnonzero(taken.to_numpy())
+            raise _KeyTaken("+".join(self.key), rows, _keys(frame, self.key)[taken].tolist())
+        kept = existing[keep]
+        merged = pd.concat([kept, frame], ignore_index=True) if len(kept) else frame
+        if isinstance(frame, gpd.GeoDataFrame) or isinstance(existing, gpd.GeoDataFrame):
+            merged = gpd.GeoDataFrame(merged, geometry="geometry", crs="EPSG:4326")
+        self.inner.write(name, merged)
+        self.report = {"stored": len(frame), "kept": int(len(kept)),
+                       "replaced": int((mine & ~keep).sum()), "total": len(merged)}
+
+
+def _keys(frame: pd.DataFrame, key: tuple[str, ...]) -> pd.Series:
+    if not key:
+        return pd.Series([], dtype="object")
+    if any(k not in frame.columns for k in key):
+        return pd.Series([None] * len(frame), dtype="object")
+    parts = [frame[k].astype("string").fillna("") for k in key]
+    out = parts[0]
+    for part in parts[1:]:
+        out = out + "\x1f" + part
+    return out.reset_index(drop=True)
+
+
+def _lock(name: str) -> asyncio.Lock:
+    # One writer per layer in this process: an upload reads, merges and writes.
+    return _layer_locks.setdefault(name, asyncio.Lock())
+
+
+@router.post("/imports/{layer}", status_code=201, summary="Upload a layer file (checked)",
+             responses={413: {"description": "Too large"},
+                        422: {"description": "Problems, with rows; nothing stored"}})
+async def upload(
+    request: Request,
+    file: UploadFile,
+    who: Caller,
+    provider: Annotated[Provider, Depends(get_provider)],
+    layer: Annotated[str, PathParam(pattern=r"^[a-z][a-z0-9_]{0,59}$",
+                                    description="Layer to write (outlets, grids__nsh, …).")],
+    crs: Annotated[str | None, Query(max_length=40, description="Coordinates of the file: "
+                                     "an EPSG code, gcj02 (Amap, Tencent) or bd09 (Baidu). "
+                                     "Default: the file's own, else WGS84.")] = None,
+    lon_col: Annotated[str, Query(max_length=64)] = "lon",
+    lat_col: Annotated[str, Query(max_length=64)] = "lat",
+    encoding: Annotated[str | None, Query(max_length=20)] = None,
+    source_layer: Annotated[str | None, Query(max_length=64)] = None,
+    fix_geometry: bool = False,
+    mode: Annotated[Literal["replace", "upsert"] | None, Query(
+        description="replace: your rows of the layer become the file's; upsert: add the "
+                    "file's rows, replacing those with the same key. Default: replace for "
+                    "administrators, upsert for the ledger and events.")] = None,
+) -> JSONResponse:
+    """Check an uploaded file as ``gisgrid import`` does and store it within your rows."""
+    schema = schema_for(layer)
+    rule, modes = write_rule(who, layer, set(schema.field_names) if schema else set())
+    chosen = mode or modes[0]
+    if chosen not in modes:
+        raise Forbidden(f"mode {chosen!r}: you ({who}) may use {', '.join(modes)} on {layer}")
+    key = UNIQUE_KEYS.get(layer_kind(layer)) or ((schema.key,) if schema and schema.key
+                                                 else ())
+    if chosen == "upsert" and not key:
+        raise Unprocessable(f"layer {layer!r} has no key to upsert by; use mode=replace")
+    scope = {column: tuple(values) for column, values in rule.fixed.items()}
+    for column, lookup in rule.lookups.items():
+        scope[column] = await provider.lookup(lookup, who)
+    suffix = Path(file.filename or "").suffix.lower()
+    if suffix not in FORMATS:
+        raise Unprocessable(f"file {file.filename!r}: unknown type {suffix or '(none)'}; "
+                            f"send one of {', '.join(FORMATS)}")
+
+    def run() -> dict:
+        with tempfile.TemporaryDirectory(prefix="gisgrid-upload-") as folder:
+            path = Path(folder) / f"upload{suffix}"
+            with path.open("wb") as out:
+                while chunk := file.file.read(1 << 20):
+                    out.write(chunk)
+            target = _ScopedWrite(provider.store, scope, chosen, key)
+            options = dict(crs=crs, lon=lon_col, lat=lat_col, encoding=encoding,
+                           source_layer=source_layer)
+            try:
+                report = import_file(target, path, layer, fix_geometry=fix_geometry, **options)
+            except _ScopeViolation as exc:
+                raise _refusal(exc, path, layer, who, options, file.filename) from None
+            except InputError as exc:
+                raise _renamed(exc, file.filename) from None
+            return {"layer": layer, "source": file.filename, "mode": chosen,
+                    "repaired": report.repaired, **target.report}
+
+    async with _lock(layer):
+        result = await anyio.to_thread.run_sync(run)
+    provider.invalidate()
+    return JSONResponse(result, status_code=201)
+
+
+def _renamed(exc: InputError, filename: str | None) -> InputError:
+    """The problems named after the uploaded file, not the temporary copy."""
+    name = filename or "upload"
+    problems = [Problem(name, p.where, p.field, p.message) for p in exc.problems]
+    return InputError(problems, source=name)
+
+
+def _refusal(exc: _ScopeViolation, path: Path, layer: str, who: Principal, options: dict,
+             filename: str | None) -> Exception:
+    """403 naming the rows outside the caller's scope (labels as the import gives them),
+    or 422 when a key is taken by a row the caller may not change."""
+    raw = read_file(path, layer=options["source_layer"], crs=options["crs"],
+                    lon=options["lon"], lat=options["lat"], encoding=options["encoding"])
+    labels = raw.labels or [f"feature {i + 1}" for i in range(len(raw.frame))]
+    name = filename or "upload"
+    shown = [labels[i] if i < len(labels) else f"feature {i + 1}" for i in exc.rows[:50]]
+    if isinstance(exc, _KeyTaken):
+        values = [str(v).replace("\x1f", " / ") for v in exc.values]
+        problems = [Problem(name, w, exc.column, f"{v!r} is already used by a row you may "
+                            "not change") for w, v in zip(shown, values, strict=False)]
+        return InputError(problems, source=name)
+    problems = [{"source": name, "where": w, "field": exc.column,
+                 "message": f"{v!r} is not yours ({who})"}
+                for w, v in zip(shown, exc.values, strict=False)]
+    return Forbidden(f"{len(exc.rows)} row(s) of {name} lie outside what you ({who}) may "
+                     f"write in {layer}: {exc.column} must be one of your own",
+                     extra={"problems": problems})

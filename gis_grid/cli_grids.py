@@ -1,0 +1,265 @@
+"""``gisgrid partition``, ``validate`` and ``repair``: the well-field grid commands.
+
+They read their layers from the store, call ``gis_grid.partition`` / ``gis_grid.topology``
+and write the results back (grids all-or-nothing) and to files for people and machines.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from gis_grid.cli import _display, store_option
+
+LEVEL_HELP = (
+    "METHOD[:SOURCE]: units:townships, units:units (villages / communities), balanced "
+    "(about --target-households each), tiles (squares or hexagons of --cell-size m), "
+    "outlets (service areas of the level's outlet tiers). Give 'none' to stop before it."
+)
+
+
+def grid_layer_name(institution: str | None) -> str:
+    """The conventional layer of an institution's grids: ``grids__nsh`` for NSH, and
+    ``grids`` for the government grid."""
+    return f"grids__{institution.lower()}" if institution else "grids"
+
+
+def _level_spec(text: str, *, capacity: bool):
+    from gis_grid.partition import LevelSpec
+
+    method, _, source = text.partition(":")
+    try:
+        return LevelSpec(method.strip(), source=source.strip() or None,
+                         capacity=capacity and method.strip() == "outlets")
+    except ValueError as exc:
+        raise click.BadParameter(str(exc).removeprefix("LevelSpec: ")) from None
+
+
+def _read_optional(store, name: str):
+    return store.read(name) if store.has(name) else None
+
+
+@click.command()
+@click.option("--institution", default=None, metavar="ID",
+              help="The institution whose grids these are (its outlets and staff are used). "
+                   "Default: the government grid, over every institution's outlets.")
+@click.option("--level1", default="units:townships", show_default=True, help=LEVEL_HELP)
+@click.option("--level2", default="units:units", show_default=True, help=LEVEL_HELP)
+@click.option("--level3", default="balanced", show_default=True, help=LEVEL_HELP)
+@click.option("--target-households", type=click.IntRange(min=1), default=300,
+              show_default=True, help="balanced: households per grid (plan C1: about 300).")
+@click.option("--tolerance", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              default=0.2, show_default=True, help="balanced: allowed deviation (0.2 = ±20 %).")
+@click.option("--cell-size", type=click.FloatRange(min=1), default=1000.0, show_default=True,
+              help="tiles: side of a square tile in metres (a hexagon has the same area).")
+@click.option("--shape", type=click.Choice(["square", "hexagon"]), default="square",
+              show_default=True, help="tiles: the cell shape.")
+@click.option("--min-area", type=click.FloatRange(min=0), default=None,
+              help="tiles: pieces below this many m² merge into a neighbour "
+                   "(default a tenth of a tile).")
+@click.option("--capacity", is_flag=True,
+              help="outlets: balance service areas by households.")
+@click.option("--assign-staff/--no-assign-staff", default=True, show_default=True,
+              help="Give each finest grid one of the institution's workers (一人一格) and "
+                   "each level-2 grid a manager, in code order, and record it in staff.")
+@click.option("--layer", default=None,
+              help="Layer to write. Default: grids__<institution> (lower case), or grids for "
+                   "the government grid.")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Also write report.json and grids.geojson to this folder.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@store_option
+def partition(institution, level1, level2, level3, target_households, tolerance, cell_size,
+              shape, min_area, capacity, assign_staff, layer, out, seed, store):
+    """Divide the territory into nested grids, well-field style (井田制), and store them.
+
+    Each level is cut out of its parent's own geometry, so every result is a partition
+    of its parent: union equals the parent, no overlap, no gap, each grid one connected
+    polygon. Codes are hierarchical (the parent's code is the child's prefix) and stable
+    under small changes of input.
+
+    \b
+    Reads:  territory, townships, units, households, outlets, staff (from --store)
+    Writes: the grids layer (all or nothing), staff.grids when --assign-staff
+    Prints: grid count, household balance (min / max / CV) and compactness per level,
+            and every parent that could not meet the tolerance, with why.
+
+    \b
+    Examples:
+      gisgrid partition --institution NSH
+      gisgrid partition --level1 units:townships --level2 tiles --level3 none --cell-size 2000
+      gisgrid partition --institution YCB --level1 outlets --level2 outlets --capacity
+    """
+    from gis_grid.partition import partition as run_partition
+    from gis_grid.staffing import assign_staff as run_assign
+    from layers.store import open_store
+    from layers.transfer import check_layer_name
+
+    specs = [_level_spec(t, capacity=capacity) for t in (level1, level2, level3)
+             if t.strip().lower() != "none"]
+    target = check_layer_name(layer or grid_layer_name(institution))
+    with open_store(store) as source:
+        territory = source.read("territory")
+        households = _read_optional(source, "households")
+        outlets = _read_optional(source, "outlets")
+        if institution is not None:
+            known = _read_optional(source, "institutions")
+            if known is not None and institution not in set(known["id"].astype(str)):
+                raise click.BadParameter(
+                    f"{institution!r} is not in layer institutions "
+                    f"({', '.join(sorted(known['id'].astype(str)))})", param_hint="--institution")
+        click.echo(f"partitioning {_display(source.url)} …", err=True)
+        try:
+            result = run_partition(territory, households, levels=specs, institution=institution,
+                                   units=_read_optional(source, "units"),
+                                   townships=_read_optional(source, "townships"),
+                                   outlets=outlets, target_households=target_households,
+                                   tolerance=tolerance, cell_size=cell_size, min_area=min_area,
+                                   shape=shape, seed=seed)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+        grids = result.grids
+        staff = _read_optional(source, "staff")
+        if assign_staff and institution and staff is not None:
+            grids, staff = run_assign(grids, staff, institution=institution)
+        source.write(target, grids)
+        if assign_staff and institution and staff is not None:
+            source.write("staff", staff)
+    click.echo(result.summary())
+    click.echo(f"stored {len(grids)} grids as layer {target}")
+    if out:
+        folder = Path(out)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "report.json").write_text(result.to_json(), encoding="utf-8")
+        grids.to_file(folder / "grids.geojson", driver="GeoJSON")
+        click.echo(f"report: {folder / 'report.json'}, grids: {folder / 'grids.geojson'}")
+
+
+def _tolerance_options(f):
+    from gis_grid.topology import (
+        DEFAULT_GAP_WIDTH,
+        DEFAULT_SLIVER_AREA,
+        DEFAULT_SNAP_TOLERANCE,
+    )
+
+    f = click.option("--snap-tolerance", type=float, default=DEFAULT_SNAP_TOLERANCE,
+                     show_default=True, help="Metres within which vertices count as the same "
+                                             "point.")(f)
+    f = click.option("--sliver-area", type=float, default=DEFAULT_SLIVER_AREA,
+                     show_default=True, help="m²: pieces smaller than this are slivers.")(f)
+    f = click.option("--gap-width", type=float, default=DEFAULT_GAP_WIDTH, show_default=True,
+                     help="Metres: gaps narrower than this are flagged as near-miss edges.")(f)
+    return f
+
+
+def _layers_for_check(source, name: str):
+    grids = source.read(name)
+    territory = _read_optional(source, "territory")
+    households = _read_optional(source, "households")
+    staff = _read_optional(source, "staff")
+    return grids, territory, households, staff
+
+
+def _write_report(report, out: str | None, stem: str) -> list[str]:
+    if not out:
+        return []
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    json_path = folder / f"{stem}.json"
+    json_path.write_text(report.to_json(), encoding="utf-8")
+    geojson_path = folder / f"{stem}-problems.geojson"
+    report.to_geojson(geojson_path)
+    return [str(json_path), str(geojson_path)]
+
+
+@click.command()
+@click.option("--grids", "layer", default="grids", show_default=True,
+              help="The grid layer to check (ours, or one uploaded by a bank).")
+@click.option("--no-territory", is_flag=True,
+              help="Do not check the top level against the territory layer (gaps are then "
+                   "the holes inside the grids' union).")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Write validation.json (the machine report) and validation-problems.geojson "
+                   "(every problem geometry) here.")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON report instead.")
+@_tolerance_options
+@store_option
+def validate(layer, no_territory, out, as_json, gap_width, sliver_area, snap_tolerance, store):
+    """Check a grid layer like a linter: exit 0 when it is a valid well-field partition,
+    1 when not.
+
+    \b
+    Finds, per institution and level: gaps inside the territory (with area and the
+    households inside), overlaps (pairs and area), slivers, invalid geometry, grids in
+    several pieces, edges that do not match their neighbour's, children outside their
+    parent and parents not covered by their children, codes not prefixed by the parent's,
+    duplicate codes, households in no grid, and staffing breaches (a grid with no worker,
+    a worker holding several grids — B4).
+    """
+    from gis_grid.topology import validate_grids
+    from layers.store import open_store
+
+    with open_store(store) as source:
+        grids, territory, households, staff = _layers_for_check(source, layer)
+    report = validate_grids(grids, territory=None if no_territory else territory,
+                            households=households, staff=staff, gap_width=gap_width,
+                            sliver_area=sliver_area, snap_tolerance=snap_tolerance)
+    written = _write_report(report, out, "validation")
+    click.echo(report.to_json() if as_json else report.human())
+    for path in written:
+        click.echo(f"wrote {path}", err=True)
+    sys.exit(0 if report.ok else 1)
+
+
+@click.command()
+@click.option("--grids", "layer", default="grids", show_default=True,
+              help="The grid layer to repair.")
+@click.option("--to", "target", default=None,
+              help="Write the repaired layer here instead of replacing --grids.")
+@click.option("--priority", default="longest_border", show_default=True,
+              metavar="RULE|COLUMN",
+              help="Who keeps an overlap: longest_border (the neighbour sharing the longest "
+                   "border, as GEOS's coverage cleaner), max_area, min_area, min_index (the "
+                   "earlier row), or a column whose lower value wins (e.g. code).")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Write repair-changes.csv (every change: grid, m² and households gained or "
+                   "lost) and the remaining validation report here.")
+@_tolerance_options
+@store_option
+def repair(layer, target, priority, out, gap_width, sliver_area, snap_tolerance, store):
+    """Repair a grid layer: snap within the tolerance, give each gap or sliver to the
+    neighbour sharing the longest border, resolve overlaps by the stated priority, fix
+    invalid rings — and list every change.
+
+    It never loses area silently: afterwards the layer validates, or the report says what
+    is left and why (exit 1).
+    """
+    from gis_grid.topology import repair_grids
+    from layers.store import open_store
+    from layers.transfer import check_layer_name
+
+    destination = check_layer_name(target or layer)
+    with open_store(store) as source:
+        grids, territory, households, _ = _layers_for_check(source, layer)
+        try:
+            result = repair_grids(grids, territory=territory, households=households,
+                                  gap_width=gap_width, sliver_area=sliver_area,
+                                  snap_tolerance=snap_tolerance, priority=priority)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+        source.write(destination, result.grids)
+    changes = result.changes
+    click.echo(f"{len(changes)} changes; repaired layer stored as {destination}")
+    if len(changes):
+        click.echo(changes.head(20).to_string(index=False))
+    click.echo(result.remaining.human())
+    if out:
+        folder = Path(out)
+        folder.mkdir(parents=True, exist_ok=True)
+        changes.to_csv(folder / "repair-changes.csv", index=False, encoding="utf-8-sig")
+        for path in _write_report(result.remaining, out, "after-repair"):
+            click.echo(f"wrote {path}", err=True)
+    sys.exit(0 if result.remaining.ok else 1)
+

@@ -1,0 +1,456 @@
+"""Benchmark the HTTP service against tipg and pygeoapi on the same PostGIS table.
+
+One command::
+
+    .venv/bin/python scripts/bench_api.py            # 10^5 grids, 10 s per measurement
+
+It creates a throw-away PostGIS database on ``$GISGRID_BENCH_PG`` (default
+``postgresql://postgres@127.0.0.1:5432/postgres``), loads a layer of 10^5 grids (a
+Voronoi tiling of 10^5 random points over 秭归县 Zigui, clipped to the county, with grid
+attributes) through the PostGIS store, and serves that one table in turn with
+
+* gis-grid (this repository, ``uvicorn --factory api.app:app_from_env``),
+* tipg and pygeoapi (each installed from PyPI into its own throw-away virtualenv under
+  ``/tmp/gisgrid-bench``, created on first use so their pins do not touch ours;
+  pygeoapi's config YAML points at the same table, its PostgreSQL provider),
+
+each under uvicorn with the same number of worker processes. ``wrk`` (Debian package
+``wrk``) then drives, with 16 concurrent connections to 127.0.0.1 only, for a bounded
+time each: ``items?bbox=…&limit=1000`` over 16 boxes holding more than 1,000 grids each,
+and z12 vector tiles over the tiles covering the county (tipg's ``/tiles/WebMercatorQuad``,
+ours ``/tiles/…mvt``; pygeoapi has no PostGIS tile provider, so its tile row is empty).
+Every server's answers are checked first (1,000 features, a non-empty tile). It prints
+requests/s, p50 and p99 latency, and the ratios against tipg and pygeoapi, with the
+targets: ≥ 1.0× tipg and ≥ 3× pygeoapi in requests/s, p99 < 200 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import urllib.request
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import geopandas as gpd
+import numpy as np
+import psycopg
+import shapely
+from psycopg import sql
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from api.auth import create_key  # noqa: E402
+from gis_grid.crs import metric_crs  # noqa: E402
+from layers.postgis import PostGISStore  # noqa: E402
+from layers.sample import build_sample  # noqa: E402
+
+PEERS = Path(os.environ.get("GISGRID_BENCH_VENVS", "/tmp/gisgrid-bench"))
+PEER_PACKAGES = {"tipg": ["tipg", "uvicorn"],
+                 "pygeoapi": ["pygeoapi", "uvicorn", "starlette", "psycopg2-binary",
+                              "geoalchemy2"]}
+CONNECTIONS = 16
+
+
+# --------------------------------------------------------------------------- data
+
+
+def voronoi_grids(n: int, seed: int = 0) -> gpd.GeoDataFrame:
+    """``n`` grids tiling the Zigui county: Voronoi cells of random points, clipped."""
+    territory = build_sample("420527", households=1000)["territory"]
+    crs = metric_crs(territory)
+    land = shapely.union_all(territory.to_crs(crs).geometry.to_numpy())
+    shapely.prepare(land)
+    rng = np.random.default_rng(seed)
+    minx, miny, maxx, maxy = land.bounds
+    points = np.empty((0, 2))
+    while len(points) < n:
+        xy = rng.uniform((minx, miny), (maxx, maxy), size=(2 * n, 2))
+        points = np.vstack([points, xy[shapely.contains_xy(land, xy[:, 0], xy[:, 1])]])
+    points = points[:n]
+    cells = shapely.get_parts(shapely.voronoi_polygons(shapely.multipoints(points),
+                                                       extend_to=land))
+    inside = shapely.contains(land, cells)
+    cells[~inside] = shapely.intersection(cells[~inside], land)
+    cells = cells[~shapely.is_empty(cells)]
+    m = len(cells)
+    kinds = np.where(rng.random(m) < 0.2, "urban", "rural")
+    banks = rng.choice(["NSH", "YCB", "ABC"], size=m)
+    frame = gpd.GeoDataFrame({
+        "code": [f"G{i:06d}" for i in range(m)], "level": 1, "kind": kinds,
+        "institution": banks, "worker": [f"{b}-S-{i % 500:04d}" for i, b in enumerate(banks)],
+        "households": rng.integers(20, 600, size=m), "source": "synthetic",
+    }, geometry=cells, crs=crs).to_crs("EPSG:4326")
+    return frame
+
+
+def pick_bboxes(grids: gpd.GeoDataFrame, count: int, seed: int = 1) -> list[tuple]:
+    """Boxes (lon/lat) each intersecting 2,000–4,000 grids, so limit=1000 is a full page."""
+    rng = np.random.default_rng(seed)
+    tree = shapely.STRtree(grids.geometry.to_numpy())
+    minx, miny, maxx, maxy = grids.total_bounds
+    boxes = []
+    for _ in range(10_000):
+        if len(boxes) == count:
+            break
+        cx, cy = rng.uniform(minx, maxx), rng.uniform(miny, maxy)
+        box = (cx - 0.045, cy - 0.035, cx + 0.045, cy + 0.035)
+        hits = len(tree.query(shapely.box(*box), predicate="intersects"))
+        if 2000 <= hits <= 4000:
+            boxes.append(tuple(round(v, 5) for v in box))
+    return boxes
+
+
+def pick_tiles(grids: gpd.GeoDataFrame, z: int, count: int) -> list[tuple[int, int, int]]:
+    """z-level tiles whose centre lies on a grid (full tiles, not the county's edge)."""
+    minx, miny, maxx, maxy = grids.total_bounds
+    x0, y1 = _tile(minx, miny, z)
+    x1, y0 = _tile(maxx, maxy, z)
+    tree = shapely.STRtree(grids.geometry.to_numpy())
+    tiles = []
+    for x in range(x0, x1 + 1):
+        for y in range(y0, y1 + 1):
+            lon, lat = _tile_centre(x, y, z)
+            if len(tree.query(shapely.Point(lon, lat), predicate="intersects")):
+                tiles.append((z, x, y))
+    rng = np.random.default_rng(2)
+    rng.shuffle(tiles)
+    return tiles[:count]
+
+
+def _tile(lon: float, lat: float, z: int) -> tuple[int, int]:
+    n = 2**z
+    rad = np.radians(lat)
+    return int((lon + 180) / 360 * n), int((1 - np.arcsinh(np.tan(rad)) / np.pi) / 2 * n)
+
+
+def _tile_centre(x: int, y: int, z: int) -> tuple[float, float]:
+    n = 2**z
+    lon = (x + 0.5) / n * 360 - 180
+    lat = np.degrees(np.arctan(np.sinh(np.pi * (1 - 2 * (y + 0.5) / n))))
+    return lon, lat
+
+
+@contextmanager
+def database(base: str):
+    name = f"gisgrid_bench_{secrets.token_hex(4)}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = urlunsplit(urlsplit(base)._replace(path=f"/{name}"))
+    try:
+        yield url
+    finally:
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(name)))
+
+
+# ------------------------------------------------------------------------ servers
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def peer_venv(name: str) -> Path:
+    """The peer's own virtualenv, created and filled from PyPI on first use."""
+    venv = PEERS / f"{name}-venv"
+    marker = venv / ".installed"
+    if not marker.exists():
+        print(f"installing {name} into {venv} (once) …", flush=True)
+        PEERS.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", *PEER_PACKAGES[name]],
+                       check=True)
+        marker.write_text("ok")
+    return venv
+
+
+def version_of(python: Path, package: str) -> str:
+    done = subprocess.run([str(python), "-c", "import importlib.metadata as m; "
+                           f"print(m.version({package!r}))"], capture_output=True, text=True)
+    return done.stdout.strip() or "?"
+
+
+@contextmanager
+def serve(command: list[str], env: dict, port: int, probe: str, headers: dict | None = None):
+    """Run a server process group until the block ends; wait until ``probe`` answers."""
+    log = tempfile.NamedTemporaryFile(prefix="gisgrid-bench-", suffix=".log", delete=False)
+    process = subprocess.Popen(command, env={**os.environ, **env}, stdout=log, stderr=log,
+                               start_new_session=True, cwd=env.get("CWD", str(ROOT)))
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                request = urllib.request.Request(f"http://127.0.0.1:{port}{probe}",
+                                                 headers=headers or {})
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{command[0]} did not start; see {log.name}:\n"
+                                   + Path(log.name).read_text()[-3000:])
+            time.sleep(0.3)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def ours(url: str, workers: int, key: str):
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", "--factory", "api.app:app_from_env",
+               "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+               "--log-level", "warning", "--no-access-log"]
+    env = {"GISGRID_STORE": url, "GISGRID_API_JOBS_DIR": tempfile.mkdtemp()}
+    return serve(command, env, port, "/collections/grids", {"X-API-Key": key})
+
+
+def tipg(url: str, workers: int):
+    venv = peer_venv("tipg")
+    port = free_port()
+    command = [str(venv / "bin" / "uvicorn"), "tipg.main:app", "--host", "127.0.0.1",
+               "--port", str(port), "--workers", str(workers), "--log-level", "warning",
+               "--no-access-log"]
+    env = {"DATABASE_URL": url, "TIPG_DB_SCHEMAS": '["public"]',
+           "TIPG_DB_TABLES": '["public.grids"]', "TIPG_MAX_FEATURES_PER_QUERY": "10000",
+           "CWD": tempfile.mkdtemp()}
+    return serve(command, env, port, "/collections/public.grids")
+
+
+def pygeoapi(url: str, workers: int):
+    venv = peer_venv("pygeoapi")
+    port = free_port()
+    parts = urlsplit(url)
+    folder = Path(tempfile.mkdtemp(prefix="gisgrid-pygeoapi-"))
+    config = folder / "pygeoapi.yml"
+    config.write_text(textwrap.dedent(f"""\
+        server:
+          bind: {{host: 127.0.0.1, port: {port}}}
+          url: http://127.0.0.1:{port}
+          mimetype: application/json; charset=UTF-8
+          encoding: utf-8
+          languages: [en-US]
+          limit: 10000
+          limits: {{default_items: 10, max_items: 10000}}
+          map: {{url: "https://tile.openstreetmap.org/{{z}}/{{x}}/{{y}}.png",
+                attribution: "OSM"}}
+        logging: {{level: ERROR}}
+        metadata:
+          identification: {{title: bench, description: bench, keywords: [grids],
+                           keywords_type: theme, terms_of_service: none,
+                           url: http://127.0.0.1}}
+          license: {{name: CC-BY 4.0, url: https://creativecommons.org/licenses/by/4.0/}}
+          provider: {{name: bench, url: http://127.0.0.1}}
+          contact: {{name: bench, position: bench, address: x, city: x, stateorprovince: x,
+                    postalcode: x, country: x, phone: x, fax: x, email: x@example.org,
+                    url: http://127.0.0.1, hours: x, instructions: x, role: pointOfContact}}
+        resources:
+          grids:
+            type: collection
+            title: grids
+            description: 10^5 grids
+            keywords: [grids]
+            extents:
+              spatial: {{bbox: [110.0, 30.5, 111.2, 31.3],
+                        crs: "http://www.opengis.net/def/crs/OGC/1.3/CRS84"}}
+            providers:
+              - type: feature
+                name: PostgreSQL
+                data:
+                  host: {parts.hostname}
+                  port: {parts.port or 5432}
+                  dbname: {parts.path.lstrip('/')}
+                  user: {parts.username or 'postgres'}
+                  password: "{parts.password or ''}"
+                  search_path: [public]
+                id_field: fid
+                table: grids
+                geom_field: geom
+        """))
+    openapi = folder / "openapi.yml"
+    env = {"PYGEOAPI_CONFIG": str(config), "PYGEOAPI_OPENAPI": str(openapi), "CWD": str(folder)}
+    subprocess.run([str(venv / "bin" / "pygeoapi"), "openapi", "generate", str(config),
+                    "--output-file", str(openapi)], check=True, env={**os.environ, **env},
+                   capture_output=True)
+    command = [str(venv / "bin" / "uvicorn"), "pygeoapi.starlette_app:APP", "--host",
+               "127.0.0.1", "--port", str(port), "--workers", str(workers),
+               "--log-level", "warning", "--no-access-log"]
+    return serve(command, env, port, "/collections/grids?f=json")
+
+
+# ---------------------------------------------------------------------------- load
+
+LUA = """
+local paths = {%(paths)s}
+local n = 0
+wrk.headers["Accept"] = "%(accept)s"
+%(headers)s
+request = function()
+  n = n + 1
+  return wrk.format("GET", paths[(n %% #paths) + 1])
+end
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT %%d %%d %%d %%d %%d %%d %%d\\n", summary.requests,
+    summary.duration, latency:percentile(50), latency:percentile(99), summary.bytes,
+    summary.errors.status + summary.errors.connect + summary.errors.read
+    + summary.errors.write + summary.errors.timeout, latency.max))
+end
+"""
+
+
+def drive(base: str, paths: list[str], seconds: float, headers: dict, accept: str) -> dict:
+    """``wrk`` with CONNECTIONS connections cycling over ``paths``, after a warm-up."""
+    script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
+    script.write(LUA % {
+        "paths": ", ".join(json.dumps(p) for p in paths), "accept": accept,
+        "headers": "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items())})
+    script.close()
+
+    def run(duration: float) -> dict:
+        done = subprocess.run(
+            ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{max(1, round(duration))}s", "--timeout", "10s",
+             "-s", script.name, base], capture_output=True, text=True, timeout=duration + 60)
+        line = next((ln for ln in done.stdout.splitlines() if ln.startswith("RESULT")), None)
+        if line is None:
+            raise RuntimeError(f"wrk failed: {done.stdout}\n{done.stderr}")
+        requests, micros, p50, p99, size, errors, worst = map(int, line.split()[1:])
+        return {"rps": requests / (micros / 1e6), "p50_ms": p50 / 1000, "p99_ms": p99 / 1000,
+                "mb_s": size / (micros / 1e6) / 2**20, "errors": errors, "requests": requests,
+                "max_ms": worst / 1000}
+
+    run(2)  # warm-up: connections, caches, prepared statements
+    return run(seconds)
+
+
+def fetch(url: str, headers: dict) -> bytes:
+    request = urllib.request.Request(url, headers=headers)
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return response.read()
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--grids", type=int, default=100_000)
+    parser.add_argument("--seconds", type=float, default=10.0,
+                        help="measured time per server and endpoint (after 2 s warm-up)")
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn workers, each server")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["tipg", "pygeoapi"])
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        print("bench_api: needs wrk (apt-get install -y wrk)", file=sys.stderr)
+        return 2
+    base = os.environ.get("GISGRID_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        grids = voronoi_grids(args.grids)
+    boxes = pick_bboxes(grids, 16)
+    tiles = pick_tiles(grids, 12, 16)
+    print(f"{len(grids):,} grids (Voronoi over Zigui) in {time.perf_counter() - t0:.1f} s; "
+          f"{len(boxes)} bboxes with 2,000–4,000 grids each; {len(tiles)} z12 tiles",
+          flush=True)
+    with database(base) as url:
+        store = PostGISStore(url)
+        t0 = time.perf_counter()
+        store.write("grids", grids)
+        _, key = create_key(store, "regulator")
+        store.close()
+        print(f"loaded through the PostGIS store in {time.perf_counter() - t0:.1f} s",
+              flush=True)
+        bbox_q = ["bbox=" + ",".join(map(str, b)) for b in boxes]
+        servers = {
+            "gis-grid": (lambda: ours(url, args.workers, key), {"X-API-Key": key},
+                         [f"/collections/grids/items?{q}&limit=1000" for q in bbox_q],
+                         [f"/tiles/grids/{z}/{x}/{y}.mvt" for z, x, y in tiles]),
+            "tipg": (lambda: tipg(url, args.workers), {},
+                     [f"/collections/public.grids/items?{q}&limit=1000" for q in bbox_q],
+                     [f"/collections/public.grids/tiles/WebMercatorQuad/{z}/{x}/{y}"
+                      for z, x, y in tiles]),
+            "pygeoapi": (lambda: pygeoapi(url, args.workers), {},
+                         [f"/collections/grids/items?{q}&limit=1000&f=json" for q in bbox_q],
+                         []),
+        }
+        results: dict[tuple[str, str], dict] = {}
+        versions = {"gis-grid": "this tree"}
+        for name, (start, headers, items, tile_paths) in servers.items():
+            if name in args.skip:
+                continue
+            if name != "gis-grid":
+                versions[name] = version_of(peer_venv(name) / "bin" / "python", name)
+            with start() as server:
+                page = json.loads(fetch(server + items[0], {**headers,
+                                                            "Accept": "application/geo+json"}))
+                assert len(page["features"]) == 1000, (name, len(page["features"]))
+                results[(name, "items")] = drive(server, items, args.seconds, headers,
+                                                 "application/geo+json")
+                if tile_paths:
+                    tile = fetch(server + tile_paths[0], headers)
+                    assert len(tile) > 1000, (name, len(tile))
+                    results[(name, "tile")] = drive(server, tile_paths, args.seconds, headers,
+                                                    "application/vnd.mapbox-vector-tile")
+            for endpoint in ("items", "tile"):
+                r = results.get((name, endpoint))
+                if r:
+                    print(f"  {name:<9} {endpoint:<6} {r['rps']:8.1f} req/s  p50 "
+                          f"{r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms  "
+                          f"{r['mb_s']:6.1f} MiB/s  errors {r['errors']}", flush=True)
+    report(results, versions, args)
+    return 0
+
+
+def report(results: dict, versions: dict, args) -> None:
+    print(f"\nitems?bbox&limit=1000 and z12 tiles on {args.grids:,} grids, {CONNECTIONS} "
+          f"concurrent connections, {args.workers} uvicorn workers each, "
+          f"{args.seconds:g} s each, same machine ({os.cpu_count()} cores), same table")
+    print("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+    print(f"{'server':<10}{'endpoint':<9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
+          f"{'MiB/s':>8}{'errors':>8}")
+    for (name, endpoint), r in results.items():
+        print(f"{name:<10}{endpoint:<9}{r['rps']:>9.1f}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}"
+              f"{r['mb_s']:>8.1f}{r['errors']:>8}")
+    print("\nratios (gis-grid requests/s ÷ peer's) and targets:")
+    for endpoint in ("items", "tile"):
+        mine = results.get(("gis-grid", endpoint))
+        if mine is None:
+            continue
+        for peer, target in (("tipg", 1.0), ("pygeoapi", 3.0)):
+            other = results.get((peer, endpoint))
+            if other is None:
+                print(f"  {endpoint:<6} vs {peer:<9} n/a (not served by {peer})")
+                continue
+            ratio = mine["rps"] / other["rps"]
+            verdict = "met" if ratio >= target else "NOT met"
+            print(f"  {endpoint:<6} vs {peer:<9} {ratio:5.2f}×  (target ≥ {target:g}×: "
+                  f"{verdict})")
+        verdict = "met" if mine["p99_ms"] < 200 else "NOT met"
+        print(f"  {endpoint:<6} p99 {mine['p99_ms']:.1f} ms (target < 200 ms: {verdict})")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -276,7 +276,8 @@ def demo(ctx, out: str, county: str, seed: int, households: int | None,
 
     \b
     1. sample     build the sample territory (real boundary and divisions, synthetic demand)
-    2. partition  three nested grid levels for the lead bank (NSH) and the postal bank (YCB)
+    2. partition  nested grids for the lead bank (NSH: township, village, ~300 households)
+                 and the postal bank (YCB: outlet service areas, ~300 households)
     3. validate   check the lead bank's grids are a well-field partition
     4. coverage   access, shares, service blanks, gaps, files, staffing, ranking
     5. map        the interactive offline map
@@ -295,8 +296,13 @@ def demo(ctx, out: str, county: str, seed: int, households: int | None,
     step("1/6 sample")
     _build_sample(county, seed, households, store)
     step("2/6 partition")
-    for bank in ("NSH", "YCB"):
-        ctx.invoke(partition, institution=bank, store=store, out=str(folder / f"partition-{bank}"))
+    # The lead bank grids by township, village / community and ~300 households; the
+    # postal bank by its outlets' service areas (B3), then ~300 households.
+    schemes = {"NSH": ("units:townships", "units:units", "balanced"),
+               "YCB": ("outlets", "balanced", "none")}
+    for bank, (one, two, three) in schemes.items():
+        ctx.invoke(partition, institution=bank, level1=one, level2=two, level3=three,
+                   store=store, out=str(folder / f"partition-{bank}"))
         outputs[f"grids of {bank}"] = f"layer grids__{bank.lower()}, {folder / f'partition-{bank}'}"
     step("3/6 validate")
     try:

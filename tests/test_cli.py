@@ -46,18 +46,25 @@ def test_missing_layer_exits_4(tmp_path):
 
 
 def test_demo_end_to_end_as_a_process(tmp_path):
-    """The installed entry point, as the README runs it."""
+    """The installed entry point, as the README runs it: every stage leaves its output."""
     out = tmp_path / "demo"
     proc = subprocess.run(
         [sys.executable, "-m", "gis_grid.cli", "demo", "--out", str(out), "--households",
-         "20000"], capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr
-    assert str(out / "gisgrid.gpkg") in proc.stdout
-    units = gpd.read_file(out / "units.geojson")
-    assert len(units) == 193 and set(units["kind"]) == {"urban", "rural"}
+         "20000", "--atlas-pages", "2"], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    store = out / "gisgrid.gpkg"
+    assert str(store) in proc.stdout
+    for path in ("validation/validation.json", "coverage/coverage.xlsx", "map/map.html",
+                 "atlas/atlas-urban.pdf", "atlas/atlas-rural.pdf"):
+        assert (out / path).stat().st_size > 0, path
+        assert str(out / path) in proc.stdout, path
+    assert json.loads((out / "validation/validation.json").read_text())["ok"] is True
     listing = subprocess.run(
-        [sys.executable, "-m", "gis_grid.cli", "layers", "--json", "--store",
-         str(out / "gisgrid.gpkg")], capture_output=True, text=True, check=True)
+        [sys.executable, "-m", "gis_grid.cli", "layers", "--json", "--store", str(store)],
+        capture_output=True, text=True, check=True)
     names = {layer["name"]: layer["count"] for layer in json.loads(listing.stdout)}
     assert names["units"] == 193 and names["townships"] == 12
-    assert sum(gpd.read_file(out / "gisgrid.gpkg", layer="households")["count"]) == 20000
+    assert names["grids__nsh"] > 193 and "coverage_gaps" in names
+    assert sum(gpd.read_file(store, layer="households")["count"]) == 20000
+    grids = gpd.read_file(store, layer="grids__nsh")
+    assert set(grids["level"]) == {1, 2, 3}

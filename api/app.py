@@ -18,7 +18,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import FastAPI
 
-from api import analyses, errors, features, tiles, uploads
+from api import analyses, errors, features, mappage, tiles, uploads
 from api.auth import KeyRing, read_keys
 from api.jobs import JobManager
 from api.providers import open_provider
@@ -71,7 +71,9 @@ def create_app(store_url: str | None = None, settings: Settings | None = None) -
     )
     app.state.settings = settings
     errors.install(app)
-    for module in (features, tiles, analyses, uploads):
+    app.state.store_url = url
+    mappage.install(app)
+    for module in (features, tiles, analyses, uploads, mappage):
         app.include_router(module.router)
     features.install_openapi(app)
     app.add_middleware(uploads.BodySizeLimit, limit=settings.max_upload_bytes)

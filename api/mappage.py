@@ -1,0 +1,155 @@
+"""The map page: ``GET /map`` and the map's own scripts at ``/static/maps/``.
+
+The page is ``maps.web.map_page_html`` over the layers the caller may read — the same
+rules as the collections (``api.auth.read_rule``): an institution's admin sees its own
+grids, outlets, devices and staff, a regulator every institution's with no staff phone.
+Every script and stylesheet is the service's own, so the page works on an intranet with
+no internet.
+
+A browser cannot send an API key header when it follows a link, so ``/map?key=TOKEN``
+checks the key, keeps it in an HttpOnly cookie for this path and redirects to ``/map``
+(the key then stays out of the address bar and history). Scripts may send the header as
+everywhere else.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import anyio
+import pandas as pd
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+
+from api.auth import (
+    OWN_GRIDS,
+    OWN_STAFF,
+    Principal,
+    layer_kind,
+    read_rule,
+    split_token,
+    token_from_headers,
+)
+from api.errors import Forbidden, NotFound
+from maps.web import STATIC_DIR, STATIC_URL, map_page_html
+
+COOKIE = "gisgrid_key"
+#: Seconds a built page is reused for the same caller and layers: building the Zigui page
+#: takes about a second, and a map is opened far more often than its layers change.
+CACHE_SECONDS = 60.0
+_pages: dict[tuple, tuple[float, str]] = {}
+
+router = APIRouter(tags=["Map"])
+
+
+def install(app) -> None:
+    """Mount the map's static files (Leaflet and the product's own scripts)."""
+    app.mount(STATIC_URL.rstrip("/"), StaticFiles(directory=STATIC_DIR), name="maps-static")
+
+
+async def _caller(request: Request, key: str | None) -> Principal:
+    token = token_from_headers(request.headers.get("authorization"),
+                               request.headers.get("x-api-key") or key
+                               or request.cookies.get(COOKIE))
+    ring = request.app.state.keyring
+    key_id, _ = split_token(token)
+    if ring.needs_refresh(key_id):
+        await anyio.to_thread.run_sync(ring.refresh, key_id)
+    return ring.verify(token)
+
+
+def _scoped(frame: pd.DataFrame, name: str, principal: Principal, lookups: dict) -> tuple:
+    """The rows and columns of one layer the caller may see, and whether phones show."""
+    rule = read_rule(principal, name, frozenset(frame.columns))
+    keep = pd.Series(True, index=frame.index)
+    for column, values in rule.fixed.items():
+        if column in frame.columns:
+            keep &= frame[column].astype("string").isin([str(v) for v in values]).fillna(False)
+    for column, what in rule.lookups.items():
+        if column in frame.columns:
+            keep &= frame[column].astype("string").isin(lookups[what]).fillna(False)
+    scoped = frame[keep.to_numpy()].drop(columns=[c for c in rule.hidden if c in frame])
+    return scoped, "phone" not in rule.hidden
+
+
+def _visible_layers(layers: dict[str, pd.DataFrame], principal: Principal
+                    ) -> tuple[dict[str, pd.DataFrame], bool]:
+    grids = [f for n, f in layers.items() if layer_kind(n) == "grids"]
+    staff = layers.get("staff")
+    lookups = {OWN_GRIDS: [], OWN_STAFF: []}
+    if principal.institution:
+        for frame in grids:
+            mine = frame.get("institution", pd.Series(dtype=str)).astype(str) == \
+                principal.institution
+            if principal.worker:
+                mine &= frame.get("worker", pd.Series(dtype=str)).astype(str) == \
+                    principal.worker
+            lookups[OWN_GRIDS] += frame.loc[mine, "code"].astype(str).tolist()
+        if staff is not None:
+            own = staff["institution"].astype(str) == principal.institution
+            lookups[OWN_STAFF] = staff.loc[own, "id"].astype(str).tolist()
+    visible: dict[str, pd.DataFrame] = {}
+    phones = True
+    for name, frame in layers.items():
+        try:
+            scoped, may_see_phones = _scoped(frame, name, principal, lookups)
+        except (Forbidden, NotFound):
+            if layer_kind(name) == "ledger":
+                # The page shows only each grid's files % (an aggregate a regulator may
+                # read); the ledger rows themselves never reach the page.
+                visible[name] = frame[[c for c in frame.columns
+                                       if c in ("grid", "institution", "period")
+                                       or c.endswith(("_total", "_files"))]]
+            continue
+        if layer_kind(name) == "staff":
+            phones = may_see_phones
+        visible[name] = scoped
+    return visible, phones
+
+
+@router.get("/map", response_class=HTMLResponse, summary="The interactive map (HTML)",
+            responses={303: {"description": "Key accepted: redirect to /map"}})
+async def map_page(
+    request: Request,
+    grids: Annotated[list[str] | None, Query(description="Grid layers to draw (repeatable); "
+                                             "default: every grid layer the caller may read")]
+    = None,
+    key: Annotated[str | None, Query(description="An API key, kept in a cookie for the "
+                                     "map page; the browser is sent on to /map")] = None,
+    basemap: Annotated[str | None, Query(description="Tile URL template of the office's "
+                                         "own tile server")] = None,
+):
+    principal = await _caller(request, key)
+    if key:
+        answer = RedirectResponse(request.url.remove_query_params("key"), status_code=303)
+        answer.set_cookie(COOKIE, key, httponly=True, samesite="strict", path="/map")
+        return answer
+    provider = request.app.state.provider
+    catalog = await provider.catalog()
+    names = sorted(n for n in catalog if layer_kind(n) == "grids")
+    wanted = [n for n in (grids or names) if n in catalog]
+    if not wanted:
+        raise NotFound("no grid layer to draw: make one with `gisgrid partition`")
+    store_url = request.app.state.store_url
+    scope = (principal.role, principal.institution, principal.worker)
+    cache_key = (store_url, scope, tuple(wanted), basemap)
+    now = time.monotonic()
+    cached = _pages.get(cache_key)
+    if cached and now - cached[0] < CACHE_SECONDS:
+        return HTMLResponse(cached[1])
+
+    def build() -> str:
+        from maps.data import load_layers
+
+        layers = load_layers(store_url, grids=wanted)
+        visible, phones = _visible_layers(layers, principal)
+        if "grids" not in visible or visible["grids"].empty:
+            raise Forbidden("none of these grid layers holds grids you may see")
+        return map_page_html(visible, static_base=STATIC_URL, basemap_url=basemap,
+                             viewer_may_see_phones=phones)
+
+    page = await anyio.to_thread.run_sync(build)
+    _pages[cache_key] = (now, page)
+    return HTMLResponse(page)

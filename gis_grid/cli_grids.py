@@ -94,8 +94,7 @@ def partition(institution, level1, level2, level3, target_households, tolerance,
     """
     from gis_grid.partition import partition as run_partition
     from gis_grid.staffing import assign_staff as run_assign
-    from layers.store import open_store
-    from layers.transfer import check_layer_name
+    from layers.store import check_layer_name, open_store
 
     specs = [_level_spec(t, capacity=capacity) for t in (level1, level2, level3)
              if t.strip().lower() != "none"]
@@ -237,8 +236,7 @@ def repair(layer, target, priority, out, gap_width, sliver_area, snap_tolerance,
     is left and why (exit 1).
     """
     from gis_grid.topology import repair_grids
-    from layers.store import open_store
-    from layers.transfer import check_layer_name
+    from layers.store import check_layer_name, open_store
 
     destination = check_layer_name(target or layer)
     with open_store(store) as source:

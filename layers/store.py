@@ -20,6 +20,10 @@ import geopandas as gpd
 import pandas as pd
 
 from gis_grid.errors import StoreError
+from layers._tables import check_layer_name
+
+__all__ = ["DEFAULT_STORE", "LayerInfo", "Store", "check_layer_name", "open_store",
+           "resolve_store_url"]
 
 DEFAULT_STORE = "gisgrid.gpkg"
 

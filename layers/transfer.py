@@ -8,20 +8,17 @@ problem is reported at once in an ``InputError`` and the store is left as it was
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from gis_grid.errors import InputError, Problem, StoreError
+from gis_grid.errors import InputError, Problem
 from gis_grid.model import REFERENCES, schema_for
 from layers.checks import check_layer, sort_problems
 from layers.files import read_file, write_file
-from layers.store import Store
-
-LAYER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,59}$")
+from layers.store import Store, check_layer_name
 
 
 @dataclass(frozen=True)
@@ -30,16 +27,6 @@ class ImportReport:
     source: str
     count: int
     repaired: int
-
-
-def check_layer_name(name: str) -> str:
-    """A layer name must be a safe identifier: it becomes a table name in both stores."""
-    if not LAYER_NAME.match(name):
-        raise StoreError(
-            f"layer name {name!r}: use lower-case letters, digits and _ (start with a letter,"
-            " at most 60 characters), e.g. outlets or grids__nsh"
-        )
-    return name
 
 
 def reference_problems(

@@ -49,6 +49,7 @@ LAZY_COMMANDS = {
     "atlas": "maps.cli:atlas_command",
     "serve": "api.cli:serve",
     "keys": "api.cli:keys",
+    "province": "gis_grid.cli_province:province",
 }
 
 

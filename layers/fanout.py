@@ -1,0 +1,644 @@
+"""Run a job over a province county by county, in-process or on a Dask cluster.
+
+A province (DESIGN.md §5: ~10⁴ villages, ~10⁷ households) is many counties whose work is
+independent. ``run_province`` makes each county one task of ``run_county``: the task opens
+the store by its address, reads *its county only* (``store.read(name, where={"county":
+code})``), computes, and writes its result back. Without a scheduler the tasks run one
+after another in this process; with one (``tcp://host:port`` or a
+``dask.distributed.Client``) they are mapped on the cluster — an existing engine, Dask
+distributed, not a home-made pool — with retries, so a failed or killed worker's county is
+run again on another worker.
+
+Results, all-or-nothing and never duplicated
+    A county's grids go to its own staging layer ``<layer>__c<code>``, replaced whole by
+    every attempt, so a retried or re-run county can never leave two copies. When every
+    county has finished, the client merges the staging layers of the counties that
+    succeeded into ``<layer>`` in one all-or-nothing write.
+
+Resume ledger
+    Each finished county appends a row to the table ``fanout_runs`` (job, layer, county,
+    fingerprint, status, error, summary, finished_at). The fingerprint is a SHA-256 of the
+    job, its parameters and the county's inputs as read; a re-run skips a county whose
+    latest ``done`` row has the same fingerprint (and whose staging layer is there), so
+    only changed or failed counties are redone. Rows are only appended, so concurrent
+    tasks never contend for one row.
+
+Failures
+    A county that still fails after the retries is reported by code and name with its
+    error (and recorded as ``failed``); the other counties complete and are merged.
+
+Stores
+    Workers on other machines must reach the store: use PostGIS. The GeoPackage store is a
+    file on this machine and SQLite allows one writer at a time, so it is refused with any
+    scheduler (in-process runs use it as before).
+
+Jobs: ``partition`` (grids, level 1 = the county's townships so no grid crosses a county
+border), ``validate`` (per county, plus the province-wide check of the seams between
+counties, ``validate_seams``), ``coverage`` (per-county coverage report, JSON) and
+``atlas`` (per-county PDF volumes, ``maps.province``).
+
+Example
+-------
+>>> run = run_province("postgresql://postgres@127.0.0.1/gis", "partition",
+...                    {"institution": "NSH"}, scheduler="tcp://10.0.0.5:8786")
+... # doctest: +SKIP
+>>> run.failed  # doctest: +SKIP
+[]
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+
+from gis_grid.errors import StoreError
+from gis_grid.model import STORAGE_CRS
+from layers.store import Store, open_store, resolve_store_url
+
+__all__ = ["JOBS", "LEDGER", "CountyResult", "ProvinceRun", "read_county", "run_county",
+           "run_province", "stage_layer", "stitch_seams", "target_layer", "validate_seams"]
+
+#: The resume ledger table.
+LEDGER = "fanout_runs"
+#: Jobs ``run_county`` knows.
+JOBS = ("partition", "validate", "coverage", "atlas")
+#: Parameters that steer tests and runs but not results: left out of the fingerprint.
+_CONTROL = ("fail_counties", "kill_once", "resume")
+
+
+@dataclass
+class CountyResult:
+    """What one county's task did: ``done``, ``skipped`` (resumed) or ``failed``."""
+
+    county: str
+    job: str
+    status: str
+    seconds: float = 0.0
+    fingerprint: str = ""
+    error: str = ""
+    summary: dict = field(default_factory=dict)
+    name: str = ""
+
+
+@dataclass
+class ProvinceRun:
+    """What ``run_province`` did: one ``CountyResult`` per county, in code order."""
+
+    job: str
+    layer: str
+    counties: list[CountyResult]
+    seconds: float
+    dashboard: str | None = None
+    merged: int | None = None  # rows in the merged layer, for partition
+    seams: dict | None = None  # the province-wide seam check, for validate
+    finish_seconds: float = 0.0  # of ``seconds``: the client's merge or seam check
+
+    @property
+    def failed(self) -> list[CountyResult]:
+        return [c for c in self.counties if c.status == "failed"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and (self.seams is None or self.seams.get("ok", True)) and all(
+            c.summary.get("ok", True) for c in self.counties)
+
+    def text(self) -> str:
+        """A short report for people."""
+        count: dict[str, int] = {}
+        for c in self.counties:
+            count[c.status] = count.get(c.status, 0) + 1
+        lines = [f"{self.job}: {len(self.counties)} counties in {self.seconds:.1f} s — "
+                 + ", ".join(f"{n} {s}" for s, n in sorted(count.items()))]
+        if self.merged is not None:
+            lines.append(f"stored {self.merged} rows as layer {self.layer}")
+        if self.seams is not None:
+            lines.append("seams between counties: " + (
+                "no gap, no overlap" if self.seams["ok"] else
+                f"{self.seams['problems']} problems ({self.seams['kinds']})"))
+        for c in self.counties:
+            if self.job == "validate" and c.status != "failed" and not c.summary.get("ok"):
+                lines.append(f"  {c.county} {c.name}: {c.summary.get('problems')} problems")
+        for c in self.failed:
+            lines.append(f"  FAILED {c.county} {c.name}: {c.error}")
+        return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- one county
+
+
+def stage_layer(layer: str, county: str) -> str:
+    """The staging layer of one county's result: ``grids__nsh__c420527``."""
+    return f"{layer}__c{county}"
+
+
+def read_county(store: Store, name: str, county: str, required: bool = True):
+    """Layer ``name``, the rows of ``county`` only; None if the layer is missing and not
+    ``required``."""
+    if not store.has(name):
+        if required:
+            raise StoreError(f"layer {name!r} is missing from the store")
+        return None
+    return store.read(name, where={"county": county})
+
+
+def _frame_digest(frame: pd.DataFrame | None) -> str:
+    """A digest of a frame's values and geometry (WKB), independent of its index."""
+    if frame is None:
+        return "none"
+    h = hashlib.sha256()
+    data = frame.drop(columns=[frame.geometry.name]) if isinstance(frame, gpd.GeoDataFrame) \
+        else frame
+    data = data.reindex(sorted(data.columns), axis=1).reset_index(drop=True)
+    h.update(",".join(data.columns).encode())
+    if len(data):
+        h.update(pd.util.hash_pandas_object(data.astype(str), index=False).to_numpy().tobytes())
+    if isinstance(frame, gpd.GeoDataFrame):
+        for wkb in shapely.to_wkb(frame.geometry.to_numpy()):
+            h.update(wkb or b"\0")
+    return h.hexdigest()
+
+
+def _fingerprint(job: str, county: str, params: dict, inputs: dict) -> str:
+    h = hashlib.sha256()
+    kept = {k: v for k, v in sorted(params.items()) if k not in _CONTROL}
+    h.update(json.dumps([job, county, kept], sort_keys=True, default=str).encode())
+    for name in sorted(inputs):
+        h.update(name.encode())
+        h.update(_frame_digest(inputs[name]).encode())
+    return h.hexdigest()
+
+
+def target_layer(job: str, params: dict) -> str:
+    """The layer a job writes or reads: the grids layer (``grids__nsh`` for NSH)."""
+    if params.get("layer"):
+        return str(params["layer"])
+    institution = params.get("institution")
+    return f"grids__{institution.lower()}" if institution else "grids"
+
+
+def _partition_inputs(store: Store, county: str, params: dict) -> dict:
+    inputs = {name: read_county(store, name, county, required=name == "territory")
+              for name in ("territory", "townships", "units", "households", "outlets",
+                           "staff")}
+    if inputs["staff"] is not None:
+        # The grids staff hold are this job's own output (merged back), not an input.
+        inputs["staff"] = inputs["staff"].drop(columns="grids", errors="ignore")
+    return inputs
+
+
+def _partition(county: str, inputs: dict, params: dict) -> tuple[dict, dict]:
+    from gis_grid.partition import LevelSpec, partition
+    from gis_grid.staffing import assign_staff
+
+    levels = [LevelSpec(*(t.split(":", 1) if ":" in t else (t,)))
+              for t in params.get("levels", ("units:townships", "units:units", "balanced"))]
+    result = partition(
+        inputs["territory"], inputs["households"], levels=levels,
+        institution=params.get("institution"), units=inputs["units"],
+        townships=inputs["townships"], outlets=inputs["outlets"],
+        target_households=int(params.get("target_households", 300)),
+        tolerance=float(params.get("tolerance", 0.2)),
+        cell_size=float(params.get("cell_size", 1000.0)), seed=int(params.get("seed", 0)))
+    grids = result.grids.copy()
+    staged = {}
+    staff, institution = inputs["staff"], params.get("institution")
+    if params.get("assign_staff", True) and institution and staff is not None and len(staff):
+        # The county's own workers (一人一格), as ``gisgrid partition`` does for a county.
+        grids, staff = assign_staff(grids, staff, institution=institution)
+        staged["staff"] = staff
+    grids["county"] = county
+    staged["grids"] = grids
+    levels_report = [{"level": lv["level"], "grids": lv["grids"]}
+                     for lv in result.report.get("levels", [])]
+    return staged, {"grids": len(grids), "levels": levels_report}
+
+
+def _validate_inputs(store: Store, county: str, params: dict) -> dict:
+    return {"grids": read_county(store, target_layer("validate", params), county),
+            "territory": read_county(store, "territory", county),
+            "households": read_county(store, "households", county, required=False),
+            "staff": read_county(store, "staff", county, required=False)}
+
+
+def _validate(county: str, inputs: dict, params: dict) -> tuple[None, dict]:
+    from gis_grid.topology import validate_grids
+
+    report = validate_grids(inputs["grids"], territory=inputs["territory"],
+                            households=inputs["households"], staff=inputs["staff"], threads=1)
+    kinds = report.problems["kind"].value_counts().to_dict() if len(report.problems) else {}
+    return None, {"ok": bool(report.ok), "problems": int(len(report.problems)),
+                  "kinds": {str(k): int(v) for k, v in kinds.items()}}
+
+
+def _coverage_inputs(store: Store, county: str, params: dict) -> dict:
+    inputs = {name: read_county(store, name, county, required=name in ("territory", "households"))
+              for name in ("territory", "households", "outlets", "devices", "units",
+                           "townships", "staff")}
+    grids = target_layer("coverage", params)
+    inputs["grids"] = read_county(store, grids, county, required=False)
+    inputs["institutions"] = store.read("institutions") if store.has("institutions") else None
+    return inputs
+
+
+def _coverage(county: str, inputs: dict, params: dict) -> tuple[None, dict]:
+    from gis_grid.coverage import coverage_report
+
+    grids = inputs.pop("grids")
+    report = coverage_report(**inputs, grids={target_layer("coverage", params): grids}
+                             if grids is not None and len(grids) else None,
+                             institution=params.get("institution"))
+    if params.get("out"):
+        folder = Path(params["out"]) / county
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "coverage.json").write_text(
+            json.dumps(report.to_dict(), ensure_ascii=False, default=str), encoding="utf-8")
+    return None, {"tables": sorted(report.tables)}
+
+
+#: job → (read the county's inputs, compute: returns the staged frames or None, summary).
+#: A "module:name" entry is a (read, compute) pair in a room that may use ``layers``
+#: (DESIGN §2: ``maps`` uses ``layers``, not the reverse), imported when the job runs.
+_JOB_FUNCTIONS: dict[str, tuple[Callable, Callable] | str] = {
+    "partition": (_partition_inputs, _partition),
+    "validate": (_validate_inputs, _validate),
+    "coverage": (_coverage_inputs, _coverage),
+    "atlas": "maps.province:ATLAS_JOB",
+}
+
+
+def _job(job: str) -> tuple[Callable, Callable]:
+    entry = _JOB_FUNCTIONS[job]
+    if isinstance(entry, str):
+        import importlib
+
+        module, attr = entry.split(":")
+        entry = getattr(importlib.import_module(module), attr)
+    return entry
+
+
+def _already_done(store: Store, job: str, layer: str, county: str, fingerprint: str,
+                  staged: bool) -> dict | None:
+    """The summary of the county's last ``done`` run with this fingerprint, if any."""
+    if not store.has(LEDGER):
+        return None
+    rows = store.read(LEDGER, where={"job": job, "layer": layer, "county": county})
+    if not len(rows):
+        return None
+    last = rows.sort_values("finished_at", kind="stable").iloc[-1]
+    if last["status"] != "done" or last["fingerprint"] != fingerprint:
+        return None
+    if staged and not store.has(stage_layer(layer, county)):
+        return None
+    return json.loads(last["summary"] or "{}")
+
+
+def _ledger_row(job: str, layer: str, county: str, fingerprint: str, status: str,
+                error: str = "", summary: dict | None = None) -> pd.DataFrame:
+    return pd.DataFrame({
+        "job": [job], "layer": [layer], "county": [county], "fingerprint": [fingerprint],
+        "status": [status], "error": [error[:2000]],
+        "summary": [json.dumps(summary or {}, ensure_ascii=False, default=str)],
+        "finished_at": [dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")],
+    })
+
+
+def _injected_faults(params: dict, county: str) -> None:
+    """Test hooks: a county that always fails, and a worker killed once mid-task."""
+    if county in params.get("fail_counties", ()):
+        raise RuntimeError(f"injected failure for county {county}")
+    kill = params.get("kill_once")
+    if kill and county == kill["county"]:
+        marker = Path(kill["marker"])
+        try:
+            fd = os.open(marker, os.O_CREAT | os.O_EXCL)  # only the first attempt
+        except FileExistsError:
+            return
+        os.close(fd)
+        os._exit(1)  # the worker process dies, as on a lost machine
+
+
+def run_county(store_url: str, job: str, county: str, params: dict) -> CountyResult:
+    """Run ``job`` for one county: read its inputs from the store, compute, write back.
+
+    Parameters
+    ----------
+    store_url
+        The store's address (a PostGIS URL when workers are on several machines).
+    job
+        One of ``JOBS``.
+    county
+        The county's 6-digit code (the ``county`` column of every layer).
+    params
+        The job's parameters (JSON-like): ``institution``, ``layer``, ``levels``,
+        ``target_households``, ``tolerance``, ``cell_size``, ``seed``, ``out``,
+        ``resume`` (default True).
+
+    Returns
+    -------
+    CountyResult
+        ``done`` or ``skipped`` (same fingerprint done before); errors are raised, so the
+        engine can retry them.
+    """
+    started = time.perf_counter()
+    read, compute = _job(job)
+    layer = target_layer(job, params)
+    with open_store(store_url) as store:
+        inputs = read(store, county, params)
+        fingerprint = _fingerprint(job, county, params, inputs)
+        staged = job == "partition"
+        if params.get("resume", True):
+            summary = _already_done(store, job, layer, county, fingerprint, staged)
+            if summary is not None:
+                return CountyResult(county, job, "skipped", time.perf_counter() - started,
+                                    fingerprint, summary=summary)
+        _injected_faults(params, county)
+        frame, summary = compute(county, inputs, params)
+        # Staging layers first: a ledger row is appended only once they are all there.
+        for name, result in (frame or {}).items():
+            store.write(stage_layer(layer if name == "grids" else f"{name}__{layer}", county),
+                        result)
+        # Appended after the result is written: a ledger row always has its result.
+        store.append(LEDGER, _ledger_row(job, layer, county, fingerprint, "done",
+                                         summary=summary))
+    return CountyResult(county, job, "done", time.perf_counter() - started, fingerprint,
+                        summary=summary)
+
+
+# ----------------------------------------------------------------------------- province
+
+
+def _is_postgis(url: str) -> bool:
+    return url.startswith(("postgresql://", "postgres://", "postgresql+psycopg://"))
+
+
+def _client(scheduler):
+    """A ``dask.distributed.Client`` for an address, or the client given."""
+    from dask.distributed import Client
+
+    if isinstance(scheduler, Client):
+        return scheduler, False
+    return Client(scheduler, timeout="30s"), True
+
+
+def _county_table(store: Store, counties: Sequence[str] | None) -> pd.DataFrame:
+    territory = store.read("territory", columns=["code", "name"])
+    territory = pd.DataFrame(territory.drop(columns="geometry", errors="ignore"))
+    territory["code"] = territory["code"].astype(str)
+    if counties:
+        unknown = sorted(set(counties) - set(territory["code"]))
+        if unknown:
+            raise StoreError(f"counties {unknown} are not in layer territory")
+        territory = territory[territory["code"].isin(counties)]
+    return territory.sort_values("code").reset_index(drop=True)
+
+
+def run_province(
+    store: str | None,
+    job: str,
+    params: dict | None = None,
+    *,
+    scheduler=None,
+    counties: Sequence[str] | None = None,
+    retries: int = 2,
+    progress: bool = True,
+    echo: Callable[[str], None] | None = None,
+) -> ProvinceRun:
+    """Run ``job`` for every county of the store's territory, one task per county.
+
+    Parameters
+    ----------
+    store
+        The store address (see ``layers.store.resolve_store_url``).
+    job
+        ``partition``, ``validate``, ``coverage`` or ``atlas``.
+    params
+        The job's parameters (see ``run_county``).
+    scheduler
+        None: run in this process. An address (``tcp://host:8786``) or a
+        ``dask.distributed.Client``: one task per county on that cluster (PostGIS only).
+    counties
+        Only these county codes (default: every row of ``territory``).
+    retries
+        How many times the cluster re-runs a county whose task failed or whose worker died.
+    progress
+        Show a terminal progress bar (tqdm, on stderr).
+    echo
+        Where to print the dashboard link (default: stderr).
+
+    Returns
+    -------
+    ProvinceRun
+        Per county: done, skipped or failed (with the error); for ``partition`` the
+        merged layer's size, for ``validate`` the seam check.
+    """
+    from tqdm import tqdm
+
+    if job not in JOBS:
+        raise ValueError(f"run_province: job {job!r} is not one of {JOBS}")
+    params = dict(params or {})
+    echo = echo or (lambda text: print(text, file=sys.stderr))
+    url = resolve_store_url(store)
+    if scheduler is not None and not _is_postgis(url):
+        raise StoreError(
+            f"--scheduler needs the PostGIS store: {url} is a GeoPackage file on this "
+            "machine, which workers elsewhere cannot reach and SQLite lets only one "
+            "process write at a time. Copy the layers to PostGIS (gisgrid export/import "
+            "or `--store postgresql://…`) and run again.")
+    started = time.perf_counter()
+    with open_store(url) as source:
+        table = _county_table(source, counties)
+    codes, names = table["code"].tolist(), dict(zip(table["code"], table["name"], strict=True))
+    layer = target_layer(job, params)
+    results: dict[str, CountyResult] = {}
+    bar = tqdm(total=len(codes), desc=f"{job} counties", unit="county", file=sys.stderr,
+               disable=not progress)
+    dashboard = None
+
+    def record(result: CountyResult) -> None:
+        result.name = names.get(result.county, "")
+        results[result.county] = result
+        bar.set_postfix_str(f"{result.county} {result.status}")
+        bar.update(1)
+
+    if scheduler is None:
+        for code in codes:
+            try:
+                record(run_county(url, job, code, params))
+            except Exception as exc:  # one county's failure must not stop the province
+                record(CountyResult(code, job, "failed", error=_describe(exc)))
+    else:
+        from dask.distributed import as_completed
+
+        client, own = _client(scheduler)
+        try:
+            dashboard = client.dashboard_link
+            echo(f"Dask dashboard: {dashboard}")
+            # pure=False: a re-run must run again (resume is decided by the ledger, which
+            # sees the inputs); keys name the county so the dashboard shows which is which.
+            token = f"{time.time_ns():x}"
+            futures = client.map(run_county, [url] * len(codes), [job] * len(codes), codes,
+                                 [params] * len(codes), key=[f"{job}-{c}-{token}" for c in codes],
+                                 retries=retries, pure=False)
+            county_of = {f.key: c for f, c in zip(futures, codes, strict=True)}
+            for future in as_completed(futures):
+                code = county_of[future.key]
+                if future.status == "finished":
+                    record(future.result())
+                else:
+                    record(CountyResult(code, job, "failed", error=_describe(future.exception())))
+                future.release()
+        finally:
+            if own:
+                client.close()
+    bar.close()
+
+    ordered = [results[c] for c in codes]
+    failed = [r for r in ordered if r.status == "failed"]
+    run = ProvinceRun(job, layer, ordered, 0.0, dashboard=dashboard)
+    finishing = time.perf_counter()
+    with open_store(url) as target:
+        if failed:
+            target.append(LEDGER, pd.concat([_ledger_row(job, layer, r.county, "", "failed",
+                                                         r.error) for r in failed],
+                                            ignore_index=True))
+        if job == "partition":
+            run.merged = _merge(target, layer, [r.county for r in ordered
+                                                if r.status != "failed"])
+        if job == "validate" and not failed:
+            run.seams = validate_seams(target, layer)
+    run.finish_seconds = time.perf_counter() - finishing
+    run.seconds = time.perf_counter() - started
+    return run
+
+
+def _describe(exc: BaseException | None) -> str:
+    if exc is None:
+        return "unknown error"
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _merge(store: Store, layer: str, counties: list[str]) -> int:
+    """Replace ``layer`` by the staging layers of ``counties`` (code order), at once."""
+    frames = [store.read(stage_layer(layer, c)) for c in counties]
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return 0
+    staff_stages = [stage_layer(f"staff__{layer}", c) for c in counties]
+    staff_stages = [name for name in staff_stages if store.has(name)]
+    merged = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry",
+                              crs=STORAGE_CRS)
+    borders = store.read("territory", columns=["code"]).geometry.to_numpy()
+    merged["geometry"] = stitch_seams(merged.geometry.to_numpy(),
+                                      merged["county"].astype(str).to_numpy(), borders)
+    store.write(layer, merged)
+    if staff_stages and store.has("staff"):
+        # The grids each of the counties' staff now holds (assign_staff changes nothing
+        # else); rows stay in place, so the staff layer is otherwise as it was.
+        assigned = pd.concat([pd.DataFrame(store.read(n, columns=["id", "grids"]))
+                              for n in staff_stages], ignore_index=True)
+        held = pd.Series(assigned["grids"].to_numpy(), index=assigned["id"].to_numpy())
+        staff = store.read("staff")
+        mine = staff["id"].isin(held.index)
+        staff["grids"] = staff["grids"].astype(object)
+        staff.loc[mine, "grids"] = held.reindex(staff.loc[mine, "id"]).to_numpy()
+        store.write("staff", staff)
+    return len(merged)
+
+
+#: How near (degrees, about 1 mm) a neighbour's vertex must be to a seam to be shared.
+_SEAM_TOLERANCE = 1e-8
+
+
+def stitch_seams(geoms: np.ndarray, counties: np.ndarray, borders: np.ndarray,
+                 tolerance: float = _SEAM_TOLERANCE) -> np.ndarray:
+    """Make the grids on both sides of each county seam share every vertex.
+
+    Each county is partitioned on its own, and the engine nodes the county's border with
+    its internal lines (and rounds to its precision grid), so a vertex may appear on one
+    side of a seam only (a T-junction) or a rounding error away from its twin: no gap, no
+    overlap, yet edges that do not match exactly. Every grid vertex on a county border
+    (``borders``, the counties' polygons) that lies on another county's grid is given one
+    representative — the first, by county code and position, of the seam vertices within
+    ``tolerance`` of it — and each grid on a seam is snapped to the representatives near
+    it (GEOS snapping moves its vertices onto them and inserts the missing ones into its
+    edges), at every level alike.
+    """
+    geoms = np.asarray(geoms, dtype=object).copy()
+    coords, owner = shapely.get_coordinates(geoms, return_index=True)
+    # Vertices on a county border: queried against the borders' short segments, so each
+    # point meets only the few segments near it.
+    rings = shapely.get_parts(shapely.boundary(shapely.get_parts(borders)))
+    rings = shapely.get_parts(rings)
+    ring_xy, ring_idx = shapely.get_coordinates(rings, return_index=True)
+    same = ring_idx[1:] == ring_idx[:-1]
+    segments = shapely.linestrings(np.stack([ring_xy[:-1][same], ring_xy[1:][same]], axis=1))
+    on_border = np.unique(shapely.STRtree(segments).query(
+        shapely.points(coords), predicate="dwithin", distance=tolerance)[0])
+    if not len(on_border):
+        return geoms
+    # The grids each of them lies on (its own and, on a seam, the neighbours').
+    # The polygons query the points (not the reverse), so GEOS prepares each polygon once.
+    grid_idx, point_idx = shapely.STRtree(shapely.points(coords[on_border])).query(
+        geoms, predicate="dwithin", distance=tolerance)
+    point_idx = on_border[point_idx]
+    point_county = counties[owner]
+    foreign = point_county[point_idx] != counties[grid_idx]
+    seam = np.unique(point_idx[foreign])
+    if not len(seam):
+        return geoms
+    # Representatives: order the seam vertices, each takes the first one near it.
+    seam = seam[np.lexsort((coords[seam, 1], coords[seam, 0], point_county[seam]))]
+    seam_points = shapely.points(coords[seam])
+    a, b = shapely.STRtree(seam_points).query(seam_points, predicate="dwithin",
+                                              distance=tolerance)
+    rep = np.arange(len(seam))
+    np.minimum.at(rep, a, b)
+    rep_of = pd.Series(coords[seam[rep]].tolist(), index=seam)
+    keep = np.isin(point_idx, seam)
+    g, k = grid_idx[keep], point_idx[keep]
+    order = np.argsort(g, kind="stable")
+    g, k = g[order], k[order]
+    touched, starts = np.unique(g, return_index=True)
+    targets = np.array([shapely.multipoints(np.unique(np.array(rep_of.loc[chunk].tolist()),
+                                                      axis=0))
+                        for chunk in np.split(k, starts[1:])], dtype=object)
+    geoms[touched] = shapely.snap(geoms[touched], targets, tolerance)
+    return geoms
+
+
+def validate_seams(store: Store, layer: str) -> dict:
+    """Check the whole province's level-1 grids against its counties: no gap and no
+    overlap anywhere, in particular along the seams between counties (which no
+    per-county check sees)."""
+    from gis_grid.topology import validate_grids
+
+    grids = store.read(layer, where={"level": 1}) if store.has(layer) else None
+    if grids is None or not len(grids):
+        return {"ok": False, "problems": 1, "kinds": {"missing": 1}}
+    territory = store.read("territory")
+    # Geometry only: staffing is checked per county.
+    grids = grids.drop(columns=["worker", "manager"], errors="ignore")
+    report = validate_grids(grids, territory=territory)
+    kinds = report.problems["kind"].value_counts().to_dict() if len(report.problems) else {}
+    return {"ok": bool(report.ok), "problems": int(len(report.problems)),
+            "kinds": {str(k): int(v) for k, v in kinds.items()},
+            "grids": int(len(grids)), "counties": int(len(territory))}
+
+
+def results_frame(run: ProvinceRun) -> pd.DataFrame:
+    """The run's county results as a table (for JSON output and tests)."""
+    return pd.DataFrame([asdict(r) for r in run.counties])
+

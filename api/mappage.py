@@ -50,9 +50,11 @@ def install(app) -> None:
 
 
 async def _caller(request: Request, key: str | None) -> Principal:
-    token = token_from_headers(request.headers.get("authorization"),
-                               request.headers.get("x-api-key") or key
-                               or request.cookies.get(COOKIE))
+    # A key in the link is the one checked (it is about to become the cookie), so a
+    # malformed one is refused before it reaches a header.
+    token = key or token_from_headers(request.headers.get("authorization"),
+                                      request.headers.get("x-api-key")
+                                      or request.cookies.get(COOKIE))
     ring = request.app.state.keyring
     key_id, _ = split_token(token)
     if ring.needs_refresh(key_id):
@@ -145,8 +147,16 @@ async def map_page(
 
         layers = load_layers(store_url, grids=wanted)
         visible, phones = _visible_layers(layers, principal)
-        if "grids" not in visible or visible["grids"].empty:
+        # Grid layers left empty by the caller's scope are not drawn; the first that is
+        # not becomes the main one.
+        grid_names = [n for n in visible if layer_kind(n) == "grids"]
+        drawn = [n for n in grid_names if not visible[n].empty]
+        if not drawn:
             raise Forbidden("none of these grid layers holds grids you may see")
+        frames = {n: visible.pop(n) for n in grid_names}
+        visible["grids"] = frames[drawn[0]]
+        for k, name in enumerate(drawn[1:], start=1):
+            visible[name if name.startswith("grids__") else f"grids__{k}"] = frames[name]
         return map_page_html(visible, static_base=STATIC_URL, basemap_url=basemap,
                              viewer_may_see_phones=phones)
 

@@ -29,7 +29,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from gis_grid.errors import LayerNotFound, StoreError
-from gis_grid.model import STORAGE_CRS
+from gis_grid.model import STORAGE_CRS, schema_for
 from layers._tables import (
     LAYER_NAME,
     STORED_GEOMETRY,
@@ -45,7 +45,7 @@ from layers._tables import (
     restore,
     where_items,
 )
-from layers.migrations import CATALOG_TABLE, migrate
+from layers.migrations import CATALOG_TABLE, GRID_TRIGGER, migrate
 from layers.store import LayerInfo, Store
 
 #: Rows turned into COPY text at a time: bounds the memory a big write needs.
@@ -223,6 +223,8 @@ class PostGISStore(Store):
                 with self._conn.transaction():
                     self._lock_layer(name)
                     self._replace(name, table, stage)
+            except psycopg.errors.CheckViolation as exc:
+                raise _refused(self.url, "write", name, exc) from None
             except psycopg.Error as exc:
                 raise StoreError(f"{self.url}: cannot write {name}: {_cause(exc)}") from exc
 
@@ -237,6 +239,13 @@ class PostGISStore(Store):
         self._copy(stage, table)
         self._index(stage, table)
         self._conn.execute(sql.SQL("ANALYZE {}").format(self._table(stage)))
+        if _is_grids(table):
+            # One set-based check of the whole new layer (much faster than a deferred
+            # row trigger firing per row), then the trigger guards later changes.
+            self._conn.execute(sql.SQL("SELECT {}(%s::regclass, %s)").format(
+                sql.Identifier(self.schema, "gisgrid_assert_grids")),
+                [f'"{self.schema}"."{stage}"', name])
+            self._guard_grids(stage)
         if exists:
             self._conn.execute(sql.SQL("DROP TABLE {}").format(self._table(name)))
         self._rename(stage, table)
@@ -248,6 +257,8 @@ class PostGISStore(Store):
             try:
                 with self._conn.transaction():
                     self._append(name, frame)
+            except psycopg.errors.CheckViolation as exc:
+                raise _refused(self.url, "append to", name, exc) from None
             except psycopg.Error as exc:
                 raise StoreError(f"{self.url}: cannot append to {name}: {_cause(exc)}"
                                  ) from exc
@@ -264,6 +275,8 @@ class PostGISStore(Store):
         table = conform(prepare(name, frame, types=fields), fields, geometry_type)
         if table.rows == 0:
             return
+        if _is_grids(table):
+            self._guard_grids(name)
         # Under the layer lock nobody else adds rows: the next fids are ours.
         last = self._conn.execute(sql.SQL("SELECT coalesce(max(fid), 0) FROM {}").format(
             self._table(name))).fetchone()[0]
@@ -296,6 +309,8 @@ class PostGISStore(Store):
                         raise LayerNotFound(name, self.url)
                     (key_type, key), typed = check_update(name, key_field, key_value, changes,
                                                           expected_version, meta[1])
+                    if _is_grid_layer(name, meta[0], meta[1]):
+                        self._guard_grids(name)
                     new_version = int(expected_version) + 1
                     assignments = sql.SQL(", ").join(
                         sql.SQL("{} = %s").format(sql.Identifier(c)) for c in [*typed, VERSION])
@@ -317,6 +332,8 @@ class PostGISStore(Store):
                         self._append(*append)
                     self._conn.execute(sql.SQL("UPDATE {} SET updated_at = now() WHERE name = %s"
                                                ).format(self._table(CATALOG_TABLE)), [name])
+            except psycopg.errors.CheckViolation as exc:
+                raise _refused(self.url, "update", name, exc) from None
             except psycopg.Error as exc:
                 raise StoreError(f"{self.url}: cannot update {name}: {_cause(exc)}") from exc
         return new_version
@@ -340,6 +357,19 @@ class PostGISStore(Store):
         """Serialise writers of one layer until the transaction ends."""
         self._conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))",
                            [f"gisgrid layer {self.schema}.{name}"])
+
+    def _guard_grids(self, name: str) -> None:
+        """Put the grid invariants' deferred row trigger on table ``name`` if missing
+        (a table written before migration 2 gets it on its first append or update)."""
+        found = self._conn.execute(
+            "SELECT 1 FROM pg_trigger WHERE tgrelid = %s::regclass AND tgname = %s",
+            [f'"{self.schema}"."{name}"', GRID_TRIGGER]).fetchone()
+        if found is None:
+            self._conn.execute(sql.SQL(
+                "CREATE CONSTRAINT TRIGGER {} AFTER INSERT OR UPDATE OR DELETE ON {}"
+                " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION {}()").format(
+                sql.Identifier(GRID_TRIGGER), self._table(name),
+                sql.Identifier(self.schema, "gisgrid_grid_row_check")))
 
     def _table_exists(self, name: str) -> bool:
         return self._conn.execute("SELECT to_regclass(%s) IS NOT NULL",
@@ -502,6 +532,29 @@ def _record_layer(conn: psycopg.Connection, catalog: sql.Identifier, table: Tabl
         table.name, table.geometry_type, SRID if table.spatial else None, table.key,
         table.rows, *bbox, Jsonb([{"name": c.name, "type": c.type} for c in table.columns]),
     ])
+
+
+_GRID_COLUMNS = {"code", "level"}
+
+
+def _is_grid_layer(name: str, geometry_type: str | None, fields: dict[str, str]) -> bool:
+    """Whether layer ``name`` is of kind grids with what the invariants need (a geometry,
+    ``code`` and ``level``)."""
+    schema = schema_for(name)
+    return (schema is not None and schema.name == "grids" and geometry_type is not None
+            and _GRID_COLUMNS <= set(fields))
+
+
+def _is_grids(table: Table) -> bool:
+    return _is_grid_layer(table.name, table.geometry_type,
+                          {c.name: c.type for c in table.columns})
+
+
+def _refused(url: str, action: str, name: str, exc: psycopg.Error) -> StoreError:
+    """A write the database refused for breaking an invariant: its message says which
+    grid and why; the transaction was rolled back, so nothing was stored."""
+    message = exc.diag.message_primary or _cause(exc)
+    return StoreError(f"{url}: cannot {action} {name}: {message}; nothing was stored")
 
 
 def _index_name(table: str, suffix: str) -> str:

@@ -25,7 +25,7 @@ from shapely.geometry import MultiPolygon, Point, Polygon, box
 
 from gis_grid.errors import ConflictError, LayerNotFound, StoreError
 from layers.gpkg import GeoPackageStore
-from layers.migrations import migrate
+from layers.migrations import MIGRATIONS, migrate
 from layers.postgis import PostGISStore
 from layers.store import LayerInfo, open_store
 
@@ -642,7 +642,7 @@ def test_postgis_migrations_are_recorded_and_rerunnable(postgis_url):
             assert migrate(conn, schema) == []  # nothing left to do, nothing lost
             versions = conn.execute(sql.SQL("SELECT version FROM {}").format(
                 sql.Identifier(schema, "gisgrid_migrations"))).fetchall()
-            assert versions == [(1,)]
+            assert versions == [(m.version,) for m in MIGRATIONS]
         again = PostGISStore(postgis_url, schema=schema)
         assert_same(again.read("outlets"), outlets())
         again.close()

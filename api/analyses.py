@@ -33,14 +33,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 import tempfile
 from pathlib import Path
 from typing import Annotated, Literal
 
 import anyio
-import numpy as np
-import pandas as pd
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -52,6 +49,7 @@ from api.errors import Conflict, Forbidden, Unprocessable
 from api.jobs import JobManager, Progress, status
 from api.providers import Provider
 from gis_grid.errors import InputError, Problem
+from gis_grid.jsonable import plain
 
 router = APIRouter(tags=["analyses"])
 
@@ -121,27 +119,6 @@ async def _jobs(request: Request) -> JobManager:
 
 Jobs = Annotated[JobManager, Depends(_jobs)]
 ProviderDep = Annotated[Provider, Depends(get_provider)]
-
-
-def plain(value):
-    """JSON-ready Python (NaN → None, numpy scalars → Python, dates → ISO text)."""
-    if value is None or value is pd.NA or value is pd.NaT:
-        return None
-    if isinstance(value, float | np.floating):
-        return None if not math.isfinite(float(value)) else float(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | np.ndarray):
-        return [plain(v) for v in value]
-    if isinstance(value, pd.DataFrame):
-        return [plain(r) for r in value.to_dict(orient="records")]
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return value
 
 
 def _geojson(layer) -> dict:

@@ -66,6 +66,7 @@ from scipy.spatial import cKDTree
 
 from gis_grid.crs import metric_crs
 from gis_grid.errors import InputError, Problem
+from gis_grid.jsonable import plain
 from gis_grid.model import DEVICE_TYPES, OUTLET_TIERS
 
 __all__ = [
@@ -1909,22 +1910,8 @@ class CoverageReport:
 def _records(t: pd.DataFrame) -> list[dict]:
     out = []
     for row in t.to_dict(orient="records"):
-        out.append({k: _plain(v) for k, v in row.items()})
+        out.append({k: plain(v) for k, v in row.items()})
     return out
-
-
-def _plain(v):
-    if v is None or v is pd.NA:
-        return None
-    if isinstance(v, float | np.floating):
-        return None if not math.isfinite(float(v)) else float(v)
-    if isinstance(v, np.integer):
-        return int(v)
-    if isinstance(v, np.bool_):
-        return bool(v)
-    if isinstance(v, dt.date | dt.datetime | pd.Timestamp):
-        return v.isoformat()
-    return v
 
 
 def _check_grids_territory(name: str, grids: gpd.GeoDataFrame, land: shapely.Geometry,

@@ -25,7 +25,6 @@ Example
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
 import unicodedata
@@ -33,10 +32,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import geopandas as gpd
-import numpy as np
 import pandas as pd
 
 from gis_grid.errors import StoreError
+from gis_grid.jsonable import plain
 
 __all__ = [
     "COLUMNS_ZH",
@@ -158,24 +157,6 @@ def _atomic(path: Path, write: Callable[[Path], None]) -> None:
             os.unlink(tmp)
 
 
-def _plain(value):
-    if value is None or value is pd.NA:
-        return None
-    if isinstance(value, float | np.floating):
-        return None if not math.isfinite(float(value)) else float(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return value
-
-
 def write_json(data: Mapping, path: str | os.PathLike) -> Path:
     """Write ``data`` as UTF-8 JSON (Chinese as is, NaN and infinities as null).
 
@@ -187,7 +168,7 @@ def write_json(data: Mapping, path: str | os.PathLike) -> Path:
     >>> p.read_text(encoding="utf-8")
     '{\\n  "share": null,\\n  "名称": "秭归"\\n}'
     """
-    text = json.dumps(_plain(dict(data)), ensure_ascii=False, indent=2, allow_nan=False)
+    text = json.dumps(plain(dict(data)), ensure_ascii=False, indent=2, allow_nan=False)
     _atomic(Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return Path(path)
 
@@ -357,7 +338,7 @@ def _sheet_title(title: str, used: set[str]) -> str:
 
 
 def _cell(value):
-    value = _plain(value)
+    value = plain(value)
     if isinstance(value, list | dict):
         return json.dumps(value, ensure_ascii=False)
     return value

@@ -23,8 +23,10 @@ import datetime as dt
 import functools
 import importlib.util
 import math
+import re
 import sqlite3
 import struct
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -58,6 +60,9 @@ from layers.store import LayerInfo, Store
 CHUNK_ROWS = 100_000
 #: SQLite page cache of a write, in KiB.
 CACHE_KIB = 262_144
+#: Reads retried while another process commits (see ``GeoPackageStore.read``).
+READ_ATTEMPTS = 25
+_TRANSIENT = re.compile(r"readonly database|database is locked|busy", re.IGNORECASE)
 APPLICATION_ID = 0x47504B47  # 'GPKG'
 USER_VERSION = 10300  # GeoPackage 1.3: opens without warnings in GDAL ≥ 2.2 and QGIS
 SRS_ID = 4326
@@ -235,15 +240,22 @@ class GeoPackageStore(Store):
             if geometry_column is None:
                 raise StoreError(f"{name}: a bbox needs a layer with geometry")
             bbox = check_bbox(bbox)
-        try:
-            frame = pyogrio.read_dataframe(
-                self.path, layer=table, columns=selected, bbox=bbox,
-                where=_where_sql(items) or None,
-                read_geometry=geometry_column is not None, use_arrow=_HAS_ARROW,
-                fid_as_index=True,
-            )
-        except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as exc:
-            raise StoreError(f"{self.url}: cannot read {name}: {exc}") from exc
+        for attempt in range(READ_ATTEMPTS):
+            try:
+                frame = pyogrio.read_dataframe(
+                    self.path, layer=table, columns=selected, bbox=bbox,
+                    where=_where_sql(items) or None,
+                    read_geometry=geometry_column is not None, use_arrow=_HAS_ARROW,
+                    fid_as_index=True,
+                )
+                break
+            except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as exc:
+                # GDAL reads outside our transactions: met mid-way by another process's
+                # commit, SQLite answers "locked" or "readonly" for a moment. Try again.
+                if attempt + 1 < READ_ATTEMPTS and _TRANSIENT.search(str(exc)):
+                    time.sleep(0.02 * (attempt + 1))
+                    continue
+                raise StoreError(f"{self.url}: cannot read {name}: {exc}") from exc
         if not frame.index.is_monotonic_increasing:  # R-tree order after a bbox filter
             frame = frame.sort_index()
         data = {col: restore(frame[col], fields[col]).set_axis(frame.index)
@@ -272,38 +284,37 @@ class GeoPackageStore(Store):
         values[big] = [exact[fid] for fid in values.index[big]]
         return values
 
+    @contextmanager
+    def _transaction(self, what: str):
+        """One ``BEGIN IMMEDIATE … COMMIT`` on a fresh connection: rolled back on any
+        error, SQLite's errors reported as ``StoreError`` naming ``what`` failed."""
+        with self._connect() as conn:
+            # A big page cache (a cap, used only as needed): fewer spills of dirty pages
+            # into the file in the middle of a big write.
+            conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"{self.url}: cannot {what}: {exc}") from exc
+                raise
+
     def write(self, name: str, frame: gpd.GeoDataFrame | pd.DataFrame) -> None:
         table = prepare(name, frame)
         # Not GDAL: its OVERWRITE drops the old layer outside the transaction that loads
         # the new one. Here drop, create, fill and register are one SQLite transaction.
-        with self._connect() as conn:
-            # A big page cache: fewer spills of dirty pages into the file mid-transaction.
-            conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                _drop_layer(conn, name)
-                _create_layer(conn, table)
-                conn.execute("COMMIT")
-            except BaseException as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
-                    raise StoreError(f"{self.url}: cannot write {name}: {exc}") from exc
-                raise
+        with self._transaction(f"write {name}") as conn:
+            _drop_layer(conn, name)
+            _create_layer(conn, table)
 
     def append(self, name: str, frame: gpd.GeoDataFrame | pd.DataFrame) -> None:
         check_layer_name(name)
-        with self._connect() as conn:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                _append(conn, name, frame)
-                conn.execute("COMMIT")
-            except BaseException as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
-                    raise StoreError(f"{self.url}: cannot append to {name}: {exc}") from exc
-                raise
+        with self._transaction(f"append to {name}") as conn:
+            _append(conn, name, frame)
 
     def update(
         self,
@@ -316,57 +327,39 @@ class GeoPackageStore(Store):
         append: tuple[str, gpd.GeoDataFrame | pd.DataFrame] | None = None,
     ) -> int:
         check_layer_name(name)
-        with self._connect() as conn:
-            try:
-                # The write lock first: the version read below cannot move until COMMIT.
-                conn.execute("BEGIN IMMEDIATE")
-                meta = _layer_meta(conn, name)
-                if meta is None:
-                    raise LayerNotFound(name, self.url)
-                table, _, fields = meta
-                (key_type, key), typed = check_update(name, key_field, key_value, changes,
-                                                      expected_version, fields)
-                new_version = int(expected_version) + 1
-                _register_geometry_functions(conn)
-                assignments = ", ".join(f"{_quote(c)} = ?" for c in [*typed, VERSION])
-                key_sql = _sqlite_values(key, key_type)[0]
-                cursor = conn.execute(
-                    f"UPDATE {_quote(table)} SET {assignments} "
-                    f"WHERE {_quote(key_field)} = ? AND {_quote(VERSION)} = ?",
-                    [*(_sqlite_values(v, t)[0] for t, v in typed.values()), new_version,
-                     key_sql, int(expected_version)])
-                if cursor.rowcount != 1:
-                    found = conn.execute(
-                        f"SELECT {_quote(VERSION)} FROM {_quote(table)} "
-                        f"WHERE {_quote(key_field)} = ?", (key_sql,)).fetchall()
-                    refuse_update(self.url, name, key_field, key_value, expected_version,
-                                   [v for (v,) in found])
-                if append is not None:
-                    _append(conn, *append)
-                _touch(conn, name)
-                conn.execute("COMMIT")
-            except BaseException as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
-                    raise StoreError(f"{self.url}: cannot update {name}: {exc}") from exc
-                raise
+        # The write lock comes first: the version read below cannot move until COMMIT.
+        with self._transaction(f"update {name}") as conn:
+            meta = _layer_meta(conn, name)
+            if meta is None:
+                raise LayerNotFound(name, self.url)
+            table, _, fields = meta
+            (key_type, key), typed = check_update(name, key_field, key_value, changes,
+                                                  expected_version, fields)
+            new_version = int(expected_version) + 1
+            _register_geometry_functions(conn)
+            assignments = ", ".join(f"{_quote(c)} = ?" for c in [*typed, VERSION])
+            key_sql = _sqlite_values(key, key_type)[0]
+            cursor = conn.execute(
+                f"UPDATE {_quote(table)} SET {assignments} "
+                f"WHERE {_quote(key_field)} = ? AND {_quote(VERSION)} = ?",
+                [*(_sqlite_values(v, t)[0] for t, v in typed.values()), new_version,
+                 key_sql, int(expected_version)])
+            if cursor.rowcount != 1:
+                found = conn.execute(
+                    f"SELECT {_quote(VERSION)} FROM {_quote(table)} "
+                    f"WHERE {_quote(key_field)} = ?", (key_sql,)).fetchall()
+                refuse_update(self.url, name, key_field, key_value, expected_version,
+                               [v for (v,) in found])
+            if append is not None:
+                _append(conn, *append)
+            _touch(conn, name)
         return new_version
 
     def delete(self, name: str) -> None:
         check_layer_name(name)
-        with self._connect() as conn:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                if not _drop_layer(conn, name):
-                    raise LayerNotFound(name, self.url)
-                conn.execute("COMMIT")
-            except BaseException as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
-                    raise StoreError(f"{self.url}: cannot delete {name}: {exc}") from exc
-                raise
+        with self._transaction(f"delete {name}") as conn:
+            if not _drop_layer(conn, name):
+                raise LayerNotFound(name, self.url)
 
 
 def _append(conn: sqlite3.Connection, name: str, frame: gpd.GeoDataFrame | pd.DataFrame

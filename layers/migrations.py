@@ -18,6 +18,15 @@ every geometry is valid. ``gisgrid_check_grids(regclass)`` returns the violation
 ``gisgrid_assert_grids(regclass, layer)`` raises ``check_violation`` (23514) naming the
 first one; ``gisgrid_grid_row_check()`` is the deferred constraint trigger the store puts
 on each grids table, so that appends, updates and any other client's SQL are checked too.
+
+Migration 3 gives every layer a *generation*: the catalog column ``generation`` takes a
+new value of the sequence ``gisgrid_generation`` whenever the layer's rows change, in
+the same transaction as the change — by the store (a write's swap, an append, an update)
+or by any other client's SQL (the statement trigger ``gisgrid_touch`` that the store puts
+on each layer table: INSERT, UPDATE, DELETE, TRUNCATE). A reader that saw generation G
+knows that the rows are the same as in any snapshot showing G, which is what lets the
+service cache vector tiles exactly (``api.providers.TileCache``). A sequence rather than
+a counter per row, so a layer deleted and written again never repeats an old value.
 """
 
 from __future__ import annotations
@@ -220,9 +229,53 @@ $fn$""").format(s=s),
     ]
 
 
+GENERATION_SEQUENCE = "gisgrid_generation"
+TOUCH_TRIGGER = "gisgrid_touch"
+TOUCH_FUNCTION = "gisgrid_touch_layer"
+
+
+def _v3_generation(schema: str) -> list[sql.Composable]:
+    """Layer generations: the sequence, the catalog column, the statement trigger's
+    function, and the trigger on every layer table already there."""
+    s = sql.Identifier(schema)
+    catalog = sql.Identifier(schema, CATALOG_TABLE)
+    sequence = sql.Identifier(schema, GENERATION_SEQUENCE)
+    return [
+        sql.SQL("CREATE SEQUENCE IF NOT EXISTS {}").format(sequence),
+        sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS generation bigint NOT NULL"
+                " DEFAULT nextval({})").format(
+            catalog, sql.Literal(f'"{schema}"."{GENERATION_SEQUENCE}"')),
+        sql.SQL("""
+CREATE OR REPLACE FUNCTION {s}.{fn}()
+RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+    UPDATE {catalog} SET generation = nextval({seq}), updated_at = now()
+     WHERE name = TG_TABLE_NAME;
+    RETURN NULL;
+END
+$fn$""").format(s=s, fn=sql.Identifier(TOUCH_FUNCTION), catalog=catalog,
+                seq=sql.Literal(f'"{schema}"."{GENERATION_SEQUENCE}"')),
+        sql.SQL("""
+DO $do$
+DECLARE layer text;
+BEGIN
+    FOR layer IN SELECT c.name FROM {catalog} c
+                  WHERE to_regclass(format('%I.%I', {schema}, c.name)) IS NOT NULL LOOP
+        EXECUTE format('CREATE TRIGGER %I AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE'
+                       ' ON %I.%I FOR EACH STATEMENT EXECUTE FUNCTION %I.%I()',
+                       {trigger}, {schema}, layer, {schema}, {fn});
+    END LOOP;
+END
+$do$""").format(catalog=catalog, schema=sql.Literal(schema),
+                trigger=sql.Literal(TOUCH_TRIGGER), fn=sql.Literal(TOUCH_FUNCTION)),
+    ]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "postgis extension and layer catalog", _v1_catalog),
     Migration(2, "grid invariants: check functions and row trigger", _v2_grid_invariants),
+    Migration(3, "layer generations: sequence, catalog column, statement trigger",
+              _v3_generation),
 )
 
 

@@ -45,7 +45,14 @@ from layers._tables import (
     restore,
     where_items,
 )
-from layers.migrations import CATALOG_TABLE, GRID_TRIGGER, migrate
+from layers.migrations import (
+    CATALOG_TABLE,
+    GENERATION_SEQUENCE,
+    GRID_TRIGGER,
+    TOUCH_FUNCTION,
+    TOUCH_TRIGGER,
+    migrate,
+)
 from layers.store import LayerInfo, Store
 
 #: Rows turned into COPY text at a time: bounds the memory a big write needs.
@@ -249,7 +256,7 @@ class PostGISStore(Store):
         if exists:
             self._conn.execute(sql.SQL("DROP TABLE {}").format(self._table(name)))
         self._rename(stage, table)
-        _record_layer(self._conn, self._table(CATALOG_TABLE), table)
+        _record_layer(self._conn, self.schema, table)
 
     def append(self, name: str, frame: gpd.GeoDataFrame | pd.DataFrame) -> None:
         check_layer_name(name)
@@ -392,11 +399,11 @@ class PostGISStore(Store):
             names.append(STORED_GEOMETRY)
         statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(
             self._table(stage), sql.SQL(", ").join(map(sql.Identifier, names)))
+        order = _spatial_order(table)
         with self._conn.cursor() as cur, cur.copy(statement) as copy:
             copy.write(_COPY_HEADER)
             for start in range(0, table.rows, CHUNK_ROWS):
-                _copy_chunk(copy, table, start, min(start + CHUNK_ROWS, table.rows),
-                            first_fid)
+                _copy_chunk(copy, table, order[start:start + CHUNK_ROWS], first_fid)
             copy.write(_COPY_TRAILER)
 
     def _index(self, stage: str, table: Table) -> None:
@@ -410,6 +417,13 @@ class PostGISStore(Store):
             self._conn.execute(sql.SQL("CREATE UNIQUE INDEX {} ON {} ({})").format(
                 sql.Identifier(_index_name(stage, "key")), self._table(stage),
                 sql.Identifier(table.key)))
+        # Any later change of the rows, by us or another client, moves the layer's
+        # generation (layers.migrations, migration 3).
+        self._conn.execute(sql.SQL(
+            "CREATE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {}"
+            " FOR EACH STATEMENT EXECUTE FUNCTION {}()").format(
+            sql.Identifier(TOUCH_TRIGGER), self._table(stage),
+            sql.Identifier(self.schema, TOUCH_FUNCTION)))
 
     def _rename(self, stage: str, table: Table) -> None:
         self._conn.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(
@@ -432,17 +446,68 @@ _PG_EPOCH_DAYS = 10_957  # 2000-01-01, PostgreSQL's epoch, in days since 1970-01
 _PG_EPOCH_US = _PG_EPOCH_DAYS * 86_400 * 1_000_000
 
 
-def _copy_chunk(copy: psycopg.Copy, table: Table, start: int, stop: int,
+def _spatial_order(table: Table) -> np.ndarray:
+    """The order in which to store the rows: along a Hilbert curve through their bounding
+    boxes' centres, so that neighbours on the map are neighbours on disk.
+
+    A bbox query (an items page, a vector tile) then reads a few heap pages instead of one
+    page per feature: on 10⁵ grids written in random order, a 2,300-feature box touched
+    688 pages and took 6.5 ms; written along the curve, 99 pages and 0.9 ms
+    (``scripts/bench_api.py``). It is what ``CLUSTER … USING <gist index>`` gives, without
+    rewriting the table afterwards. The fids keep the caller's order (row i is fid
+    ``first_fid + i`` wherever it lies on disk), and every read orders by fid.
+    """
+    if not table.spatial or table.rows < 2:
+        return np.arange(table.rows)
+    bounds = shapely.bounds(table.geometry)  # NaN for missing or empty geometries
+    x = (bounds[:, 0] + bounds[:, 2]) / 2
+    y = (bounds[:, 1] + bounds[:, 3]) / 2
+    known = np.isfinite(x) & np.isfinite(y)
+    if not known.any():
+        return np.arange(table.rows)
+    distance = np.full(table.rows, np.iinfo(np.int64).max, dtype=np.int64)
+    distance[known] = _hilbert(x[known], y[known])
+    return np.argsort(distance, kind="stable")
+
+
+def _hilbert(x: np.ndarray, y: np.ndarray, level: int = 16) -> np.ndarray:
+    """Distance along a Hilbert curve of order ``level`` over the points' extent.
+
+    Written here (vectorised, a few lines) rather than taken from geopandas'
+    ``hilbert_distance`` because that needs a GeoSeries of the whole layer, which the
+    store does not build for a write.
+    """
+    side = (1 << level) - 1
+    span_x = max(float(x.max() - x.min()), 1e-12)
+    span_y = max(float(y.max() - y.min()), 1e-12)
+    ix = ((x - x.min()) / span_x * side).astype(np.int64)
+    iy = ((y - y.min()) / span_y * side).astype(np.int64)
+    d = np.zeros(len(ix), dtype=np.int64)
+    s = 1 << (level - 1)
+    while s > 0:
+        rx = (ix & s) > 0
+        ry = (iy & s) > 0
+        d += s * s * ((3 * rx) ^ ry)
+        # Rotate the quadrant so the curve stays continuous (the classic xy2d step).
+        flip = ~ry
+        swap_x = np.where(flip & rx, side - ix, ix)
+        swap_y = np.where(flip & rx, side - iy, iy)
+        ix, iy = np.where(flip, swap_y, swap_x), np.where(flip, swap_x, swap_y)
+        s >>= 1
+    return d
+
+
+def _copy_chunk(copy: psycopg.Copy, table: Table, rows_at: np.ndarray,
                 first_fid: int = 1) -> None:
-    """Send rows ``start:stop`` of ``table`` in COPY's binary format, geometry as EWKB;
-    row i gets fid ``first_fid + i``."""
-    rows = stop - start
-    fids = np.arange(start + first_fid, stop + first_fid, dtype=">i8")
+    """Send the rows at positions ``rows_at`` of ``table`` in COPY's binary format,
+    geometry as EWKB; row i gets fid ``first_fid + i``."""
+    rows = len(rows_at)
+    fids = (rows_at + first_fid).astype(">i8")
     fields = [_fixed(np.zeros(rows, dtype=bool), fids)]
     for col in table.columns:
-        fields.append(_binary_field(table.data[col.name].iloc[start:stop], col.type))
+        fields.append(_binary_field(table.data[col.name].iloc[rows_at], col.type))
     if table.spatial:
-        geometry = table.geometry[start:stop]
+        geometry = table.geometry[rows_at]
         missing = shapely.is_missing(geometry)
         ewkb = shapely.to_wkb(shapely.set_srid(geometry[~missing], SRID), include_srid=True,
                               output_dimension=2)
@@ -518,7 +583,7 @@ def _parameter(value: pd.Series, ftype: str) -> object:
     return item.item() if isinstance(item, np.generic) else item
 
 
-def _record_layer(conn: psycopg.Connection, catalog: sql.Identifier, table: Table) -> None:
+def _record_layer(conn: psycopg.Connection, schema: str, table: Table) -> None:
     """Insert or update the layer's catalog row (inside the write's transaction)."""
     bbox = table.bbox or (None,) * 4
     conn.execute(sql.SQL(
@@ -527,8 +592,10 @@ def _record_layer(conn: psycopg.Connection, catalog: sql.Identifier, table: Tabl
         " ON CONFLICT (name) DO UPDATE SET geometry_type = EXCLUDED.geometry_type,"
         " srid = EXCLUDED.srid, key = EXCLUDED.key, feature_count = EXCLUDED.feature_count,"
         " min_x = EXCLUDED.min_x, min_y = EXCLUDED.min_y, max_x = EXCLUDED.max_x,"
-        " max_y = EXCLUDED.max_y, columns = EXCLUDED.columns, updated_at = now()"
-    ).format(catalog), [
+        " max_y = EXCLUDED.max_y, columns = EXCLUDED.columns, updated_at = now(),"
+        " generation = nextval({})"
+    ).format(sql.Identifier(schema, CATALOG_TABLE),
+             sql.Literal(f'"{schema}"."{GENERATION_SEQUENCE}"')), [
         table.name, table.geometry_type, SRID if table.spatial else None, table.key,
         table.rows, *bbox, Jsonb([{"name": c.name, "type": c.type} for c in table.columns]),
     ])

@@ -652,6 +652,117 @@ def test_postgis_migrations_are_recorded_and_rerunnable(postgis_url):
             conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
 
 
+def _generation(conn: psycopg.Connection, schema: str, name: str) -> int | None:
+    row = conn.execute(sql.SQL("SELECT generation FROM {} WHERE name = %s").format(
+        sql.Identifier(schema, "gisgrid_layers")), [name]).fetchone()
+    return None if row is None else row[0]
+
+
+def test_postgis_generation_moves_with_every_change_by_anyone(postgis_url):
+    schema = "t_generation"
+    store = PostGISStore(postgis_url, schema=schema)
+    seen = []
+    try:
+        with psycopg.connect(postgis_url, autocommit=True) as conn:
+            def moved() -> int:
+                now = _generation(conn, schema, "tasks")
+                assert now is not None and now not in seen, (now, seen)
+                seen.append(now)
+                return now
+
+            table = sql.Identifier(schema, "tasks")
+            store.write("tasks", tasks())
+            moved()
+            store.append("tasks", tasks().assign(id=["T3", "T4"]))
+            moved()
+            store.update("tasks", "id", "T1", {"state": "done"}, expected_version=1)
+            moved()
+            store.read("tasks")
+            conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table))
+            assert _generation(conn, schema, "tasks") == seen[-1]  # reading changes nothing
+            # Another client's SQL, statement by statement.
+            conn.execute(sql.SQL("UPDATE {} SET state = 'late' WHERE id = 'T2'").format(table))
+            moved()
+            conn.execute(sql.SQL("DELETE FROM {} WHERE id = 'T4'").format(table))
+            moved()
+            with pytest.raises(psycopg.errors.DivisionByZero):
+                with conn.transaction():
+                    conn.execute(sql.SQL("DELETE FROM {}").format(table))
+                    conn.execute("SELECT 1 / 0")
+            assert _generation(conn, schema, "tasks") == seen[-1]  # rolled back: unmoved
+            conn.execute(sql.SQL("TRUNCATE {}").format(table))
+            moved()
+            # Deleted and written again: a value never seen before.
+            store.delete("tasks")
+            assert _generation(conn, schema, "tasks") is None
+            store.write("tasks", tasks())
+            assert moved() > max(seen[:-1])
+    finally:
+        store.close()
+        with psycopg.connect(postgis_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
+def test_postgis_migration_3_gives_existing_layers_a_generation(postgis_url):
+    schema = "t_migration3"
+    store = PostGISStore(postgis_url, schema=schema)
+    try:
+        store.write("outlets", outlets())
+        store.close()
+        with psycopg.connect(postgis_url, autocommit=True) as conn:
+            # Take the store back to what migration 2 left.
+            conn.execute(sql.SQL("DROP TRIGGER gisgrid_touch ON {}").format(
+                sql.Identifier(schema, "outlets")))
+            conn.execute(sql.SQL("ALTER TABLE {} DROP COLUMN generation").format(
+                sql.Identifier(schema, "gisgrid_layers")))
+            conn.execute(sql.SQL("DROP SEQUENCE {}").format(
+                sql.Identifier(schema, "gisgrid_generation")))
+            conn.execute(sql.SQL("DELETE FROM {} WHERE version = 3").format(
+                sql.Identifier(schema, "gisgrid_migrations")))
+            assert migrate(conn, schema) == [3]
+            before = _generation(conn, schema, "outlets")
+            conn.execute(sql.SQL("UPDATE {} SET status = '营业'").format(
+                sql.Identifier(schema, "outlets")))
+            assert _generation(conn, schema, "outlets") > before
+        again = PostGISStore(postgis_url, schema=schema)
+        assert again.read("outlets")["status"].tolist() == ["营业"] * 4
+        again.close()
+    finally:
+        with psycopg.connect(postgis_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
+def test_postgis_stores_rows_along_the_map_but_reads_them_in_order(postgis_url):
+    """Rows lie on disk along a space-filling curve (a bbox query reads few pages); the
+    fids and every read keep the order the rows were written in."""
+    schema = "t_spatial_order"
+    store = PostGISStore(postgis_url, schema=schema)
+    frame = households(5_000)
+    try:
+        store.write("households", frame)
+        store.append("households", households(1_000, seed=8).assign(
+            id=np.arange(5_000, 6_000)))
+        with psycopg.connect(postgis_url, autocommit=True) as conn:
+            on_disk = np.array(conn.execute(sql.SQL(
+                "SELECT fid, ST_X(geom), ST_Y(geom) FROM {} ORDER BY ctid").format(
+                sql.Identifier(schema, "households"))).fetchall())
+        first = on_disk[on_disk[:, 0] <= 5_000]
+        assert sorted(first[:, 0]) == list(range(1, 5_001))  # fids as written
+        step_on_disk = np.hypot(*np.diff(first[:, 1:], axis=0).T).mean()
+        by_fid = first[np.argsort(first[:, 0])]
+        step_by_fid = np.hypot(*np.diff(by_fid[:, 1:], axis=0).T).mean()
+        assert step_on_disk < step_by_fid / 10, (step_on_disk, step_by_fid)
+        # The appended rows follow, ordered among themselves.
+        assert (on_disk[-1_000:, 0] > 5_000).all()
+        back = store.read("households")
+        assert back["id"].tolist() == list(range(6_000))
+        assert_same(back.iloc[:5_000], frame)
+    finally:
+        store.close()
+        with psycopg.connect(postgis_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
 def test_postgis_tables_indexes_and_catalog(postgis_url):
     schema = "t_structure"
     store = PostGISStore(postgis_url, schema=schema)

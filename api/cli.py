@@ -80,8 +80,10 @@ def serve(store, host, port, workers, max_upload_mb, log_level):
         os.environ["GISGRID_API_MAX_UPLOAD_MB"] = str(max_upload_mb)
     # One folder of job files for every worker process, so any of them answers a poll.
     os.environ.setdefault("GISGRID_API_JOBS_DIR", tempfile.mkdtemp(prefix="gisgrid-jobs-"))
+    # loop/http "auto": uvloop and httptools (dependencies of ours) when importable.
     uvicorn.run("api.app:app_from_env", factory=True, host=host, port=port,
-                workers=workers, log_level=log_level, proxy_headers=True)
+                workers=workers, log_level=log_level, proxy_headers=True,
+                loop="auto", http="auto")
 
 
 @click.group()

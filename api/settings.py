@@ -16,6 +16,9 @@ GISGRID_API_JOB_WORKERS            1          analyses run at once (the rest que
 GISGRID_API_CATALOG_TTL_S          5          how long the list of layers is cached
 GISGRID_API_KEYS_TTL_S             30         how long API keys are cached (revocation lag)
 GISGRID_API_JOBS_DIR               (temp)     job status and results, shared by workers
+GISGRID_API_TILE_CACHE_MB          256        vector tiles kept in memory per server process
+                                              (0: none); a tile is served from it only while
+                                              its layer's generation is unchanged
 =================================  =========  =============================================
 """
 
@@ -56,6 +59,8 @@ class Settings:
     metre_digits: int = 2
     #: Features per chunk of a streamed GeoJSON page (one row from PostgreSQL each).
     stream_chunk: int = 500
+    #: Memory for cached vector tiles, per server process (0 turns the cache off).
+    tile_cache_mb: float = 256.0
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:
@@ -72,6 +77,7 @@ class Settings:
             "catalog_ttl_s": _env("CATALOG_TTL_S", cls.catalog_ttl_s, float),
             "keys_ttl_s": _env("KEYS_TTL_S", cls.keys_ttl_s, float),
             "jobs_dir": _env("JOBS_DIR", None, str),
+            "tile_cache_mb": _env("TILE_CACHE_MB", cls.tile_cache_mb, float),
         }
         known = {f.name for f in fields(cls)}
         unknown = set(overrides) - known

@@ -5,6 +5,10 @@ bounding box meets the tile (``ST_TileEnvelope``, with a 64/4096 margin for the
 buffer), within the caller's view (``api.auth``): the same rows and columns as the
 collection's items. The maps use them for layers too big to embed. A TileJSON document
 per collection gives the URL template, the extent and the fields.
+
+Tiles are kept in memory per server process, exact to the layer's generation
+(``api.tilecache``); the ``X-Cache`` header says whether a tile came from there (``hit``)
+or was made for this request (``miss``).
 """
 
 from __future__ import annotations
@@ -36,8 +40,9 @@ async def tile(
     """The features of the collection in your view meeting tile z/x/y, as a Mapbox
     vector tile with one layer named after the collection."""
     check_tile(z, x, y)
-    data = await provider.tile(target.info, target.view, z, x, y)
-    return Response(data, media_type=MVT, headers={"Cache-Control": "private, max-age=60"})
+    data, cached = await provider.tile(target.info, target.view, z, x, y)
+    return Response(data, media_type=MVT, headers={"Cache-Control": "private, max-age=60",
+                                                   "X-Cache": "hit" if cached else "miss"})
 
 
 @router.get("/tiles/{collectionId}/tilejson.json", summary="TileJSON of a collection")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import psycopg
 import pytest
 import shapely
 from api_server import BANK_A, BANK_B, bbox_of, running_service, tile_of
@@ -289,6 +290,38 @@ def test_tiles(svc):
     assert svc.get("/tiles/ledger/1/0/0.mvt", svc.keys.admin_a).status_code == 404
     tj = features(svc, "/tiles/grids/tilejson.json", svc.keys.regulator)
     assert tj["tiles"][0].endswith("/tiles/grids/{z}/{x}/{y}.mvt")
+
+
+def test_tiles_are_cached_until_their_layer_changes(svc):
+    """A tile comes from the cache only while its layer's generation is unchanged, and
+    never across views; a change by another client's SQL is seen at once."""
+    if svc.kind == "gpkg":
+        pytest.skip("tiles need PostGIS")
+    outlets = svc.sample.layers["outlets"]
+    lon, lat = outlets.geometry.iloc[3].coords[0]
+    x, y = tile_of(lon, lat, 15)
+    path = f"/tiles/outlets/15/{x}/{y}.mvt"
+    first = svc.get(path, svc.keys.regulator)
+    again = svc.get(path, svc.keys.regulator)
+    assert first.status_code == again.status_code == 200
+    assert (first.headers["x-cache"], again.headers["x-cache"]) == ("miss", "hit")
+    assert again.content == first.content and len(first.content) > 50
+    # Another view of the same tile is made for it, not taken from the regulator's.
+    other = svc.get(path, svc.keys.admin_b)
+    assert other.headers["x-cache"] == "miss"
+    name = outlets["name"].iloc[3]
+    changed = name + "（已迁址）"
+    with psycopg.connect(svc.store_url, autocommit=True) as conn:
+        conn.execute("UPDATE outlets SET name = %s WHERE name = %s", [changed, name])
+        try:
+            after = svc.get(path, svc.keys.regulator)
+            assert after.headers["x-cache"] == "miss"
+            assert changed.encode() in after.content and changed.encode() not in first.content
+            assert svc.get(path, svc.keys.regulator).headers["x-cache"] == "hit"
+        finally:
+            conn.execute("UPDATE outlets SET name = %s WHERE name = %s", [name, changed])
+    back = svc.get(path, svc.keys.regulator)
+    assert back.headers["x-cache"] == "miss" and back.content == first.content
 
 
 def test_staff_phones_stay_in_their_institution_in_tiles(svc):

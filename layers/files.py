@@ -754,7 +754,7 @@ def _write_geojson(frame: pd.DataFrame, path: Path, name: str) -> None:
         _write_ogr(frame, path, name, driver="GeoJSON", layer_options={"RFC7946": "YES"})
 
 
-def _shapefile_names(columns: list[str]) -> dict[str, str]:
+def shapefile_names(columns: list[str]) -> dict[str, str]:
     """New names for the columns that do not fit a dBASE field name (10 bytes)."""
 
     def clip(name: str, size: int) -> str:
@@ -779,7 +779,7 @@ def _write_zipped_shapefile(frame: pd.DataFrame, path: Path, name: str, target: 
     if not isinstance(frame, gpd.GeoDataFrame):
         _fail(target, "a table without geometry cannot be a Shapefile; write .csv instead")
     attributes = [c for c in frame.columns if c != frame.geometry.name]
-    renamed = _shapefile_names(attributes)
+    renamed = shapefile_names(attributes)
     if renamed:
         listing = ", ".join(f"{old} → {new}" for old, new in renamed.items())
         warnings.warn(f"{target}: Shapefile field names hold 10 bytes at most; renamed "

@@ -8,7 +8,7 @@ problem is reported at once in an ``InputError`` and the store is left as it was
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,7 @@ import pandas as pd
 from gis_grid.errors import InputError, Problem
 from gis_grid.model import REFERENCES, schema_for
 from layers.checks import check_layer, sort_problems
-from layers.files import read_file, write_file
+from layers.files import read_file, shapefile_names, write_file
 from layers.store import Store, check_layer_name
 
 
@@ -48,6 +48,31 @@ def reference_problems(
             problems.append(Problem(source, labels[i], field,
                                     f"{values.iloc[i]!r} is not in layer {target}"))
     return problems
+
+
+def _restore_shapefile_names(raw, layer: str):
+    """The layer's field names as a Shapefile may hold them given back: shortened to a
+    dBASE name's 10 bytes (``institution`` → ``institutio``, by the rule ``write_file``
+    shortens with, which is GDAL's) and in capitals as ArcGIS writes them (``INSTITUTIO``,
+    ``ID``). A field already present under its own name is left alone."""
+    schema = schema_for(layer)
+    if schema is None:
+        return raw
+    names = [f.name for f in schema.fields]
+    shortened = shapefile_names(names)
+    present = {str(c).lower(): c for c in raw.frame.columns}
+    back = {}
+    for full in names:
+        if full in raw.frame.columns:
+            continue
+        found = present.get(full.lower())
+        if found is None and full in shortened:
+            found = present.get(shortened[full].lower())
+        if found is not None and found not in names:
+            back[found] = full
+    if not back:
+        return raw
+    return replace(raw, frame=raw.frame.rename(columns=back))
 
 
 def _drop_optional_missing(problems: list[Problem], layer: str, lon: str, lat: str):
@@ -88,6 +113,8 @@ def import_file(
     """
     check_layer_name(layer)
     raw = read_file(path, layer=source_layer, crs=crs, lon=lon, lat=lat, encoding=encoding)
+    if Path(path).suffix.lower() in (".zip", ".shp"):
+        raw = _restore_shapefile_names(raw, layer)
     labels = raw.labels or [f"feature {i + 1}" for i in range(len(raw.frame))]
     frame, problems = check_layer(raw.frame, layer, source=raw.source, labels=labels,
                                   fix_geometry=fix_geometry)

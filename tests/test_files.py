@@ -501,3 +501,29 @@ def test_failed_gdal_write_leaves_the_old_file(tmp_path, outlets, monkeypatch):
 def test_formats_describe_every_extension():
     assert set(FORMATS) == {".geojson", ".json", ".gpkg", ".zip", ".shp", ".csv"}
     assert all(FORMATS.values())
+
+
+def test_import_gives_back_field_names_a_shapefile_shortened(tmp_path):
+    """ArcGIS writes `institution` as the dBASE field INSTITUTIO; the import maps such
+    names back to the layer's own, and still reports a field that is really absent."""
+    from layers.gpkg import GeoPackageStore
+    from layers.transfer import import_file
+
+    frame = gpd.GeoDataFrame(
+        {"ID": ["O-1", "O-2"], "INSTITUTIO": ["农商行", "邮储银行"], "TIER": ["一级支行"] * 2,
+         "NAME": ["茅坪支行", "归州分理处"], "SOURCE": ["real"] * 2},
+        geometry=shapely.points([110.70, 110.75], [30.90, 30.95]), crs="EPSG:4326")
+    pyogrio.write_dataframe(frame, tmp_path / "outlets.shp", encoding="UTF-8")
+    store = GeoPackageStore(tmp_path / "store.gpkg")
+    report = import_file(store, tmp_path / "outlets.shp", "outlets")
+    assert report.count == 2
+    back = store.read("outlets")
+    assert back["institution"].tolist() == ["农商行", "邮储银行"]
+    assert back["name"].tolist() == ["茅坪支行", "归州分理处"]
+    # Without the shortened column the problem is still named by the layer's field.
+    pyogrio.write_dataframe(frame.drop(columns="INSTITUTIO"), tmp_path / "bad.shp",
+                            encoding="UTF-8")
+    with pytest.raises(InputError) as caught:
+        import_file(store, tmp_path / "bad.shp", "outlets")
+    assert any(p.field == "institution" for p in caught.value.problems)
+    assert store.read("outlets")["id"].tolist() == ["O-1", "O-2"]  # left as it was

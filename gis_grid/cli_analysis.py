@@ -15,6 +15,13 @@ from pathlib import Path
 import click
 
 from gis_grid.cli import _display, store_option
+from gis_grid.cli_fanout import (
+    check_store,
+    fanout_options,
+    out_folder,
+    refuse_fanout_only,
+    run_fanout,
+)
 
 
 def _radius_options(f):
@@ -71,8 +78,10 @@ def _suffix(institution: str | None) -> str:
               help="Do not store the coverage_gaps and service_blanks layers.")
 @click.option("--out", type=click.Path(file_okay=False), default="coverage-report",
               show_default=True, help="Folder for the report files.")
+@fanout_options
 def coverage(store, institution, urban_radius, rural_radius, grid_layers, max_institutions,
-             year, period, data_date, households_geojson, no_store_layers, out):
+             year, period, data_date, households_geojson, no_store_layers, out, scheduler,
+             counties, no_resume, retries):
     """Coverage and gap analysis: who is within reach of a bank, where the blanks are, and
     how each bank's grid work measures up.
 
@@ -106,15 +115,38 @@ def coverage(store, institution, urban_radius, rural_radius, grid_layers, max_in
     Stores the layers coverage_gaps and service_blanks (suffixed __ID for --institution)
     for maps and the API.
 
+    County by county on a Dask cluster (--scheduler ADDRESS or $GISGRID_SCHEDULER): each
+    county's report is made by one task from that county's layers, with the options
+    above, and written by the worker to OUT/<county>/ (the same files as above; every
+    worker must reach OUT at the same path). Touch points across a county border do not
+    count for the county's households, and the across-bank tables, ranking and HHI are
+    the county's own. The layers coverage_gaps and service_blanks are the counties'
+    merged, stored all-or-nothing. The default grid layers are those named grids or
+    grids__NAME, without the counties' staging layers (…__c<code>). A territory without
+    a county column (one sample county) is one task, whose report is the in-process
+    one. A task that fails is retried (--retries); a county that keeps failing is
+    printed by code and name, the others complete, and the exit code is 1. Re-running
+    skips the counties whose inputs and options are unchanged (--no-resume redoes all);
+    --county CODE runs only some (the stored layers then hold those counties alone). The
+    store must be PostGIS (a GeoPackage is refused, exit 4).
+
     \b
     Example:
       gisgrid coverage --store zigui.gpkg --out report/
       gisgrid coverage --store zigui.gpkg --institution NSH --rural-radius 3000
+      gisgrid coverage --store postgresql://… --out /shared/report --scheduler tcp://A:8786
     """
     from gis_grid.coverage import Radii, coverage_report
+    from layers.fanout import is_staging
     from layers.reports import write_geojson, write_json, write_tables
     from layers.store import open_store, resolve_store_url
 
+    refuse_fanout_only(scheduler)
+    if scheduler:
+        _coverage_fanout(store, institution, urban_radius, rural_radius, grid_layers,
+                         max_institutions, year, period, data_date, households_geojson,
+                         no_store_layers, out, scheduler, counties, no_resume, retries)
+        return
     url = resolve_store_url(store)
     with open_store(store) as source:
         names = {info.name for info in source.layers()}
@@ -122,8 +154,10 @@ def coverage(store, institution, urban_radius, rural_radius, grid_layers, max_in
         optional = {name: _read_optional(source, name)
                     for name in ("outlets", "devices", "units", "townships", "institutions",
                                  "ledger", "staff")}
+        # Not a province run's county staging layers (grids__nsh__c420527).
         chosen = list(grid_layers) or sorted(
-            n for n in names if n == "grids" or n.startswith("grids__"))
+            n for n in names if (n == "grids" or n.startswith("grids__"))
+            and not is_staging(n))
         grids = {name: source.read(name) for name in chosen}
         report = coverage_report(
             **read, **optional, grids=grids,
@@ -152,6 +186,37 @@ def coverage(store, institution, urban_radius, rural_radius, grid_layers, max_in
                f"{len(report.tables)} CSV tables, {len(report.layers)} GeoJSON layers)")
     if stored:
         click.echo(f"stored layers {', '.join(stored)} in {_display(url)}")
+
+
+def _coverage_fanout(store, institution, urban_radius, rural_radius, grid_layers,
+                     max_institutions, year, period, data_date, households_geojson,
+                     no_store_layers, out, scheduler, counties, no_resume, retries) -> None:
+    """``gisgrid coverage --scheduler``: the coverage job of ``layers.fanout``, county by
+    county, with the command's options."""
+    from layers.fanout import is_staging
+    from layers.store import open_store
+
+    check_store(store, scheduler)
+    chosen = list(grid_layers)
+    if not chosen:
+        with open_store(store) as source:
+            chosen = sorted(info.name for info in source.layers()
+                            if (info.name == "grids" or info.name.startswith("grids__"))
+                            and not is_staging(info.name))
+    params = {"institution": institution, "grids": chosen,
+              "radii": {"urban": urban_radius, "rural": rural_radius},
+              "max_institutions": max_institutions, "year": int(year), "period": period,
+              "data_date": data_date, "include_households": households_geojson,
+              "out": out_folder(out), "report_files": True,
+              "store_suffix": None if no_store_layers else _suffix(institution)}
+
+    def after(run) -> list[str]:
+        done = sum(c.status != "failed" for c in run.counties)
+        return [f"wrote the report files of {done} counties to {out}/<county>/ "
+                "(report.json, coverage.xlsx, CSV tables, GeoJSON layers)"]
+
+    run_fanout("coverage", params, store, scheduler, counties, no_resume, retries,
+               after=after)
 
 
 @click.command()

@@ -12,6 +12,13 @@ from pathlib import Path
 import click
 
 from gis_grid.cli import _display, store_option
+from gis_grid.cli_fanout import (
+    check_store,
+    fanout_options,
+    out_folder,
+    refuse_fanout_only,
+    run_fanout,
+)
 
 LEVEL_HELP = (
     "METHOD[:SOURCE]: units:townships, units:units (villages / communities), balanced "
@@ -70,9 +77,11 @@ def _read_optional(store, name: str):
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Also write report.json and grids.geojson to this folder.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@fanout_options
 @store_option
 def partition(institution, level1, level2, level3, target_households, tolerance, cell_size,
-              shape, min_area, capacity, assign_staff, layer, out, seed, store):
+              shape, min_area, capacity, assign_staff, layer, out, seed, scheduler, counties,
+              no_resume, retries, store):
     """Divide the territory into nested grids, well-field style (井田制), and store them.
 
     Each level is cut out of its parent's own geometry, so every result is a partition
@@ -86,29 +95,56 @@ def partition(institution, level1, level2, level3, target_households, tolerance,
     Prints: grid count, household balance (min / max / CV) and compactness per level,
             and every parent that could not meet the tolerance, with why.
 
+    County by county on a Dask cluster (--scheduler ADDRESS or $GISGRID_SCHEDULER): each
+    county of layer territory is partitioned by one task, inside its own border (so
+    level 1 should be units:townships), with every option above, and the county's grid
+    staff are given its grids; the grids on both sides of each county seam are then
+    made to share every vertex and merged into the grids layer all-or-nothing. A
+    territory without a county column (one sample county) is one task and gives the
+    grids the in-process run gives. With --out, each county's report is
+    OUT/<county>/report.json (written by the workers) and the merged grids
+    OUT/grids.geojson. A task that fails is retried (--retries); a county that keeps
+    failing is printed by code and name, the others are merged, and the exit code is 1.
+    Re-running skips the counties whose inputs and options are unchanged (--no-resume
+    redoes all); --county CODE runs only some, and the grids layer then holds those
+    counties alone. The store must be PostGIS (a GeoPackage is refused, exit 4);
+    `gisgrid province clean` removes the staging layers and ledger rows kept for
+    resuming.
+
     \b
     Examples:
       gisgrid partition --institution NSH
       gisgrid partition --level1 units:townships --level2 tiles --level3 none --cell-size 2000
       gisgrid partition --institution YCB --level1 outlets --level2 outlets --capacity
+      gisgrid partition --institution NSH --scheduler tcp://10.0.0.5:8786 --store postgresql://…
     """
     from gis_grid.partition import partition as run_partition
     from gis_grid.staffing import assign_staff as run_assign
     from layers.store import check_layer_name, open_store
 
+    refuse_fanout_only(scheduler)
     specs = [_level_spec(t, capacity=capacity) for t in (level1, level2, level3)
              if t.strip().lower() != "none"]
     target = check_layer_name(layer or grid_layer_name(institution))
+    if scheduler:
+        check_store(store, scheduler)
+        with open_store(store) as source:
+            _check_institution(source, institution)
+        params = {"institution": institution, "layer": target,
+                  "levels": [t for t in (level1, level2, level3)
+                             if t.strip().lower() != "none"],
+                  "target_households": target_households, "tolerance": tolerance,
+                  "cell_size": cell_size, "shape": shape, "min_area": min_area,
+                  "capacity": capacity, "assign_staff": assign_staff, "seed": seed,
+                  "out": out_folder(out)}
+        run_fanout("partition", params, store, scheduler, counties, no_resume, retries,
+                   after=lambda run: _write_merged_grids(run, store, out))
+        return
     with open_store(store) as source:
         territory = source.read("territory")
         households = _read_optional(source, "households")
         outlets = _read_optional(source, "outlets")
-        if institution is not None:
-            known = _read_optional(source, "institutions")
-            if known is not None and institution not in set(known["id"].astype(str)):
-                raise click.BadParameter(
-                    f"{institution!r} is not in layer institutions "
-                    f"({', '.join(sorted(known['id'].astype(str)))})", param_hint="--institution")
+        _check_institution(source, institution)
         click.echo(f"partitioning {_display(source.url)} …", err=True)
         try:
             result = run_partition(territory, households, levels=specs, institution=institution,
@@ -134,6 +170,29 @@ def partition(institution, level1, level2, level3, target_households, tolerance,
         (folder / "report.json").write_text(result.to_json(), encoding="utf-8")
         grids.to_file(folder / "grids.geojson", driver="GeoJSON")
         click.echo(f"report: {folder / 'report.json'}, grids: {folder / 'grids.geojson'}")
+
+
+def _check_institution(source, institution: str | None) -> None:
+    if institution is not None:
+        known = _read_optional(source, "institutions")
+        if known is not None and institution not in set(known["id"].astype(str)):
+            raise click.BadParameter(
+                f"{institution!r} is not in layer institutions "
+                f"({', '.join(sorted(known['id'].astype(str)))})", param_hint="--institution")
+
+
+def _write_merged_grids(run, store, out: str | None) -> list[str]:
+    """After a fanned-out partition with --out: the merged layer as OUT/grids.geojson."""
+    from layers.store import open_store
+
+    if not out or not run.merged:
+        return []
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open_store(store) as source:
+        grids = source.read(run.layer)
+    grids.to_file(folder / "grids.geojson", driver="GeoJSON")
+    return [f"reports: {folder}/<county>/report.json, grids: {folder / 'grids.geojson'}"]
 
 
 def _tolerance_options(f):
@@ -184,8 +243,10 @@ def _write_report(report, out: str | None, stem: str) -> list[str]:
                    "(every problem geometry) here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON report instead.")
 @_tolerance_options
+@fanout_options
 @store_option
-def validate(layer, no_territory, out, as_json, gap_width, sliver_area, snap_tolerance, store):
+def validate(layer, no_territory, out, as_json, gap_width, sliver_area, snap_tolerance,
+             scheduler, counties, no_resume, retries, store):
     """Check a grid layer like a linter: exit 0 when it is a valid well-field partition,
     1 when not.
 
@@ -196,10 +257,38 @@ def validate(layer, no_territory, out, as_json, gap_width, sliver_area, snap_tol
     parent and parents not covered by their children, codes not prefixed by the parent's,
     duplicate codes, households in no grid, and staffing breaches (a grid with no worker,
     a worker holding several grids — B4).
+
+    County by county on a Dask cluster (--scheduler ADDRESS or $GISGRID_SCHEDULER): each
+    county's grids are checked by one task against its territory, households and staff,
+    with the options above; then, on this machine, the whole layer's level-1 grids are
+    checked against all the counties, which finds the gaps and overlaps along the seams
+    between counties that no county's own check sees (a territory without a county column
+    — one sample county — is one task, and has no seams). It prints one line per county
+    with problems and the seams' result; --json prints that run as JSON (each county's
+    problem counts by kind, the seams), and --out writes each county's report as
+    OUT/<county>/validation.json and validation-problems.geojson (written by the workers)
+    and the seams' as OUT/seams.json and seams-problems.geojson. Exit 1 when a county
+    has problems, the seams do, or a county's task kept failing (--retries); re-running
+    skips the counties already checked with the same inputs (--no-resume redoes all);
+    --county CODE checks only some. The store must be PostGIS (a GeoPackage is refused,
+    exit 4).
     """
     from gis_grid.topology import validate_grids
     from layers.store import open_store
 
+    refuse_fanout_only(scheduler)
+    if scheduler:
+        check_store(store, scheduler)
+        params = {"layer": layer, "no_territory": no_territory, "gap_width": gap_width,
+                  "sliver_area": sliver_area, "snap_tolerance": snap_tolerance,
+                  "out": out_folder(out)}
+        run_fanout("validate", params, store, scheduler, counties, no_resume, retries,
+                   as_json=as_json, after=lambda run: [
+                       f"wrote {out}/<county>/validation.json and "
+                       "validation-problems.geojson" + (
+                           ", seams.json and seams-problems.geojson" if run.seams else "")
+                   ] if out else [])
+        return
     with open_store(store) as source:
         grids, territory, households, staff = _layers_for_check(source, layer)
     report = validate_grids(grids, territory=None if no_territory else territory,

@@ -3,7 +3,9 @@
 A province (or prefecture) is many counties; each county is one unit of work. The
 commands here run ``partition``, ``validate``, ``coverage`` and ``atlas`` per county
 through ``layers.fanout``: in this process by default, or on a Dask distributed cluster
-with ``--scheduler tcp://host:8786`` (or ``GISGRID_SCHEDULER``), one task per county.
+with ``--scheduler tcp://host:8786`` (or ``GISGRID_SCHEDULER``), one task per county;
+``clean`` removes the staging layers and ledger rows finished runs leave. The options
+shared with the plain commands live in ``gis_grid.cli_fanout``.
 """
 
 from __future__ import annotations
@@ -13,25 +15,8 @@ import sys
 import click
 
 from gis_grid.cli import _display, store_option
-
-SCHEDULER_HELP = (
-    "Dask scheduler address (tcp://host:8786): each county becomes one task on that "
-    "cluster; the store must then be PostGIS. Default: $GISGRID_SCHEDULER, else run "
-    "in this process.")
-
-
-def scheduler_option(f):
-    f = click.option("--retries", type=click.IntRange(min=0), default=2, show_default=True,
-                     help="Times a county is re-run after its task failed or its worker "
-                          "died.")(f)
-    f = click.option("--county", "counties", multiple=True, metavar="CODE",
-                     help="Only these counties (repeatable). Default: every county of "
-                          "layer territory.")(f)
-    f = click.option("--no-resume", is_flag=True,
-                     help="Redo every county, even those already done with the same "
-                          "inputs.")(f)
-    return click.option("--scheduler", envvar="GISGRID_SCHEDULER", metavar="ADDRESS",
-                        default=None, help=SCHEDULER_HELP)(f)
+from gis_grid.cli_fanout import SCHEDULER_HELP, scheduler_option  # noqa: F401 (re-exported)
+from gis_grid.cli_fanout import run_fanout as _run
 
 
 @click.group()
@@ -46,6 +31,11 @@ def province() -> None:
 
     Re-running resumes: counties already done with the same inputs are skipped. A county
     that keeps failing is reported by code and name; the others complete (exit code 1).
+    `gisgrid province clean` removes what a finished run leaves behind for resuming (its
+    staging layers and fanout_runs rows).
+
+    The plain `gisgrid partition`, `validate`, `coverage` and `atlas` take the same
+    --scheduler (and --county, --no-resume, --retries) and then run the same way.
     """
 
 
@@ -84,17 +74,6 @@ def sample(name, counties, households_per_county, townships_per_county, units_pe
             target.write(layer, frame)
     click.echo(f"stored in {_display(resolve_store_url(store))}: "
                + ", ".join(f"{len(f)} {n}" for n, f in frames.items()))
-
-
-def _run(job: str, params: dict, store, scheduler, counties, no_resume, retries) -> None:
-    from layers.fanout import run_province
-
-    params["resume"] = not no_resume
-    run = run_province(store, job, params, scheduler=scheduler, counties=counties or None,
-                       retries=retries, echo=lambda text: click.echo(text, err=True))
-    click.echo(run.text())
-    if not run.ok:
-        sys.exit(1)
 
 
 @province.command()
@@ -169,3 +148,56 @@ def atlas(institution, layer, out, limit, scheduler, counties, no_resume, retrie
     _run("atlas", {"institution": institution, "layer": layer, "out": out, "limit": limit},
          store, scheduler, counties, no_resume, retries)
 
+
+
+@province.command()
+@click.option("--layer", default=None, metavar="LAYER",
+              help="The runs of this grids layer (as the other province commands' --layer).")
+@click.option("--institution", default=None, metavar="ID",
+              help="The runs of this institution's grids layer, grids__<id>.")
+@click.option("--all", "every", is_flag=True,
+              help="Every run: all the ledger's rows and every staging layer "
+                   "(…__c<code>) in the store.")
+@click.option("--job", type=click.Choice(["partition", "validate", "coverage", "atlas"]),
+              default=None, help="Only this job's runs. Default: every job of the layer.")
+@click.option("--dry-run", is_flag=True, help="Only print what would be removed.")
+@store_option
+def clean(layer, institution, every, job, dry_run, store):
+    """Remove the staging layers and fanout_runs rows of finished runs.
+
+    \b
+    Every county's task leaves behind, for a re-run to resume from:
+      <layer>__c<code>, staff__<layer>__c<code>   partition's staging layers
+      gaps__<layer>__c<code>, blanks__<layer>__c<code>
+                                                 coverage's, when it stored its layers
+      rows of the table fanout_runs               one per county and run, every job
+
+    Name the runs by --layer, --institution or --all (one of them), optionally one --job.
+    Every staging layer and ledger row of those runs is removed and listed; the merged
+    layers (<layer>, staff, coverage_gaps…) and the report files stay as they are.
+
+    On PostGIS all of it is removed in one transaction, or nothing is. On a GeoPackage
+    the ledger rows go first in one write, then the staging layers one by one; if that
+    is interrupted, cleaning again removes the rest.
+
+    After cleaning, nothing is left to resume from: the next run of these jobs
+    recomputes every county. Do not clean a layer while a run of it is going.
+
+    \b
+    Examples:
+      gisgrid province clean --institution NSH --dry-run
+      gisgrid province clean --layer grids__nsh --job partition
+      gisgrid province clean --all
+    """
+    from layers.fanout import clean_runs, target_layer
+    from layers.store import open_store
+
+    chosen = [name for name, value in (("--layer", layer), ("--institution", institution),
+                                       ("--all", every)) if value]
+    if len(chosen) != 1:
+        raise click.UsageError("name the runs to clean with one of --layer, --institution "
+                               "or --all" + (f" (not {' and '.join(chosen)})" if chosen else ""))
+    name = None if every else layer or target_layer("partition", {"institution": institution})
+    with open_store(store) as target:
+        cleaned = clean_runs(target, layer=name, job=job, dry_run=dry_run)
+    click.echo(cleaned.text())

@@ -23,6 +23,18 @@ Resume ledger
     only changed or failed counties are redone. Rows are only appended, so concurrent
     tasks never contend for one row.
 
+One county without a ``county`` column
+    A territory layer without a ``county`` column and with one row (a single county, as
+    ``gisgrid sample --county 420527`` builds it) is run as one county, one task, whose
+    code is the territory's: the task reads every layer whole, and the merged grids carry
+    no ``county`` column, exactly as an in-process ``gisgrid partition`` writes them. A
+    territory of several rows without a ``county`` column is refused (``InputError``).
+
+Cleaning up
+    Staging layers and ledger rows stay after a run (they are what a re-run resumes
+    from). ``clean_runs`` removes those of a layer (or of every run), in one transaction
+    on PostGIS; afterwards a re-run recomputes every county.
+
 Failures
     A county that still fails after the retries is reported by code and name with its
     error (and recorded as ``failed``); the other counties complete and are merged.
@@ -34,8 +46,10 @@ Stores
 
 Jobs: ``partition`` (grids, level 1 = the county's townships so no grid crosses a county
 border), ``validate`` (per county, plus the province-wide check of the seams between
-counties, ``validate_seams``), ``coverage`` (per-county coverage report, JSON) and
-``atlas`` (per-county PDF volumes, ``maps.province``).
+counties, ``validate_seams``), ``coverage`` (per-county coverage report, JSON; with
+``report_files`` the whole report set, and with ``store_suffix`` the layers
+``coverage_gaps``/``service_blanks`` staged per county and merged) and ``atlas``
+(per-county PDF volumes, ``maps.province``).
 
 Example
 -------
@@ -52,9 +66,11 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -63,19 +79,31 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from gis_grid.errors import StoreError
+from gis_grid.errors import InputError, LayerNotFound, Problem, StoreError
 from gis_grid.model import STORAGE_CRS
 from layers.store import Store, open_store, resolve_store_url
 
-__all__ = ["JOBS", "LEDGER", "CountyResult", "ProvinceRun", "read_county", "run_county",
-           "run_province", "stage_layer", "stitch_seams", "target_layer", "validate_seams"]
+__all__ = ["JOBS", "LEDGER", "STAGED", "WHOLE", "Cleaned", "CountyResult", "ProvinceRun",
+           "check_scheduler_store", "clean_runs", "is_staging", "read_county", "run_county",
+           "run_province", "stage_layer", "staging_layers", "stitch_seams", "target_layer",
+           "validate_seams"]
 
 #: The resume ledger table.
 LEDGER = "fanout_runs"
 #: Jobs ``run_county`` knows.
 JOBS = ("partition", "validate", "coverage", "atlas")
+#: The parameter ``run_province`` sets when the territory is one county without a
+#: ``county`` column: the task then reads every layer whole.
+WHOLE = "whole_territory"
 #: Parameters that steer tests and runs but not results: left out of the fingerprint.
-_CONTROL = ("fail_counties", "kill_once", "resume")
+_CONTROL = ("fail_counties", "kill_once", "resume", WHOLE)
+#: The frames each job stages per county (``run_county``): ``grids`` as
+#: ``<layer>__c<code>``, any other as ``<name>__<layer>__c<code>``. The coverage layers
+#: are staged as ``gaps``/``blanks`` (not ``coverage_gaps``…) so that maps and analyses,
+#: which draw every layer named like an analysis layer, never pick up a staging layer.
+STAGED = {"partition": ("grids", "staff"), "coverage": ("gaps", "blanks")}
+_COVERAGE_STAGED = {"coverage_gaps": "gaps", "service_blanks": "blanks"}
+_COUNTY_CODE = r"\d{6}(?:\d{6})?"
 
 
 @dataclass
@@ -102,6 +130,7 @@ class ProvinceRun:
     seconds: float
     dashboard: str | None = None
     merged: int | None = None  # rows in the merged layer, for partition
+    stored: dict | None = None  # layer → rows, for coverage storing its layers
     seams: dict | None = None  # the province-wide seam check, for validate
     finish_seconds: float = 0.0  # of ``seconds``: the client's merge or seam check
 
@@ -119,10 +148,13 @@ class ProvinceRun:
         count: dict[str, int] = {}
         for c in self.counties:
             count[c.status] = count.get(c.status, 0) + 1
-        lines = [f"{self.job}: {len(self.counties)} counties in {self.seconds:.1f} s — "
+        n = len(self.counties)
+        lines = [f"{self.job}: {n} count{'y' if n == 1 else 'ies'} in {self.seconds:.1f} s — "
                  + ", ".join(f"{n} {s}" for s, n in sorted(count.items()))]
         if self.merged is not None:
             lines.append(f"stored {self.merged} rows as layer {self.layer}")
+        for name, rows in (self.stored or {}).items():
+            lines.append(f"stored {rows} rows as layer {name}")
         if self.seams is not None:
             lines.append("seams between counties: " + (
                 "no gap, no overlap" if self.seams["ok"] else
@@ -143,14 +175,27 @@ def stage_layer(layer: str, county: str) -> str:
     return f"{layer}__c{county}"
 
 
-def read_county(store: Store, name: str, county: str, required: bool = True):
+def is_staging(name: str) -> bool:
+    """Whether ``name`` is a county's staging layer (``…__c420527``)."""
+    return re.search(rf"__c{_COUNTY_CODE}$", name) is not None
+
+
+def read_county(store: Store, name: str, county: str, required: bool = True, *,
+                whole: bool = False):
     """Layer ``name``, the rows of ``county`` only; None if the layer is missing and not
-    ``required``."""
+    ``required``. ``whole``: the territory is this one county and its layers have no
+    ``county`` column, so the whole layer is read."""
     if not store.has(name):
         if required:
             raise StoreError(f"layer {name!r} is missing from the store")
         return None
+    if whole:
+        return store.read(name)
     return store.read(name, where={"county": county})
+
+
+def _whole(params: dict) -> bool:
+    return bool(params.get(WHOLE))
 
 
 def _frame_digest(frame: pd.DataFrame | None) -> str:
@@ -170,13 +215,26 @@ def _frame_digest(frame: pd.DataFrame | None) -> str:
     return h.hexdigest()
 
 
+def _input_digest(value) -> str:
+    """A digest of one input: a frame (or None), a dict of inputs, or plain values."""
+    if value is None or isinstance(value, pd.DataFrame):
+        return _frame_digest(value)
+    if isinstance(value, dict):
+        h = hashlib.sha256()
+        for name in sorted(value):
+            h.update(str(name).encode())
+            h.update(_input_digest(value[name]).encode())
+        return h.hexdigest()
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def _fingerprint(job: str, county: str, params: dict, inputs: dict) -> str:
     h = hashlib.sha256()
     kept = {k: v for k, v in sorted(params.items()) if k not in _CONTROL}
     h.update(json.dumps([job, county, kept], sort_keys=True, default=str).encode())
     for name in sorted(inputs):
         h.update(name.encode())
-        h.update(_frame_digest(inputs[name]).encode())
+        h.update(_input_digest(inputs[name]).encode())
     return h.hexdigest()
 
 
@@ -189,7 +247,8 @@ def target_layer(job: str, params: dict) -> str:
 
 
 def _partition_inputs(store: Store, county: str, params: dict) -> dict:
-    inputs = {name: read_county(store, name, county, required=name == "territory")
+    inputs = {name: read_county(store, name, county, required=name == "territory",
+                                whole=_whole(params))
               for name in ("territory", "townships", "units", "households", "outlets",
                            "staff")}
     if inputs["staff"] is not None:
@@ -202,15 +261,26 @@ def _partition(county: str, inputs: dict, params: dict) -> tuple[dict, dict]:
     from gis_grid.partition import LevelSpec, partition
     from gis_grid.staffing import assign_staff
 
-    levels = [LevelSpec(*(t.split(":", 1) if ":" in t else (t,)))
-              for t in params.get("levels", ("units:townships", "units:units", "balanced"))]
+    capacity = bool(params.get("capacity", False))
+    levels = []
+    for text in params.get("levels", ("units:townships", "units:units", "balanced")):
+        method, _, source = text.partition(":")
+        levels.append(LevelSpec(method.strip(), source=source.strip() or None,
+                                capacity=capacity and method.strip() == "outlets"))
+    min_area = params.get("min_area")
     result = partition(
         inputs["territory"], inputs["households"], levels=levels,
         institution=params.get("institution"), units=inputs["units"],
         townships=inputs["townships"], outlets=inputs["outlets"],
         target_households=int(params.get("target_households", 300)),
         tolerance=float(params.get("tolerance", 0.2)),
-        cell_size=float(params.get("cell_size", 1000.0)), seed=int(params.get("seed", 0)))
+        cell_size=float(params.get("cell_size", 1000.0)),
+        min_area=None if min_area is None else float(min_area),
+        shape=str(params.get("shape", "square")), seed=int(params.get("seed", 0)))
+    if params.get("out"):
+        folder = Path(params["out"]) / county
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "report.json").write_text(result.to_json(), encoding="utf-8")
     grids = result.grids.copy()
     staged = {}
     staff, institution = inputs["staff"], params.get("institution")
@@ -226,45 +296,97 @@ def _partition(county: str, inputs: dict, params: dict) -> tuple[dict, dict]:
 
 
 def _validate_inputs(store: Store, county: str, params: dict) -> dict:
-    return {"grids": read_county(store, target_layer("validate", params), county),
-            "territory": read_county(store, "territory", county),
-            "households": read_county(store, "households", county, required=False),
-            "staff": read_county(store, "staff", county, required=False)}
+    whole = _whole(params)
+    return {"grids": read_county(store, target_layer("validate", params), county, whole=whole),
+            "territory": read_county(store, "territory", county, whole=whole),
+            "households": read_county(store, "households", county, required=False,
+                                      whole=whole),
+            "staff": read_county(store, "staff", county, required=False, whole=whole)}
+
+
+def _tolerances(params: dict) -> dict:
+    """The validation tolerances given in ``params`` (``gap_width``, ``sliver_area``,
+    ``snap_tolerance``); the others keep ``validate_grids``' defaults."""
+    return {k: float(params[k]) for k in ("gap_width", "sliver_area", "snap_tolerance")
+            if params.get(k) is not None}
+
+
+def _write_validation(report, folder: Path, stem: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{stem}.json").write_text(report.to_json(), encoding="utf-8")
+    report.to_geojson(folder / f"{stem}-problems.geojson")
 
 
 def _validate(county: str, inputs: dict, params: dict) -> tuple[None, dict]:
     from gis_grid.topology import validate_grids
 
-    report = validate_grids(inputs["grids"], territory=inputs["territory"],
-                            households=inputs["households"], staff=inputs["staff"], threads=1)
+    territory = None if params.get("no_territory") else inputs["territory"]
+    report = validate_grids(inputs["grids"], territory=territory,
+                            households=inputs["households"], staff=inputs["staff"], threads=1,
+                            **_tolerances(params))
+    if params.get("out"):
+        _write_validation(report, Path(params["out"]) / county, "validation")
     kinds = report.problems["kind"].value_counts().to_dict() if len(report.problems) else {}
     return None, {"ok": bool(report.ok), "problems": int(len(report.problems)),
                   "kinds": {str(k): int(v) for k, v in kinds.items()}}
 
 
 def _coverage_inputs(store: Store, county: str, params: dict) -> dict:
-    inputs = {name: read_county(store, name, county, required=name in ("territory", "households"))
+    whole = _whole(params)
+    inputs = {name: read_county(store, name, county, whole=whole,
+                                required=name in ("territory", "households"))
               for name in ("territory", "households", "outlets", "devices", "units",
-                           "townships", "staff")}
-    grids = target_layer("coverage", params)
-    inputs["grids"] = read_county(store, grids, county, required=False)
+                           "townships", "staff", "ledger")}
+    # ``grids``: the grid layers to use (the plain ``gisgrid coverage --grids``), else the
+    # job's one layer; a layer named in ``grids`` must be there.
+    chosen = "grids" in params
+    names = params["grids"] if chosen else [target_layer("coverage", params)]
+    inputs["grids"] = {name: read_county(store, name, county, required=chosen, whole=whole)
+                       for name in names}
     inputs["institutions"] = store.read("institutions") if store.has("institutions") else None
+    inputs["layers_used"] = {name: f"{store.url}:{name}" for name in
+                             [*(k for k, v in inputs.items()
+                                if k != "grids" and v is not None),
+                              *(k for k, v in inputs["grids"].items() if v is not None)]}
     return inputs
 
 
-def _coverage(county: str, inputs: dict, params: dict) -> tuple[None, dict]:
-    from gis_grid.coverage import coverage_report
+def _coverage(county: str, inputs: dict, params: dict) -> tuple[dict | None, dict]:
+    from gis_grid.coverage import Radii, coverage_report
 
-    grids = inputs.pop("grids")
-    report = coverage_report(**inputs, grids={target_layer("coverage", params): grids}
-                             if grids is not None and len(grids) else None,
-                             institution=params.get("institution"))
+    inputs = dict(inputs)
+    grids = {name: frame for name, frame in inputs.pop("grids").items()
+             if frame is not None and len(frame)}
+    options = {k: params[k] for k in ("period", "data_date") if params.get(k) is not None}
+    radii = params.get("radii")
+    if radii:
+        options["radii"] = Radii(urban=float(radii["urban"]), rural=float(radii["rural"]))
+    report = coverage_report(**inputs, grids=grids or None,
+                             institution=params.get("institution"),
+                             max_institutions=int(params.get("max_institutions", 3)),
+                             year=int(params.get("year", 1)),
+                             include_households=bool(params.get("include_households", False)),
+                             **options)
     if params.get("out"):
         folder = Path(params["out"]) / county
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "coverage.json").write_text(
-            json.dumps(report.to_dict(), ensure_ascii=False, default=str), encoding="utf-8")
-    return None, {"tables": sorted(report.tables)}
+        if params.get("report_files"):
+            # The files ``gisgrid coverage --out`` writes, for this county.
+            from layers.reports import write_geojson, write_json, write_tables
+
+            write_json(report.to_dict(), folder / "report.json")
+            write_tables(folder, report.tables, meta=report.meta, stem="coverage")
+            for name, layer in report.layers.items():
+                write_geojson(layer, folder / f"{name}.geojson")
+        else:
+            (folder / "coverage.json").write_text(
+                json.dumps(report.to_dict(), ensure_ascii=False, default=str),
+                encoding="utf-8")
+    staged = None
+    if params.get("store_suffix") is not None:
+        staged = {_COVERAGE_STAGED[name]: layer for name, layer in report.layers.items()
+                  if name in _COVERAGE_STAGED}
+    return staged, {"tables": sorted(report.tables)}
 
 
 #: job → (read the county's inputs, compute: returns the staged frames or None, summary).
@@ -288,9 +410,15 @@ def _job(job: str) -> tuple[Callable, Callable]:
     return entry
 
 
-def _already_done(store: Store, job: str, layer: str, county: str, fingerprint: str,
-                  staged: bool) -> dict | None:
-    """The summary of the county's last ``done`` run with this fingerprint, if any."""
+def _staged_name(name: str, layer: str, county: str) -> str:
+    """The staging layer of a job's staged frame ``name`` (see ``STAGED``)."""
+    return stage_layer(layer if name == "grids" else f"{name}__{layer}", county)
+
+
+def _already_done(store: Store, job: str, layer: str, county: str,
+                  fingerprint: str) -> dict | None:
+    """The summary of the county's last ``done`` run with this fingerprint, if any, and
+    only if every staging layer it wrote is still there."""
     if not store.has(LEDGER):
         return None
     rows = store.read(LEDGER, where={"job": job, "layer": layer, "county": county})
@@ -299,9 +427,12 @@ def _already_done(store: Store, job: str, layer: str, county: str, fingerprint: 
     last = rows.sort_values("finished_at", kind="stable").iloc[-1]
     if last["status"] != "done" or last["fingerprint"] != fingerprint:
         return None
-    if staged and not store.has(stage_layer(layer, county)):
+    summary = json.loads(last["summary"] or "{}")
+    # Rows written before the summary listed its staging layers: partition's grids.
+    staged = summary.get("staged", ["grids"] if job == "partition" else [])
+    if any(not store.has(_staged_name(name, layer, county)) for name in staged):
         return None
-    return json.loads(last["summary"] or "{}")
+    return summary
 
 
 def _ledger_row(job: str, layer: str, county: str, fingerprint: str, status: str,
@@ -341,9 +472,22 @@ def run_county(store_url: str, job: str, county: str, params: dict) -> CountyRes
     county
         The county's 6-digit code (the ``county`` column of every layer).
     params
-        The job's parameters (JSON-like): ``institution``, ``layer``, ``levels``,
-        ``target_households``, ``tolerance``, ``cell_size``, ``seed``, ``out``,
-        ``resume`` (default True).
+        The job's parameters (JSON-like), each optional:
+
+        * every job: ``institution``, ``layer`` (the grids layer, default
+          ``grids__<institution>``), ``out`` (a folder, per county ``<out>/<county>/``),
+          ``resume`` (default True);
+        * partition: ``levels`` (``METHOD[:SOURCE]`` each), ``target_households``,
+          ``tolerance``, ``cell_size``, ``shape``, ``min_area``, ``capacity``,
+          ``assign_staff`` (default True), ``seed``; with ``out``, ``report.json``;
+        * validate: ``no_territory``, ``gap_width``, ``sliver_area``, ``snap_tolerance``;
+          with ``out``, ``validation.json`` and ``validation-problems.geojson``;
+        * coverage: ``grids`` (grid layers), ``radii`` (``{"urban": m, "rural": m}``),
+          ``max_institutions``, ``year``, ``period``, ``data_date``,
+          ``include_households``, ``report_files`` (with ``out``: the whole report set
+          instead of ``coverage.json``), ``store_suffix`` (store ``coverage_gaps`` and
+          ``service_blanks`` + suffix, merged over the counties);
+        * atlas: ``level``, ``volumes``, ``show_phones``, ``date``, ``limit``.
 
     Returns
     -------
@@ -357,18 +501,24 @@ def run_county(store_url: str, job: str, county: str, params: dict) -> CountyRes
     with open_store(store_url) as store:
         inputs = read(store, county, params)
         fingerprint = _fingerprint(job, county, params, inputs)
-        staged = job == "partition"
         if params.get("resume", True):
-            summary = _already_done(store, job, layer, county, fingerprint, staged)
+            summary = _already_done(store, job, layer, county, fingerprint)
             if summary is not None:
                 return CountyResult(county, job, "skipped", time.perf_counter() - started,
                                     fingerprint, summary=summary)
         _injected_faults(params, county)
         frame, summary = compute(county, inputs, params)
-        # Staging layers first: a ledger row is appended only once they are all there.
-        for name, result in (frame or {}).items():
-            store.write(stage_layer(layer if name == "grids" else f"{name}__{layer}", county),
-                        result)
+        if frame is not None:
+            summary = {**summary, "staged": sorted(frame)}
+        # Staging layers first: a ledger row is appended only once they are all there. A
+        # staging layer this attempt does not write (none of its kind this time) goes, so
+        # that the merge never takes an older attempt's.
+        for name in STAGED.get(job, ()):
+            stage = _staged_name(name, layer, county)
+            if name in (frame or {}):
+                store.write(stage, frame[name])
+            elif store.has(stage):
+                store.delete(stage)
         # Appended after the result is written: a ledger row always has its result.
         store.append(LEDGER, _ledger_row(job, layer, county, fingerprint, "done",
                                          summary=summary))
@@ -383,6 +533,16 @@ def _is_postgis(url: str) -> bool:
     return url.startswith(("postgresql://", "postgres://", "postgresql+psycopg://"))
 
 
+def check_scheduler_store(url: str, scheduler) -> None:
+    """Refuse a scheduler with a store its workers cannot share (``StoreError``)."""
+    if scheduler is not None and scheduler != "" and not _is_postgis(url):
+        raise StoreError(
+            f"--scheduler needs the PostGIS store: {url} is a GeoPackage file on this "
+            "machine, which workers elsewhere cannot reach and SQLite lets only one "
+            "process write at a time. Copy the layers to PostGIS (gisgrid export/import "
+            "or `--store postgresql://…`) and run again.")
+
+
 def _client(scheduler):
     """A ``dask.distributed.Client`` for an address, or the client given."""
     from dask.distributed import Client
@@ -392,16 +552,81 @@ def _client(scheduler):
     return Client(scheduler, timeout="30s"), True
 
 
-def _county_table(store: Store, counties: Sequence[str] | None) -> pd.DataFrame:
-    territory = store.read("territory", columns=["code", "name"])
-    territory = pd.DataFrame(territory.drop(columns="geometry", errors="ignore"))
+def _county_table(store: Store, counties: Sequence[str] | None
+                  ) -> tuple[pd.DataFrame, bool]:
+    """The counties to run (code, name) and whether the territory is one county without
+    a ``county`` column (read whole, see ``WHOLE``)."""
+    territory = store.read("territory")
+    whole = "county" not in territory.columns
+    if whole and len(territory) != 1:
+        raise InputError([Problem(
+            "territory", None, None,
+            f"has {len(territory)} rows and no county column: running county by "
+            "county needs every layer's county code in a county column (as `gisgrid "
+            "province sample` writes them; a territory of one row is run as one county). "
+            "Without --scheduler the plain commands work on the whole territory in this "
+            "process")])
+    territory = pd.DataFrame(territory[["code", "name"]])
     territory["code"] = territory["code"].astype(str)
     if counties:
         unknown = sorted(set(counties) - set(territory["code"]))
         if unknown:
             raise StoreError(f"counties {unknown} are not in layer territory")
         territory = territory[territory["code"].isin(counties)]
-    return territory.sort_values("code").reset_index(drop=True)
+    return territory.sort_values("code").reset_index(drop=True), whole
+
+
+#: The layers each job reads county by county (besides its grids layers).
+_COUNTY_INPUTS = {
+    "partition": ("territory", "townships", "units", "households", "outlets", "staff"),
+    "validate": ("territory", "households", "staff"),
+    "coverage": ("territory", "households", "outlets", "devices", "units", "townships",
+                 "staff", "ledger"),
+    "atlas": ("territory", "townships", "units", "outlets", "devices", "staff", "households",
+              "ledger"),
+}
+
+
+def _grid_inputs(job: str, params: dict) -> list[str]:
+    if job == "partition":
+        return []
+    if job == "coverage" and "grids" in params:
+        return list(params["grids"])
+    return [target_layer(job, params)]
+
+
+def _has_county(store: Store, name: str) -> bool:
+    """Whether layer ``name`` has a ``county`` column (probed with a filter that matches
+    no row: a missing column is the store's "no column 'county' to filter on")."""
+    try:
+        store.read(name, where={"county": ""}, columns=[])
+    except StoreError as exc:
+        if "no column 'county'" in str(exc):
+            return False
+        raise
+    return True
+
+
+def _check_county_columns(store: Store, job: str, params: dict) -> None:
+    """Refuse, before any task starts, a layer the job would read county by county
+    but which has no ``county`` column (every task would fail on it)."""
+    names = [n for n in (*_COUNTY_INPUTS[job], *_grid_inputs(job, params)) if store.has(n)]
+    lacking = [n for n in dict.fromkeys(names) if not _has_county(store, n)]
+    if lacking:
+        raise InputError([Problem(
+            name, None, None,
+            "has no county column: the territory has a county column, so every layer is read "
+            "county by county and needs one (`gisgrid partition --scheduler` and `gisgrid "
+            "province partition` write it on the grids they make)") for name in lacking])
+
+
+def _required_layers(job: str, params: dict) -> list[str]:
+    """The layers a job cannot run without (checked once, before any task starts)."""
+    if job == "partition":
+        return ["territory"]
+    if job == "coverage":
+        return ["territory", "households", *(params.get("grids") or [])]
+    return ["territory", *_grid_inputs(job, params)]
 
 
 def run_province(
@@ -450,15 +675,17 @@ def run_province(
     params = dict(params or {})
     echo = echo or (lambda text: print(text, file=sys.stderr))
     url = resolve_store_url(store)
-    if scheduler is not None and not _is_postgis(url):
-        raise StoreError(
-            f"--scheduler needs the PostGIS store: {url} is a GeoPackage file on this "
-            "machine, which workers elsewhere cannot reach and SQLite lets only one "
-            "process write at a time. Copy the layers to PostGIS (gisgrid export/import "
-            "or `--store postgresql://…`) and run again.")
+    check_scheduler_store(url, scheduler)
     started = time.perf_counter()
     with open_store(url) as source:
-        table = _county_table(source, counties)
+        table, whole = _county_table(source, counties)
+        for name in _required_layers(job, params):
+            if not source.has(name):
+                raise LayerNotFound(name, source.url)
+        if not whole:
+            _check_county_columns(source, job, params)
+    if whole:
+        params[WHOLE] = True
     codes, names = table["code"].tolist(), dict(zip(table["code"], table["name"], strict=True))
     layer = target_layer(job, params)
     results: dict[str, CountyResult] = {}
@@ -513,11 +740,17 @@ def run_province(
             target.append(LEDGER, pd.concat([_ledger_row(job, layer, r.county, "", "failed",
                                                          r.error) for r in failed],
                                             ignore_index=True))
+        done = [r.county for r in ordered if r.status != "failed"]
         if job == "partition":
-            run.merged = _merge(target, layer, [r.county for r in ordered
-                                                if r.status != "failed"])
-        if job == "validate" and not failed:
-            run.seams = validate_seams(target, layer)
+            run.merged = _merge(target, layer, done, keep_county=not whole)
+        if job == "coverage" and params.get("store_suffix") is not None:
+            run.stored = _merge_coverage(target, layer, done, str(params["store_suffix"]))
+        if job == "validate" and not failed and not whole:
+            # One county alone has no seams: its own check covered its border.
+            run.seams = validate_seams(
+                target, layer, territory=not params.get("no_territory"),
+                out=Path(params["out"]) if params.get("out") else None,
+                **_tolerances(params))
     run.finish_seconds = time.perf_counter() - finishing
     run.seconds = time.perf_counter() - started
     return run
@@ -530,8 +763,25 @@ def _describe(exc: BaseException | None) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _merge(store: Store, layer: str, counties: list[str]) -> int:
-    """Replace ``layer`` by the staging layers of ``counties`` (code order), at once."""
+def _merge_coverage(store: Store, layer: str, counties: list[str], suffix: str) -> dict:
+    """Store ``coverage_gaps<suffix>`` and ``service_blanks<suffix>``, each the staging
+    layers of ``counties`` (code order) in one write; a layer no county has is left as
+    it was, as ``gisgrid coverage`` does."""
+    stored = {}
+    for name, staged in _COVERAGE_STAGED.items():
+        stages = [_staged_name(staged, layer, c) for c in counties]
+        frames = [store.read(n) for n in stages if store.has(n)]
+        if frames:
+            merged = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True),
+                                      geometry="geometry", crs=STORAGE_CRS)
+            store.write(name + suffix, merged)
+            stored[name + suffix] = len(merged)
+    return stored
+
+
+def _merge(store: Store, layer: str, counties: list[str], keep_county: bool = True) -> int:
+    """Replace ``layer`` by the staging layers of ``counties`` (code order), at once.
+    ``keep_county=False`` (one county read whole) leaves out the ``county`` column."""
     frames = [store.read(stage_layer(layer, c)) for c in counties]
     frames = [f for f in frames if len(f)]
     if not frames:
@@ -543,6 +793,8 @@ def _merge(store: Store, layer: str, counties: list[str]) -> int:
     borders = store.read("territory", columns=["code"]).geometry.to_numpy()
     merged["geometry"] = stitch_seams(merged.geometry.to_numpy(),
                                       merged["county"].astype(str).to_numpy(), borders)
+    if not keep_county:
+        merged = merged.drop(columns="county")
     store.write(layer, merged)
     if staff_stages and store.has("staff"):
         # The grids each of the counties' staff now holds (assign_staff changes nothing
@@ -619,26 +871,169 @@ def stitch_seams(geoms: np.ndarray, counties: np.ndarray, borders: np.ndarray,
     return geoms
 
 
-def validate_seams(store: Store, layer: str) -> dict:
+def validate_seams(store: Store, layer: str, *, territory: bool = True,
+                   out: Path | None = None, **tolerances) -> dict:
     """Check the whole province's level-1 grids against its counties: no gap and no
     overlap anywhere, in particular along the seams between counties (which no
-    per-county check sees)."""
+    per-county check sees).
+
+    ``territory=False`` checks the grids' union alone (gaps are then its holes);
+    ``tolerances`` go to ``validate_grids`` (``gap_width``, ``sliver_area``,
+    ``snap_tolerance``); with ``out``, ``seams.json`` and ``seams-problems.geojson`` are
+    written there.
+    """
     from gis_grid.topology import validate_grids
 
     grids = store.read(layer, where={"level": 1}) if store.has(layer) else None
     if grids is None or not len(grids):
         return {"ok": False, "problems": 1, "kinds": {"missing": 1}}
-    territory = store.read("territory")
+    counties = store.read("territory")
     # Geometry only: staffing is checked per county.
     grids = grids.drop(columns=["worker", "manager"], errors="ignore")
-    report = validate_grids(grids, territory=territory)
+    report = validate_grids(grids, territory=counties if territory else None, **tolerances)
+    if out is not None:
+        _write_validation(report, out, "seams")
     kinds = report.problems["kind"].value_counts().to_dict() if len(report.problems) else {}
     return {"ok": bool(report.ok), "problems": int(len(report.problems)),
             "kinds": {str(k): int(v) for k, v in kinds.items()},
-            "grids": int(len(grids)), "counties": int(len(territory))}
+            "grids": int(len(grids)), "counties": int(len(counties))}
 
 
 def results_frame(run: ProvinceRun) -> pd.DataFrame:
     """The run's county results as a table (for JSON output and tests)."""
     return pd.DataFrame([asdict(r) for r in run.counties])
 
+
+
+# ----------------------------------------------------------------------------- cleaning
+
+
+@dataclass
+class Cleaned:
+    """What ``clean_runs`` removed (or, with ``dry_run``, would remove)."""
+
+    layers: list[str]  # staging layers
+    rows: dict[str, int]  # ledger rows per "job layer"
+    atomic: bool = False  # all in one transaction (PostGIS)
+    dry_run: bool = False
+
+    @property
+    def empty(self) -> bool:
+        return not self.layers and not self.rows
+
+    def text(self) -> str:
+        """A report for people: every layer and the ledger rows, by job and layer."""
+        if self.empty:
+            return "nothing to clean: no staging layer and no ledger row matches"
+        verb = "would remove" if self.dry_run else "removed"
+        lines = [f"{verb} {len(self.layers)} staging layer{'s' if len(self.layers) != 1 else ''}"
+                 + (":" if self.layers else "")]
+        lines += [f"  {name}" for name in self.layers]
+        total = sum(self.rows.values())
+        lines.append(f"{verb} {total} row{'s' if total != 1 else ''} of {LEDGER}"
+                     + (":" if self.rows else ""))
+        lines += [f"  {key}: {n}" for key, n in self.rows.items()]
+        if not self.dry_run:
+            lines.append("a re-run of these jobs recomputes every county (nothing is left to "
+                         "resume from)")
+        return "\n".join(lines)
+
+
+def staging_layers(names, layer: str, job: str | None = None) -> list[str]:
+    """The staging layers of ``layer``'s runs (of ``job``, else of every job) among the
+    layer ``names``: ``<layer>__c<code>``, ``staff__<layer>__c<code>`` … (see
+    ``STAGED``). The layer itself and every other layer are never among them."""
+    jobs = [job] if job else list(STAGED)
+    prefixes = sorted({layer if name == "grids" else f"{name}__{layer}"
+                       for j in jobs for name in STAGED.get(j, ())})
+    if not prefixes:
+        return []
+    pattern = re.compile("(?:" + "|".join(map(re.escape, prefixes)) + rf")__c{_COUNTY_CODE}")
+    return sorted(n for n in names if pattern.fullmatch(n))
+
+
+@contextmanager
+def _one_transaction(store: Store) -> Iterator[bool]:
+    """Make the store changes inside one all-or-nothing transaction where the store can.
+
+    On PostGIS every store operation runs in its own transaction on the store's one
+    connection; inside an outer transaction on that connection psycopg turns each into
+    a savepoint, so the whole block commits or rolls back together (yields True). The
+    GeoPackage store opens a connection per operation, so each change stands alone
+    (yields False).
+    """
+    conn, lock = getattr(store, "_conn", None), getattr(store, "_lock", None)
+    if conn is None or lock is None or not hasattr(conn, "transaction"):
+        yield False
+        return
+    with lock, conn.transaction():
+        yield True
+
+
+def clean_runs(store: Store, *, layer: str | None = None, job: str | None = None,
+               dry_run: bool = False) -> Cleaned:
+    """Remove the staging layers and ``fanout_runs`` rows of finished runs.
+
+    Parameters
+    ----------
+    store
+        An open store.
+    layer
+        The runs' grids layer (``grids__nsh``); None: every layer the ledger names and
+        every staging layer (``…__c<code>``) in the store.
+    job
+        Only this job's rows and staging layers (``partition`` stages grids and staff,
+        ``coverage`` its stored layers; ``validate`` and ``atlas`` stage nothing).
+    dry_run
+        Only say what would be removed.
+
+    Returns
+    -------
+    Cleaned
+        The staging layers and the ledger rows (per job and layer) removed.
+
+    The live layers (``<layer>``, ``staff``, ``coverage_gaps…``) are never touched. On
+    PostGIS everything goes in one transaction. On a GeoPackage the ledger rows go first,
+    in one write (from then on nothing resumes from the staging layers), then the
+    staging layers one by one; if that is interrupted, cleaning again removes the rest.
+    Run it when no run of the layer is going: a row a task appends meanwhile may be lost
+    (its county is then recomputed next time, nothing worse).
+    """
+    if job is not None and job not in JOBS:
+        raise ValueError(f"clean_runs: job {job!r} is not one of {JOBS}")
+    names = [info.name for info in store.layers()]
+    ledger = store.read(LEDGER) if LEDGER in names else None
+    if layer is not None:
+        layers = [layer]
+    else:
+        # Every layer the ledger names, and those whose staging layers are left without
+        # ledger rows (a run killed before its rows, a clean interrupted on a GeoPackage).
+        found = set() if ledger is None else set(ledger["layer"].astype(str))
+        for name in filter(is_staging, names):
+            base = name.rsplit("__c", 1)[0]
+            found.add(base)
+            for prefix in {n for job_names in STAGED.values() for n in job_names} - {"grids"}:
+                found.add(base.removeprefix(f"{prefix}__"))
+        layers = sorted(found)
+    stages = sorted({name for one in layers for name in staging_layers(names, one, job)})
+    rows: dict[str, int] = {}
+    mine = None
+    if ledger is not None and len(ledger):
+        mine = ledger["layer"].astype(str).isin(layers).to_numpy(copy=True)
+        if job is not None:
+            mine &= (ledger["job"].astype(str) == job).to_numpy()
+        counts = ledger[mine].groupby(["job", "layer"], sort=True).size()
+        rows = {f"{j} {lay}": int(n) for (j, lay), n in counts.items()}
+    cleaned = Cleaned(stages, rows, dry_run=dry_run)
+    if dry_run or cleaned.empty:
+        return cleaned
+    with _one_transaction(store) as atomic:
+        if rows:
+            if mine.all():
+                store.delete(LEDGER)
+            else:
+                store.write(LEDGER, ledger[~mine].reset_index(drop=True))
+        for name in stages:
+            store.delete(name)
+    cleaned.atomic = atomic
+    return cleaned

@@ -12,6 +12,13 @@ from pathlib import Path
 import click
 
 from gis_grid.cli import EXIT_CODES, store_option
+from gis_grid.cli_fanout import (
+    check_store,
+    fanout_options,
+    out_folder,
+    refuse_fanout_only,
+    run_fanout,
+)
 
 GRIDS_HELP = "Grid layer to draw: grids, or grids__NAME when the store keeps several."
 
@@ -80,9 +87,12 @@ def map_command(grids_layers: tuple[str, ...], basemap: str | None, basemap_attr
 @click.option("--out", type=click.Path(file_okay=False), default="gisgrid-atlas",
               show_default=True, metavar="DIR",
               help="Folder to write atlas-urban.pdf and atlas-rural.pdf into.")
+@fanout_options
 @store_option
 def atlas_command(grids_layer: str, level: int, volumes: tuple[str, ...], mask_phones: bool,
-                  date: str | None, limit: int | None, out: str, store: str | None) -> None:
+                  date: str | None, limit: int | None, out: str, scheduler: str | None,
+                  counties: tuple[str, ...], no_resume: bool, retries: int,
+                  store: str | None) -> None:
     """Print the atlas (图集): PDF volumes on B5 paper, urban (城区卷) and rural (农村卷).
 
     \b
@@ -101,9 +111,34 @@ def atlas_command(grids_layer: str, level: int, volumes: tuple[str, ...], mask_p
     package fonts-noto-cjk) the command stops with an error rather than print boxes.
 
     The same input gives the same PDF, byte for byte.
+
+    County by county on a Dask cluster (--scheduler ADDRESS or $GISGRID_SCHEDULER): each
+    county's volumes are printed by one task, with the options above, from the county's
+    grids, divisions, touch points, staff, households and ledger and the analysis layers
+    around it, and written by the worker as DIR/<county>/atlas-urban.pdf and
+    atlas-rural.pdf (every worker must reach DIR at the same path). A territory without
+    a county column (one sample county) is one task, whose PDFs are the in-process ones.
+    A task that fails is retried (--retries); a county that keeps failing is printed by
+    code and name, the others complete, and the exit code is 1. Re-running skips the
+    counties whose inputs and options are unchanged (--no-resume redoes all); --county
+    CODE prints only some. The store must be PostGIS (a GeoPackage is refused, exit 4).
     """
     from maps.atlas import VOLUMES, build_atlas
     from maps.data import load_layers
+
+    refuse_fanout_only(scheduler)
+    if scheduler:
+        check_store(store, scheduler)
+        params = {"layer": grids_layer, "level": level, "volumes": list(volumes) or None,
+                  "show_phones": not mask_phones, "date": date, "limit": limit,
+                  "out": out_folder(out)}
+        run_fanout("atlas", params, store, scheduler, counties, no_resume, retries,
+                   after=lambda run: [
+                       f"{c.county} {c.name}: " + ", ".join(
+                           f"{Path(c.summary['out']) / f'atlas-{v}.pdf'} ({n} pages)"
+                           for v, n in c.summary.get("pages", {}).items())
+                       for c in run.counties if c.status != "failed"])
+        return
 
     layers = load_layers(store, grids=grids_layer)
     result = build_atlas(layers, out, level=level, volumes=volumes or VOLUMES,

@@ -64,6 +64,42 @@ def postgis_url() -> Iterator[str]:
         admin.close()
 
 
+@pytest.fixture(scope="session")
+def fresh_database(postgis_url: str) -> Iterator[Callable[[], str]]:
+    """Make another fresh PostGIS database on the same server (for a test module whose
+    layers must not meet another module's, e.g. its own ``territory``); each is dropped
+    at the end of the session."""
+    made: list[str] = []
+    base = _base_url()
+
+    def _make() -> str:
+        name = f"gisgrid_test_{secrets.token_hex(4)}"
+        with psycopg.connect(base, autocommit=True) as admin:
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        made.append(name)
+        url = urlunsplit(urlsplit(base)._replace(path=f"/{name}"))
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
+        return url
+
+    yield _make
+    with psycopg.connect(base, autocommit=True) as admin:
+        for name in made:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    """A Dask LocalCluster of 2 single-threaded worker processes, and a client on it,
+    shared by the tests of the province fan-out."""
+    distributed = pytest.importorskip("dask.distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=":0") as local, \
+            distributed.Client(local) as client:
+        yield client
+
+
 @pytest.fixture
 def gpkg_path(tmp_path: Path) -> Path:
     return tmp_path / "store.gpkg"

@@ -31,15 +31,6 @@ def province_url(postgis_url: str) -> str:
     return postgis_url
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    distributed = pytest.importorskip("dask.distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=":0") as local, \
-            distributed.Client(local) as client:
-        yield client
-
-
 def _grids(url: str, layer: str):
     with open_store(url) as store:
         grids = store.read(layer)
@@ -160,3 +151,19 @@ def test_cli_province_group(tmp_path) -> None:
     result = runner.invoke(main, ["province", "partition", "--store", store,
                                   "--scheduler", "tcp://10.1.2.3:8786"])
     assert result.exit_code == 4 and "PostGIS" in result.output
+    # Cleaning the GeoPackage store: every staging layer and ledger row of grids__nsh.
+    with open_store(store) as target:
+        before = {info.name for info in target.layers()}
+    staged = {f"{kind}grids__nsh__c{code}" for kind in ("", "staff__")
+              for code in ("990101", "990102", "990103")}
+    assert staged <= before
+    result = runner.invoke(main, ["province", "clean", "--institution", "NSH",
+                                  "--store", store])
+    assert result.exit_code == 0 and "removed 6 staging layers" in result.output, result.output
+    assert "partition grids__nsh: 3" in result.output
+    with open_store(store) as target:
+        assert {info.name for info in target.layers()} == before - staged - {LEDGER}
+    result = runner.invoke(main, ["province", "partition", "--institution", "NSH",
+                                  "--level", "units:townships", "--level", "balanced",
+                                  "--store", store])
+    assert "3 done" in result.output, result.output

@@ -43,11 +43,13 @@ from api.errors import NotFound, NotImplementedHere, ServiceUnavailable
 from api.settings import Settings
 from api.tilecache import TileCache
 from gis_grid.model import schema_for
+from layers.fanout import LEDGER, is_staging
 from layers.migrations import CATALOG_TABLE
 from layers.store import Store
 
-#: Layers never served as collections (the store's own bookkeeping).
-HIDDEN_LAYERS = frozenset({"api_keys"})
+#: Layers never served as collections (the store's own bookkeeping); nor are a province
+#: run's per-county staging layers (``layers.fanout.is_staging``).
+HIDDEN_LAYERS = frozenset({"api_keys", LEDGER})
 _PG_TYPES = {"str": "text", "int": "bigint", "float": "double precision",
              "bool": "boolean", "date": "date", "datetime": "timestamptz"}
 MVT_EXTENT = 4096
@@ -82,7 +84,8 @@ class Provider(ABC):
             if self._catalog is None or (time.monotonic() - self._catalog_at
                                          >= self.settings.catalog_ttl_s):
                 infos = await self._load_catalog()
-                self._catalog = {i.name: i for i in infos if i.name not in HIDDEN_LAYERS}
+                self._catalog = {i.name: i for i in infos if i.name not in HIDDEN_LAYERS
+                                 and not is_staging(i.name)}
                 self._catalog_at = time.monotonic()
         return self._catalog
 

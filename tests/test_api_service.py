@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pandas as pd
 import psycopg
 import pytest
 import shapely
@@ -290,6 +291,28 @@ def test_tiles(svc):
     assert svc.get("/tiles/ledger/1/0/0.mvt", svc.keys.admin_a).status_code == 404
     tj = features(svc, "/tiles/grids/tilejson.json", svc.keys.regulator)
     assert tj["tiles"][0].endswith("/tiles/grids/{z}/{x}/{y}.mvt")
+
+
+def test_province_staging_layers_and_ledger_are_not_collections(svc):
+    """A province run leaves per-county staging layers and its ledger in the store; they
+    are bookkeeping, never served as collections (nor offered to the map or analyses)."""
+    grids = svc.sample.layers["grids"]
+    ledger = pd.DataFrame({"job": ["partition"], "layer": ["grids"], "county": ["420527"]})
+    with svc.store() as store:
+        store.write("grids__c420527", grids.iloc[:3])
+        store.write("fanout_runs", ledger)
+    try:
+        time.sleep(1.0)  # past the catalog's cache (catalog_ttl_s = 0.5)
+        names = {c["id"] for c in features(svc, "/collections", svc.keys.regulator)
+                 ["collections"]}
+        assert "grids" in names
+        assert "grids__c420527" not in names and "fanout_runs" not in names
+        assert svc.get("/collections/grids__c420527/items",
+                       svc.keys.regulator).status_code == 404
+    finally:
+        with svc.store() as store:
+            store.delete("grids__c420527")
+            store.delete("fanout_runs")
 
 
 def test_tiles_are_cached_until_their_layer_changes(svc):

@@ -417,6 +417,11 @@ class PostGISStore(Store):
             self._conn.execute(sql.SQL("CREATE UNIQUE INDEX {} ON {} ({})").format(
                 sql.Identifier(_index_name(stage, "key")), self._table(stage),
                 sql.Identifier(table.key)))
+        if _has_county_index(table):
+            # A province's layers are read one county at a time (layers.fanout): without
+            # it each county's read scans the whole province's table.
+            self._conn.execute(sql.SQL("CREATE INDEX {} ON {} (county)").format(
+                sql.Identifier(_index_name(stage, "county")), self._table(stage)))
         # Any later change of the rows, by us or another client, moves the layer's
         # generation (layers.migrations, migration 3).
         self._conn.execute(sql.SQL(
@@ -428,7 +433,8 @@ class PostGISStore(Store):
     def _rename(self, stage: str, table: Table) -> None:
         self._conn.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(
             self._table(stage), sql.Identifier(table.name)))
-        suffixes = ["fid"] + ["geom"] * table.spatial + ["key"] * (table.key is not None)
+        suffixes = (["fid"] + ["geom"] * table.spatial + ["key"] * (table.key is not None)
+                    + ["county"] * _has_county_index(table))
         for suffix in suffixes:
             self._conn.execute(sql.SQL("ALTER INDEX {} RENAME TO {}").format(
                 sql.Identifier(self.schema, _index_name(stage, suffix)),
@@ -622,6 +628,10 @@ def _refused(url: str, action: str, name: str, exc: psycopg.Error) -> StoreError
     grid and why; the transaction was rolled back, so nothing was stored."""
     message = exc.diag.message_primary or _cause(exc)
     return StoreError(f"{url}: cannot {action} {name}: {message}; nothing was stored")
+
+
+def _has_county_index(table: Table) -> bool:
+    return table.key != "county" and any(c.name == "county" for c in table.columns)
 
 
 def _index_name(table: str, suffix: str) -> str:

@@ -732,6 +732,33 @@ def test_postgis_migration_3_gives_existing_layers_a_generation(postgis_url):
             conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
 
 
+def test_postgis_indexes_the_county_of_a_province_layer(postgis_url):
+    """Province runs read every layer county by county: the county column is indexed,
+    and a county's read uses the index (it survives the write's swap)."""
+    schema = "t_county_index"
+    store = PostGISStore(postgis_url, schema=schema)
+    frame = households(20_000).assign(county=lambda f: np.where(f["id"] % 20 == 0,
+                                                                "990101", "990102"))
+    try:
+        store.write("households", frame)
+        store.write("households", frame)  # replaced: the index is renamed with the table
+        assert store.read("households", where={"county": "990101"})["id"].tolist() == \
+            list(range(0, 20_000, 20))
+        with psycopg.connect(postgis_url, autocommit=True) as conn:
+            indexes = dict(conn.execute(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = %s"
+                " AND tablename = 'households'", [schema]).fetchall())
+            assert "(county)" in indexes["gisgrid_households_county"]
+            query, params = store._select("households", False, ["id"], None,
+                                          [("county", ["990101"])])
+            plan = "\n".join(r[0] for r in conn.execute(sql.SQL("EXPLAIN ") + query, params))
+            assert "gisgrid_households_county" in plan, plan
+    finally:
+        store.close()
+        with psycopg.connect(postgis_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
 def test_postgis_stores_rows_along_the_map_but_reads_them_in_order(postgis_url):
     """Rows lie on disk along a space-filling curve (a bbox query reads few pages); the
     fids and every read keep the order the rows were written in."""

@@ -310,11 +310,16 @@ class KeyRing:
         age = time.monotonic() - self._loaded
         return age >= self._ttl or (key_id not in self._keys and age >= 1.0)
 
-    def refresh(self, key_id: str | None) -> None:
-        """Reload the keys if stale or ``key_id`` is unknown (blocking: run it in a
-        thread)."""
+    @property
+    def age(self) -> float:
+        """Seconds since the keys were last loaded."""
+        return time.monotonic() - self._loaded
+
+    def refresh(self, key_id: str | None, *, force: bool = False) -> None:
+        """Reload the keys if stale or ``key_id`` is unknown, or always with ``force``
+        (blocking: run it in a thread)."""
         with self._lock:
-            if not self.needs_refresh(key_id):
+            if not force and not self.needs_refresh(key_id):
                 return
             frame = _typed_keys(self._load())
             active = frame[frame["revoked"].isna()]

@@ -93,6 +93,20 @@ class Provider(ABC):
         """Forget the cached catalog (after this service wrote a layer)."""
         self._catalog_at = 0.0
 
+    @property
+    def catalog_age(self) -> float:
+        """Seconds since the catalog was last loaded."""
+        return time.monotonic() - self._catalog_at
+
+    async def reload_catalog(self) -> None:
+        """Load the catalog now (the app's background refresher calls this before it is
+        stale, so that requests do not wait for it)."""
+        infos = await self._load_catalog()
+        async with self._catalog_lock:
+            self._catalog = {i.name: i for i in infos if i.name not in HIDDEN_LAYERS
+                             and not is_staging(i.name)}
+            self._catalog_at = time.monotonic()
+
     async def collection(self, name: str) -> CollectionInfo:
         info = (await self.catalog()).get(name)
         if info is None:

@@ -829,14 +829,13 @@ def stitch_seams(geoms: np.ndarray, counties: np.ndarray, borders: np.ndarray,
     edges), at every level alike.
     """
     geoms = np.asarray(geoms, dtype=object).copy()
-    coords, owner = shapely.get_coordinates(geoms, return_index=True)
-    # Vertices on a county border: queried against the borders' short segments, so each
-    # point meets only the few segments near it.
+    # County borders as short segments, so that each query meets only the few near it.
     rings = shapely.get_parts(shapely.boundary(shapely.get_parts(borders)))
     rings = shapely.get_parts(rings)
     ring_xy, ring_idx = shapely.get_coordinates(rings, return_index=True)
     same = ring_idx[1:] == ring_idx[:-1]
     segments = shapely.linestrings(np.stack([ring_xy[:-1][same], ring_xy[1:][same]], axis=1))
+    coords, owner = shapely.get_coordinates(geoms, return_index=True)
     on_border = np.unique(shapely.STRtree(segments).query(
         shapely.points(coords), predicate="dwithin", distance=tolerance)[0])
     if not len(on_border):
@@ -858,15 +857,15 @@ def stitch_seams(geoms: np.ndarray, counties: np.ndarray, borders: np.ndarray,
                                               distance=tolerance)
     rep = np.arange(len(seam))
     np.minimum.at(rep, a, b)
-    rep_of = pd.Series(coords[seam[rep]].tolist(), index=seam)
+    position = np.empty(len(coords), dtype=np.int64)
+    position[seam] = np.arange(len(seam))
     keep = np.isin(point_idx, seam)
-    g, k = grid_idx[keep], point_idx[keep]
-    order = np.argsort(g, kind="stable")
-    g, k = g[order], k[order]
-    touched, starts = np.unique(g, return_index=True)
-    targets = np.array([shapely.multipoints(np.unique(np.array(rep_of.loc[chunk].tolist()),
-                                                      axis=0))
-                        for chunk in np.split(k, starts[1:])], dtype=object)
+    # Each grid on a seam, with the distinct representatives near it (sorted by grid,
+    # then x, then y), made into one MultiPoint per grid at once.
+    target_xy = coords[seam[rep[position[point_idx[keep]]]]]
+    rows = np.unique(np.column_stack([grid_idx[keep], target_xy]), axis=0)
+    touched, which = np.unique(rows[:, 0].astype(np.int64), return_inverse=True)
+    targets = shapely.multipoints(shapely.points(rows[:, 1:]), indices=which)
     geoms[touched] = shapely.snap(geoms[touched], targets, tolerance)
     return geoms
 

@@ -836,8 +836,11 @@ def stitch_seams(geoms: np.ndarray, counties: np.ndarray, borders: np.ndarray,
     same = ring_idx[1:] == ring_idx[:-1]
     segments = shapely.linestrings(np.stack([ring_xy[:-1][same], ring_xy[1:][same]], axis=1))
     coords, owner = shapely.get_coordinates(geoms, return_index=True)
-    on_border = np.unique(shapely.STRtree(segments).query(
-        shapely.points(coords), predicate="dwithin", distance=tolerance)[0])
+    # Most vertices lie far from any border; a numpy cell test drops them before GEOS
+    # sees a single point (on a 20-county province, 1.0 M vertices → 0.21 M candidates).
+    candidates = np.flatnonzero(_near_segments(coords, ring_xy, same))
+    on_border = candidates[np.unique(shapely.STRtree(segments).query(
+        shapely.points(coords[candidates]), predicate="dwithin", distance=tolerance)[0])]
     if not len(on_border):
         return geoms
     # The grids each of them lies on (its own and, on a seam, the neighbours').
@@ -859,15 +862,50 @@ def stitch_seams(geoms: np.ndarray, counties: np.ndarray, borders: np.ndarray,
     np.minimum.at(rep, a, b)
     position = np.empty(len(coords), dtype=np.int64)
     position[seam] = np.arange(len(seam))
-    keep = np.isin(point_idx, seam)
-    # Each grid on a seam, with the distinct representatives near it (sorted by grid,
-    # then x, then y), made into one MultiPoint per grid at once.
-    target_xy = coords[seam[rep[position[point_idx[keep]]]]]
-    rows = np.unique(np.column_stack([grid_idx[keep], target_xy]), axis=0)
-    touched, which = np.unique(rows[:, 0].astype(np.int64), return_inverse=True)
-    targets = shapely.multipoints(shapely.points(rows[:, 1:]), indices=which)
+    in_seam = np.zeros(len(coords), dtype=bool)
+    in_seam[seam] = True
+    keep = in_seam[point_idx]
+    # Each grid on a seam with the distinct representatives near it (distinct
+    # representatives never share coordinates), sorted by grid, then x, then y, made
+    # into one MultiPoint per grid at once.
+    pair = np.unique(grid_idx[keep] * len(seam) + rep[position[point_idx[keep]]])
+    grid_of, target_xy = pair // len(seam), coords[seam[pair % len(seam)]]
+    order = np.lexsort((target_xy[:, 1], target_xy[:, 0], grid_of))
+    touched, which = np.unique(grid_of[order], return_inverse=True)
+    targets = shapely.multipoints(shapely.points(target_xy[order]), indices=which)
     geoms[touched] = shapely.snap(geoms[touched], targets, tolerance)
     return geoms
+
+
+#: The cell (degrees, about 200 m) of the test that keeps only the vertices near a border.
+_BORDER_CELL = 0.002
+
+
+def _near_segments(coords: np.ndarray, ring_xy: np.ndarray, same: np.ndarray,
+                   cell: float = _BORDER_CELL) -> np.ndarray:
+    """Which of ``coords`` lie in a cell a border segment crosses, or next to one (a
+    superset of the vertices on a border; exact tests follow). The segments run from
+    ``ring_xy[i]`` to ``ring_xy[i + 1]`` where ``same[i]``; they are sampled at half a
+    cell, so every cell a segment crosses holds a sample or neighbours one."""
+    starts, ends = ring_xy[:-1][same], ring_xy[1:][same]
+    steps = np.maximum(1, np.ceil(np.hypot(*(ends - starts).T) / (cell / 2))).astype(np.int64)
+    first = np.repeat(np.cumsum(steps) - steps, steps)
+    fraction = (np.arange(steps.sum()) - first) / np.repeat(steps, steps)
+    samples = np.repeat(starts, steps, axis=0) + (
+        np.repeat(ends - starts, steps, axis=0) * fraction[:, None])
+    origin = np.minimum(coords.min(axis=0), samples.min(axis=0)) - cell
+    width = int(np.ceil((max(coords[:, 0].max(), samples[:, 0].max()) - origin[0]) / cell)) + 2
+
+    def key(xy: np.ndarray) -> np.ndarray:
+        ij = np.floor((xy - origin) / cell).astype(np.int64)
+        return ij[:, 0] * width + ij[:, 1]
+
+    occupied = np.unique(key(samples))
+    around = np.array([dx * width + dy for dx in (-1, 0, 1) for dy in (-1, 0, 1)])
+    occupied = np.unique((occupied[:, None] + around[None, :]).ravel())
+    keys = key(coords)
+    at = np.minimum(np.searchsorted(occupied, keys), len(occupied) - 1)
+    return occupied[at] == keys
 
 
 def validate_seams(store: Store, layer: str, *, territory: bool = True,

@@ -689,6 +689,7 @@ def run_province(
     codes, names = table["code"].tolist(), dict(zip(table["code"], table["name"], strict=True))
     layer = target_layer(job, params)
     results: dict[str, CountyResult] = {}
+    staged: dict[str, tuple] = {}
     bar = tqdm(total=len(codes), desc=f"{job} counties", unit="county", file=sys.stderr,
                disable=not progress)
     dashboard = None
@@ -719,13 +720,22 @@ def run_province(
                                  [params] * len(codes), key=[f"{job}-{c}-{token}" for c in codes],
                                  retries=retries, pure=False)
             county_of = {f.key: c for f, c in zip(futures, codes, strict=True)}
-            for future in as_completed(futures):
-                code = county_of[future.key]
-                if future.status == "finished":
-                    record(future.result())
-                else:
-                    record(CountyResult(code, job, "failed", error=_describe(future.exception())))
-                future.release()
+            with open_store(url) as reader:
+                for future in as_completed(futures):
+                    code = county_of[future.key]
+                    if future.status == "finished":
+                        record(future.result())
+                        if job == "partition" and results[code].status != "failed":
+                            # Read now, while the other counties run: the merge after
+                            # the last one is serial, the waiting here is not.
+                            try:
+                                staged[code] = _read_staged(reader, layer, code)
+                            except (StoreError, OSError):
+                                pass  # the merge reads it again, and reports it
+                    else:
+                        record(CountyResult(code, job, "failed",
+                                            error=_describe(future.exception())))
+                    future.release()
         finally:
             if own:
                 client.close()
@@ -742,7 +752,7 @@ def run_province(
                                             ignore_index=True))
         done = [r.county for r in ordered if r.status != "failed"]
         if job == "partition":
-            run.merged = _merge(target, layer, done, keep_county=not whole)
+            run.merged = _merge(target, layer, done, keep_county=not whole, staged=staged)
         if job == "coverage" and params.get("store_suffix") is not None:
             run.stored = _merge_coverage(target, layer, done, str(params["store_suffix"]))
         if job == "validate" and not failed and not whole:
@@ -779,15 +789,28 @@ def _merge_coverage(store: Store, layer: str, counties: list[str], suffix: str) 
     return stored
 
 
-def _merge(store: Store, layer: str, counties: list[str], keep_county: bool = True) -> int:
+def _read_staged(store: Store, layer: str, county: str) -> tuple:
+    """A county's staged grids and (if staged) its staff's grids, as ``_merge`` uses them."""
+    staff = stage_layer(f"staff__{layer}", county)
+    return (store.read(stage_layer(layer, county)),
+            pd.DataFrame(store.read(staff, columns=["id", "grids"]))
+            if store.has(staff) else None)
+
+
+def _merge(store: Store, layer: str, counties: list[str], keep_county: bool = True,
+           staged: dict | None = None) -> int:
     """Replace ``layer`` by the staging layers of ``counties`` (code order), at once.
-    ``keep_county=False`` (one county read whole) leaves out the ``county`` column."""
-    frames = [store.read(stage_layer(layer, c)) for c in counties]
-    frames = [f for f in frames if len(f)]
+    ``keep_county=False`` (one county read whole) leaves out the ``county`` column.
+    ``staged``: counties' staging layers already read (``_read_staged``) while the other
+    counties were still running, so that the serial merge does not wait for them."""
+    staged = dict(staged or {})
+    for county in counties:
+        if county not in staged:
+            staged[county] = _read_staged(store, layer, county)
+    frames = [staged[c][0] for c in counties if len(staged[c][0])]
     if not frames:
         return 0
-    staff_stages = [stage_layer(f"staff__{layer}", c) for c in counties]
-    staff_stages = [name for name in staff_stages if store.has(name)]
+    staff_frames = [staged[c][1] for c in counties if staged[c][1] is not None]
     merged = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry",
                               crs=STORAGE_CRS)
     borders = store.read("territory", columns=["code"]).geometry.to_numpy()
@@ -796,11 +819,10 @@ def _merge(store: Store, layer: str, counties: list[str], keep_county: bool = Tr
     if not keep_county:
         merged = merged.drop(columns="county")
     store.write(layer, merged)
-    if staff_stages and store.has("staff"):
+    if staff_frames and store.has("staff"):
         # The grids each of the counties' staff now holds (assign_staff changes nothing
         # else); rows stay in place, so the staff layer is otherwise as it was.
-        assigned = pd.concat([pd.DataFrame(store.read(n, columns=["id", "grids"]))
-                              for n in staff_stages], ignore_index=True)
+        assigned = pd.concat(staff_frames, ignore_index=True)
         held = pd.Series(assigned["grids"].to_numpy(), index=assigned["id"].to_numpy())
         staff = store.read("staff")
         mine = staff["id"].isin(held.index)

@@ -293,14 +293,9 @@ def test_province_clean_removes_exactly_a_runs_staging_layers_and_rows(province_
     assert rerun.exit_code == 0 and "3 done" in rerun.output, rerun.output
 
 
-def test_province_clean_is_all_or_nothing_on_postgis(province_url, monkeypatch) -> None:
-    run = run_province(province_url, "partition",
-                       {"institution": "NSH", "layer": "grids_atomic",
-                        "levels": ["units:townships", "balanced"]},
-                       counties=CODES[:2], progress=False)
-    assert not run.failed, run.text()
-    names, rows = _layer_names(province_url), len(_read(province_url, LEDGER))
-    with open_store(province_url) as store:
+def _clean_failing_at_third_delete(url: str, monkeypatch, **which) -> list[str]:
+    """Run ``clean_runs`` with the store's third ``delete`` failing; the names it tried."""
+    with open_store(url) as store:
         real_delete, calls = store.delete, []
 
         def failing_delete(name: str) -> None:
@@ -311,7 +306,18 @@ def test_province_clean_is_all_or_nothing_on_postgis(province_url, monkeypatch) 
 
         monkeypatch.setattr(store, "delete", failing_delete)
         with pytest.raises(StoreError, match="injected"):
-            clean_runs(store, layer="grids_atomic")
+            clean_runs(store, **which)
+    return calls
+
+
+def test_province_clean_is_all_or_nothing_on_postgis(province_url, monkeypatch) -> None:
+    run = run_province(province_url, "partition",
+                       {"institution": "NSH", "layer": "grids_atomic",
+                        "levels": ["units:townships", "balanced"]},
+                       counties=CODES[:2], progress=False)
+    assert not run.failed, run.text()
+    names, rows = _layer_names(province_url), len(_read(province_url, LEDGER))
+    calls = _clean_failing_at_third_delete(province_url, monkeypatch, layer="grids_atomic")
     assert len(calls) == 3  # two staging layers were deleted before the failure …
     assert _layer_names(province_url) == names  # … and are back with the rollback
     assert len(_read(province_url, LEDGER)) == rows
@@ -334,18 +340,7 @@ def test_an_interrupted_clean_on_a_geopackage_is_finished_by_cleaning_again(tmp_
     names = _layer_names(url)
     staged = {f"{kind}grids__nsh__c{c}" for kind in ("", "staff__") for c in CODES[:2]}
     assert staged | {LEDGER} <= names
-    with open_store(url) as store:
-        real_delete, calls = store.delete, []
-
-        def failing_delete(name: str) -> None:
-            calls.append(name)
-            if len(calls) == 3:
-                raise StoreError(f"injected failure deleting {name}")
-            real_delete(name)
-
-        monkeypatch.setattr(store, "delete", failing_delete)
-        with pytest.raises(StoreError, match="injected"):
-            clean_runs(store, layer="grids__nsh")
+    calls = _clean_failing_at_third_delete(url, monkeypatch, layer="grids__nsh")
     # No transaction spans a GeoPackage's writes: the ledger (every row was this run's)
     # and the first staging layer went before the failure; the rest is still there.
     assert calls[0] == LEDGER

@@ -12,6 +12,8 @@ import datetime as dt
 import shutil
 import sqlite3
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import geopandas as gpd
 import numpy as np
@@ -652,6 +654,18 @@ def test_postgis_migrations_are_recorded_and_rerunnable(postgis_url):
             conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
 
 
+@contextmanager
+def schema_store(url: str, schema: str) -> Iterator[PostGISStore]:
+    """A PostGIS store in its own schema, dropped afterwards."""
+    store = PostGISStore(url, schema=schema)
+    try:
+        yield store
+    finally:
+        store.close()
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
 def _generation(conn: psycopg.Connection, schema: str, name: str) -> int | None:
     row = conn.execute(sql.SQL("SELECT generation FROM {} WHERE name = %s").format(
         sql.Identifier(schema, "gisgrid_layers")), [name]).fetchone()
@@ -659,18 +673,16 @@ def _generation(conn: psycopg.Connection, schema: str, name: str) -> int | None:
 
 
 def test_postgis_generation_moves_with_every_change_by_anyone(postgis_url):
-    schema = "t_generation"
-    store = PostGISStore(postgis_url, schema=schema)
     seen = []
-    try:
+    with schema_store(postgis_url, "t_generation") as store:
         with psycopg.connect(postgis_url, autocommit=True) as conn:
             def moved() -> int:
-                now = _generation(conn, schema, "tasks")
+                now = _generation(conn, store.schema, "tasks")
                 assert now is not None and now not in seen, (now, seen)
                 seen.append(now)
                 return now
 
-            table = sql.Identifier(schema, "tasks")
+            table = sql.Identifier(store.schema, "tasks")
             store.write("tasks", tasks())
             moved()
             store.append("tasks", tasks().assign(id=["T3", "T4"]))
@@ -679,7 +691,7 @@ def test_postgis_generation_moves_with_every_change_by_anyone(postgis_url):
             moved()
             store.read("tasks")
             conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table))
-            assert _generation(conn, schema, "tasks") == seen[-1]  # reading changes nothing
+            assert _generation(conn, store.schema, "tasks") == seen[-1]  # reading changes nothing
             # Another client's SQL, statement by statement.
             conn.execute(sql.SQL("UPDATE {} SET state = 'late' WHERE id = 'T2'").format(table))
             moved()
@@ -689,18 +701,14 @@ def test_postgis_generation_moves_with_every_change_by_anyone(postgis_url):
                 with conn.transaction():
                     conn.execute(sql.SQL("DELETE FROM {}").format(table))
                     conn.execute("SELECT 1 / 0")
-            assert _generation(conn, schema, "tasks") == seen[-1]  # rolled back: unmoved
+            assert _generation(conn, store.schema, "tasks") == seen[-1]  # rolled back: unmoved
             conn.execute(sql.SQL("TRUNCATE {}").format(table))
             moved()
             # Deleted and written again: a value never seen before.
             store.delete("tasks")
-            assert _generation(conn, schema, "tasks") is None
+            assert _generation(conn, store.schema, "tasks") is None
             store.write("tasks", tasks())
             assert moved() > max(seen[:-1])
-    finally:
-        store.close()
-        with psycopg.connect(postgis_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
 
 
 def test_postgis_migration_3_gives_existing_layers_a_generation(postgis_url):
@@ -735,11 +743,9 @@ def test_postgis_migration_3_gives_existing_layers_a_generation(postgis_url):
 def test_postgis_indexes_the_county_of_a_province_layer(postgis_url):
     """Province runs read every layer county by county: the county column is indexed,
     and a county's read uses the index (it survives the write's swap)."""
-    schema = "t_county_index"
-    store = PostGISStore(postgis_url, schema=schema)
     frame = households(20_000).assign(county=lambda f: np.where(f["id"] % 20 == 0,
                                                                 "990101", "990102"))
-    try:
+    with schema_store(postgis_url, "t_county_index") as store:
         store.write("households", frame)
         store.write("households", frame)  # replaced: the index is renamed with the table
         assert store.read("households", where={"county": "990101"})["id"].tolist() == \
@@ -747,32 +753,26 @@ def test_postgis_indexes_the_county_of_a_province_layer(postgis_url):
         with psycopg.connect(postgis_url, autocommit=True) as conn:
             indexes = dict(conn.execute(
                 "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = %s"
-                " AND tablename = 'households'", [schema]).fetchall())
+                " AND tablename = 'households'", [store.schema]).fetchall())
             assert "(county)" in indexes["gisgrid_households_county"]
             query, params = store._select("households", False, ["id"], None,
                                           [("county", ["990101"])])
             plan = "\n".join(r[0] for r in conn.execute(sql.SQL("EXPLAIN ") + query, params))
             assert "gisgrid_households_county" in plan, plan
-    finally:
-        store.close()
-        with psycopg.connect(postgis_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
 
 
 def test_postgis_stores_rows_along_the_map_but_reads_them_in_order(postgis_url):
     """Rows lie on disk along a space-filling curve (a bbox query reads few pages); the
     fids and every read keep the order the rows were written in."""
-    schema = "t_spatial_order"
-    store = PostGISStore(postgis_url, schema=schema)
     frame = households(5_000)
-    try:
+    with schema_store(postgis_url, "t_spatial_order") as store:
         store.write("households", frame)
         store.append("households", households(1_000, seed=8).assign(
             id=np.arange(5_000, 6_000)))
         with psycopg.connect(postgis_url, autocommit=True) as conn:
             on_disk = np.array(conn.execute(sql.SQL(
                 "SELECT fid, ST_X(geom), ST_Y(geom) FROM {} ORDER BY ctid").format(
-                sql.Identifier(schema, "households"))).fetchall())
+                sql.Identifier(store.schema, "households"))).fetchall())
         first = on_disk[on_disk[:, 0] <= 5_000]
         assert sorted(first[:, 0]) == list(range(1, 5_001))  # fids as written
         step_on_disk = np.hypot(*np.diff(first[:, 1:], axis=0).T).mean()
@@ -784,10 +784,6 @@ def test_postgis_stores_rows_along_the_map_but_reads_them_in_order(postgis_url):
         back = store.read("households")
         assert back["id"].tolist() == list(range(6_000))
         assert_same(back.iloc[:5_000], frame)
-    finally:
-        store.close()
-        with psycopg.connect(postgis_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
 
 
 def test_postgis_tables_indexes_and_catalog(postgis_url):

@@ -77,17 +77,17 @@ class Provider(ABC):
 
     async def catalog(self) -> dict[str, CollectionInfo]:
         """Every servable layer by name, cached for ``settings.catalog_ttl_s``."""
-        fresh = time.monotonic() - self._catalog_at < self.settings.catalog_ttl_s
-        if self._catalog is not None and fresh:
+        if self._catalog is not None and self.catalog_age < self.settings.catalog_ttl_s:
             return self._catalog
         async with self._catalog_lock:
-            if self._catalog is None or (time.monotonic() - self._catalog_at
-                                         >= self.settings.catalog_ttl_s):
-                infos = await self._load_catalog()
-                self._catalog = {i.name: i for i in infos if i.name not in HIDDEN_LAYERS
-                                 and not is_staging(i.name)}
-                self._catalog_at = time.monotonic()
+            if self._catalog is None or self.catalog_age >= self.settings.catalog_ttl_s:
+                self._keep_catalog(await self._load_catalog())
         return self._catalog
+
+    def _keep_catalog(self, infos: list[CollectionInfo]) -> None:
+        self._catalog = {i.name: i for i in infos
+                         if i.name not in HIDDEN_LAYERS and not is_staging(i.name)}
+        self._catalog_at = time.monotonic()
 
     def invalidate(self) -> None:
         """Forget the cached catalog (after this service wrote a layer)."""
@@ -103,9 +103,7 @@ class Provider(ABC):
         stale, so that requests do not wait for it)."""
         infos = await self._load_catalog()
         async with self._catalog_lock:
-            self._catalog = {i.name: i for i in infos if i.name not in HIDDEN_LAYERS
-                             and not is_staging(i.name)}
-            self._catalog_at = time.monotonic()
+            self._keep_catalog(infos)
 
     async def collection(self, name: str) -> CollectionInfo:
         info = (await self.catalog()).get(name)
@@ -357,12 +355,13 @@ class PostGISProvider(Provider):
                    ) -> tuple[bytes, bool]:
         if not info.spatial:
             raise NotFound(f"collection {info.name!r} has no geometry, so no tiles")
-        query, params = self._tile_query(info, view, z, x, y)
         catalog = self._table(CATALOG_TABLE)
-        with_generation = sql.SQL("SELECT (SELECT generation FROM {} WHERE name = %s), ({})"
-                                  ).format(catalog, query)
 
         async def make() -> tuple[int, bytes]:
+            # Composed only when the tile is made, not for a cache hit.
+            query, params = self._tile_query(info, view, z, x, y)
+            with_generation = sql.SQL("SELECT (SELECT generation FROM {} WHERE name = %s),"
+                                      " ({})").format(catalog, query)
             async with self.pool.connection() as conn:
                 row = await (await conn.execute(with_generation,
                                                 [info.name, *params])).fetchone()

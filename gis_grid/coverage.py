@@ -64,7 +64,7 @@ import pyproj
 import shapely
 from scipy.spatial import cKDTree
 
-from gis_grid.crs import metric_crs
+from gis_grid.crs import metric_crs, transformer
 from gis_grid.errors import InputError, Problem
 from gis_grid.jsonable import plain
 from gis_grid.model import DEVICE_TYPES, OUTLET_TIERS
@@ -261,19 +261,8 @@ def _points_xy(frame: gpd.GeoDataFrame, crs: pyproj.CRS) -> np.ndarray:
                                              "or empty geometries)")])
     if frame.crs.equals(crs):
         return xy
-    x, y = _transformer(frame.crs, crs).transform(xy[:, 0], xy[:, 1])
+    x, y = transformer(frame.crs, crs).transform(xy[:, 0], xy[:, 1])
     return np.column_stack([x, y])
-
-
-_TRANSFORMERS: dict[tuple[str, str], pyproj.Transformer] = {}
-
-
-def _transformer(source: pyproj.CRS, target: pyproj.CRS) -> pyproj.Transformer:
-    """A cached transformer (making one costs about as much as moving 10^6 points)."""
-    key = (source.srs or source.to_wkt(), target.srs or target.to_wkt())
-    if key not in _TRANSFORMERS:
-        _TRANSFORMERS[key] = pyproj.Transformer.from_crs(source, target, always_xy=True)
-    return _TRANSFORMERS[key]
 
 
 def _metric(frame: gpd.GeoDataFrame | gpd.GeoSeries, crs: pyproj.CRS) -> np.ndarray:

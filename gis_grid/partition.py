@@ -67,14 +67,13 @@ from dataclasses import dataclass, field
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import pyproj
 import shapely
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 from shapely.geometry.base import BaseGeometry
 
-from gis_grid.crs import metric_crs
+from gis_grid.crs import metric_crs, transformer
 from gis_grid.errors import InputError, Problem
 from gis_grid.model import KINDS, OUTLET_TIERS, STORAGE_CRS, ZONES
 
@@ -455,8 +454,8 @@ class _Frame:
 
     def __init__(self, roots: gpd.GeoDataFrame):
         self.crs = metric_crs(roots)
-        self._fwd = pyproj.Transformer.from_crs(STORAGE_CRS, self.crs, always_xy=True)
-        self._inv = pyproj.Transformer.from_crs(self.crs, STORAGE_CRS, always_xy=True)
+        self._fwd = transformer(STORAGE_CRS, self.crs)
+        self._inv = transformer(self.crs, STORAGE_CRS)
         minx, miny, maxx, maxy = roots.total_bounds
         lon0, lat0 = (minx + maxx) / 2, (miny + maxy) / 2
         x0, y0 = self._fwd.transform(lon0, lat0)

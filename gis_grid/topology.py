@@ -86,7 +86,6 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 import geopandas as gpd
@@ -96,7 +95,7 @@ import pyproj
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-from gis_grid.crs import metric_crs
+from gis_grid.crs import metric_crs, transformer
 from gis_grid.errors import InputError, Problem
 from gis_grid.model import STORAGE_CRS
 
@@ -1374,11 +1373,6 @@ _STEPS = (
 )
 
 
-@lru_cache(maxsize=32)
-def _transformer(source: pyproj.CRS, target: pyproj.CRS) -> pyproj.Transformer:
-    # Building a transformer takes tens of milliseconds; a territory uses the same two.
-    return pyproj.Transformer.from_crs(source, target, always_xy=True)
-
 
 def _priority_order(layer: _Layer, rows: np.ndarray, priority) -> tuple[np.ndarray, str]:
     """The order to give GEOS and its merge strategy for a stated priority."""
@@ -1463,7 +1457,7 @@ def repair_grids(
     before = L.geoms.copy()
     geoms = L.geoms.copy()
     steps = np.zeros((n, len(_STEPS)), dtype=bool)
-    there, back = _transformer(L.crs, L.frame.crs), _transformer(L.frame.crs, L.crs)
+    there, back = transformer(L.crs, L.frame.crs), transformer(L.frame.crs, L.crs)
 
     def fragile(polygons: np.ndarray) -> np.ndarray:
         """Whether each polygon turns invalid stored in the layer's CRS and read back."""

@@ -567,7 +567,16 @@ def _binary_rows(fields: list[tuple[np.ndarray, np.ndarray]], rows: int) -> byte
         _put(out, at, lengths.astype(">i4"))
         at = at + 4
         present = np.maximum(lengths, 0)
-        if data.size:  # byte j of a value goes to its row's offset + j
+        if data.size > out.size // 8:
+            # A field that is most of the rows (the geometry): its bytes fill, in order,
+            # the runs [at, at + present) of each row; a mask of those runs costs one
+            # byte per output byte, an index eight.
+            runs = np.zeros(out.size + 1, dtype=np.int8)
+            some = present > 0
+            runs[at[some]] = 1
+            runs[(at + present)[some]] = -1
+            out[np.cumsum(runs[:-1], dtype=np.int8).view(bool)] = data
+        elif data.size:  # byte j of a value goes to its row's offset + j
             source_starts = np.cumsum(present) - present
             out[np.repeat(at - source_starts, present) + np.arange(data.size)] = data
         at = at + present

@@ -817,7 +817,8 @@ def _merge(store: Store, layer: str, counties: list[str], keep_county: bool = Tr
     merged["geometry"] = stitch_seams(merged.geometry.to_numpy(),
                                       merged["county"].astype(str).to_numpy(),
                                       territory.geometry.to_numpy(),
-                                      territory["code"].astype(str).to_numpy())
+                                      territory["code"].astype(str).to_numpy(),
+                                      merged["level"].to_numpy())
     if not keep_county:
         merged = merged.drop(columns="county")
     store.write(layer, merged)
@@ -839,7 +840,7 @@ _SEAM_TOLERANCE = 1e-8
 
 
 def stitch_seams(geoms: np.ndarray, counties: np.ndarray, borders: np.ndarray,
-                 border_counties: np.ndarray,
+                 border_counties: np.ndarray, levels: np.ndarray | None = None,
                  tolerance: float = _SEAM_TOLERANCE) -> np.ndarray:
     """Make the grids on both sides of each county seam share every vertex.
 
@@ -851,10 +852,13 @@ def stitch_seams(geoms: np.ndarray, counties: np.ndarray, borders: np.ndarray,
     ``border_counties``) of a county other than its grid's (``counties``): it lies on
     the neighbour's grids too, since a county's grids cover it. Each seam vertex is
     given one representative — the first, by county code and position, of the seam
-    vertices within ``tolerance`` of it — and each grid near a representative that does
-    not already have it as a vertex is snapped to the representatives near it (GEOS
-    snapping moves its vertices onto them and inserts the missing ones into its edges),
-    at every level alike. Grids that already match are not touched.
+    vertices within ``tolerance`` of it — and each grid near a representative of a seam
+    vertex of its own level (``levels``; default: all one level) that it does not
+    already have as a vertex is snapped to those representatives (GEOS snapping moves
+    its vertices onto them and inserts the missing ones into its edges). Each level
+    becomes edge-matched across the seams; a location has one representative at every
+    level, so children stay inside their parents. Grids that already match are not
+    touched.
     """
     geoms = np.asarray(geoms, dtype=object).copy()
     # County codes as integers in code order, shared by grids and borders.
@@ -877,14 +881,23 @@ def stitch_seams(geoms: np.ndarray, counties: np.ndarray, borders: np.ndarray,
     if not len(candidates):
         return geoms
     near_grids = np.unique(owner[candidates])
+    # Each grid's level as one bit, so that a point can say at which levels it is a
+    # vertex.
+    level_bit = (np.ones(len(geoms), dtype=np.int64) if levels is None else
+                 np.left_shift(1, np.unique(np.asarray(levels), return_inverse=True)[1]
+                               ).astype(np.int64))
     # One point per distinct (county, x, y): the levels and neighbouring grids of a
     # county repeat each border vertex (0.21 M → 0.07 M), ordered by county, x, y.
     county, xy = grid_county[owner[candidates]], coords[candidates]
+    bits = level_bit[owner[candidates]]
     order = np.lexsort((xy[:, 1], xy[:, 0], county))
-    county, xy = county[order], xy[order]
+    county, xy, bits = county[order], xy[order], bits[order]
     first = np.ones(len(xy), dtype=bool)
     first[1:] = (county[1:] != county[:-1]) | (xy[1:] != xy[:-1]).any(axis=1)
+    point_of = np.cumsum(first) - 1
     county, xy = county[first], xy[first]
+    point_bits = np.zeros(len(xy), dtype=np.int64)
+    np.bitwise_or.at(point_bits, point_of, bits)
     point_idx, segment_idx = shapely.STRtree(segments).query(
         shapely.points(xy), predicate="dwithin", distance=tolerance)
     seam = np.unique(point_idx[segment_county[segment_idx] != county[point_idx]])
@@ -897,24 +910,28 @@ def stitch_seams(geoms: np.ndarray, counties: np.ndarray, borders: np.ndarray,
                                               distance=tolerance)
     rep = np.arange(len(seam))
     np.minimum.at(rep, a, b)
-    target_xy = seam_xy[np.unique(rep)]
-    # Each grid near the border with the representatives near it, sorted by grid, then
-    # x, then y; a grid that has all of them as vertices already is left as it is.
+    targets, rep = np.unique(rep, return_inverse=True)
+    target_xy = seam_xy[targets]
+    target_bits = np.zeros(len(targets), dtype=np.int64)
+    np.bitwise_or.at(target_bits, rep, point_bits[seam])
+    # Each grid near the border with the representatives near it of its level that it
+    # does not have as vertices (sorted by grid, then x, then y): snapping to a vertex
+    # it already has would change nothing and cost as much. A grid that has them all is
+    # left as it is.
     grid_idx, target_idx = shapely.STRtree(shapely.points(target_xy)).query(
         geoms[near_grids], predicate="dwithin", distance=tolerance)
     grid_idx = near_grids[grid_idx]
-    pair_xy = target_xy[target_idx]
+    level = (target_bits[target_idx] & level_bit[grid_idx]) != 0
+    grid_idx, pair_xy = grid_idx[level], target_xy[target_idx[level]]
     order = np.lexsort((pair_xy[:, 1], pair_xy[:, 0], grid_idx))
     grid_idx, pair_xy = grid_idx[order], pair_xy[order]
-    vertex = _rows(owner[candidates], coords[candidates])
-    missing = ~np.isin(_rows(grid_idx, pair_xy), vertex)
-    touched = np.isin(grid_idx, np.unique(grid_idx[missing]))
-    grid_idx, pair_xy = grid_idx[touched], pair_xy[touched]
+    missing = ~np.isin(_rows(grid_idx, pair_xy), _rows(owner[candidates], coords[candidates]))
+    grid_idx, pair_xy = grid_idx[missing], pair_xy[missing]
     if not len(grid_idx):
         return geoms
     snapped, which = np.unique(grid_idx, return_inverse=True)
-    targets = shapely.multipoints(shapely.points(pair_xy), indices=which)
-    geoms[snapped] = shapely.snap(geoms[snapped], targets, tolerance)
+    snap_to = shapely.multipoints(shapely.points(pair_xy), indices=which)
+    geoms[snapped] = shapely.snap(geoms[snapped], snap_to, tolerance)
     return geoms
 
 

@@ -87,7 +87,7 @@ def test_stitched_seams_are_edge_matched_without_gap_or_overlap(province):
     grids, levels, parents, owner, counties, codes = province
     # Built to need stitching: unstitched, some level has unmatched edges on a seam.
     assert not _matched(grids, levels)
-    stitched = stitch_seams(grids, owner, counties, codes)
+    stitched = stitch_seams(grids, owner, counties, codes, levels)
     assert shapely.is_valid(stitched).all()
     assert (shapely.get_type_id(stitched) == 3).all(), "each grid stays one Polygon"
     for lv in (1, 2):

@@ -2,14 +2,22 @@
 
 Builds a synthetic province (default 20 counties × 50,000 = 10⁶ households) in a fresh
 PostGIS schema-less database, partitions it county by county in this process, then again
-(``--no-resume``) on a ``LocalCluster`` of 2 single-threaded worker processes, checks the
-two results are identical, and prints wall times, the peak memory (RSS) of each worker
+(``--no-resume``) on a ``LocalCluster`` of 2 single-threaded worker processes — the two
+alternating ``--repeat`` times (default 3), medians compared — checks the two results are
+identical, and prints wall times, the peak memory (RSS) of each worker
 and of this process, and the speed-up.
+
+Both sides start warm, as on a cluster that is already up: the job's modules are
+imported in this process and in each worker before the clock starts (a fresh worker
+spends about 0.5 s importing them on its first county). The workers run with Dask's
+statistical profiler off (``distributed.worker.profile.enabled: false``, as the README
+advises for ``dask worker``): sampling every task's stack every 10 ms costs the
+GEOS-bound county tasks about 4 %.
 
 Usage::
 
     .venv/bin/python scripts/bench_fanout.py [--counties 20] [--households 50000]
-        [--url postgresql://postgres@127.0.0.1:5432/postgres] [--json out.json]
+        [--repeat 3] [--url postgresql://postgres@127.0.0.1:5432/postgres] [--json out.json]
 """
 
 from __future__ import annotations
@@ -18,12 +26,23 @@ import argparse
 import json
 import resource
 import secrets
+import statistics
 import time
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import shapely
 from psycopg import sql
+
+#: What a county task imports on first use; loaded before timing on both sides.
+WARM = ("layers.fanout", "gis_grid.partition", "gis_grid.staffing")
+
+
+def _warm() -> None:
+    import importlib
+
+    for module in WARM:
+        importlib.import_module(module)
 
 
 def _peak_rss_mb() -> float:
@@ -37,10 +56,13 @@ def main() -> None:
     parser.add_argument("--households", type=int, default=50_000,
                         help="households per county")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="alternating in-process / cluster runs; medians are compared")
     parser.add_argument("--url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--json", default=None, help="also write the figures here")
     args = parser.parse_args()
 
+    import dask
     from dask.distributed import Client, LocalCluster
 
     from layers.fanout import run_province
@@ -49,9 +71,12 @@ def main() -> None:
 
     # The cluster starts before the data is built: its worker processes then begin small,
     # and their peak RSS is their own work's.
+    dask.config.set({"distributed.worker.profile.enabled": False})
     cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
                            dashboard_address=":0")
     client = Client(cluster)
+    _warm()
+    client.run(_warm)
     name = f"gisgrid_bench_{secrets.token_hex(4)}"
     admin = psycopg.connect(args.url, autocommit=True)
     admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
@@ -73,23 +98,40 @@ def main() -> None:
               f"({points:,} points), built and stored in {setup:.1f} s")
 
         params = {"institution": "NSH", "resume": False}
-        local = run_province(url, "partition", {**params, "layer": "grids_local"},
-                             progress=False)
+        # In-process and cluster runs alternate, and the medians are compared: on a
+        # shared VM one run of either can be 10 % off, and drift hits both alike.
+        runs: dict[str, list] = {"local": [], "dask": []}
+        for i in range(args.repeat):
+            local = run_province(url, "partition", {**params, "layer": "grids_local"},
+                                 progress=False)
+            remote = run_province(url, "partition", {**params, "layer": "grids_dask"},
+                                  scheduler=client, progress=False)
+            runs["local"].append(local)
+            runs["dask"].append(remote)
+            print(f"run {i + 1}: in-process {local.seconds:.1f} s (merge "
+                  f"{local.finish_seconds:.1f} s), dask {remote.seconds:.1f} s (merge "
+                  f"{remote.finish_seconds:.1f} s): {local.seconds / remote.seconds:.2f}x")
         local_rss = _peak_rss_mb()
-        print(f"in-process: {local.seconds:.1f} s, peak RSS {local_rss:.0f} MB")
-
-        remote = run_province(url, "partition", {**params, "layer": "grids_dask"},
-                              scheduler=client, progress=False)
         worker_rss = client.run(_peak_rss_mb)
-        print(f"dask ({args.workers} workers): {remote.seconds:.1f} s, peak RSS per worker "
-              + ", ".join(f"{v:.0f} MB" for v in worker_rss.values()))
-        speedup = local.seconds / remote.seconds
+
+        def median(values) -> float:
+            return float(statistics.median(values))
+
+        local_s = median(r.seconds for r in runs["local"])
+        remote_s = median(r.seconds for r in runs["dask"])
         # The county tasks alone, without the client's serial merge (seams, one write).
-        local_tasks = local.seconds - local.finish_seconds
-        remote_tasks = remote.seconds - remote.finish_seconds
+        local_tasks = median(r.seconds - r.finish_seconds for r in runs["local"])
+        remote_tasks = median(r.seconds - r.finish_seconds for r in runs["dask"])
+        local_merge = median(r.finish_seconds for r in runs["local"])
+        remote_merge = median(r.finish_seconds for r in runs["dask"])
+        speedup = local_s / remote_s
+        print(f"in-process: {local_s:.1f} s (median of {args.repeat}), peak RSS "
+              f"{local_rss:.0f} MB")
+        print(f"dask ({args.workers} workers): {remote_s:.1f} s (median of {args.repeat}), "
+              "peak RSS per worker " + ", ".join(f"{v:.0f} MB" for v in worker_rss.values()))
         print(f"speed-up: {speedup:.2f}x overall (target ≥ 1.7x on 2 cores); county tasks "
               f"{local_tasks:.1f} s → {remote_tasks:.1f} s = {local_tasks / remote_tasks:.2f}x; "
-              f"serial merge {local.finish_seconds:.1f} s / {remote.finish_seconds:.1f} s")
+              f"serial merge {local_merge:.1f} s / {remote_merge:.1f} s")
 
         with open_store(url) as store:
             a = store.read("grids_local").sort_values("code")
@@ -99,14 +141,18 @@ def main() -> None:
                 == list(shapely.to_wkb(b.geometry.to_numpy())))
         print(f"identical results: {same} ({len(a):,} grids)")
         figures = {"counties": args.counties, "households": households, "points": points,
-                   "grids": len(a), "in_process_s": round(local.seconds, 2),
-                   "dask_s": round(remote.seconds, 2), "workers": args.workers,
+                   "grids": len(a), "in_process_s": round(local_s, 2),
+                   "dask_s": round(remote_s, 2), "workers": args.workers,
+                   "repeat": args.repeat,
+                   "in_process_runs_s": [round(r.seconds, 2) for r in runs["local"]],
+                   "dask_runs_s": [round(r.seconds, 2) for r in runs["dask"]],
                    "speedup": round(speedup, 3),
                    "task_speedup": round(local_tasks / remote_tasks, 3),
-                   "merge_s": [round(local.finish_seconds, 2), round(remote.finish_seconds, 2)],
+                   "merge_s": [round(local_merge, 2), round(remote_merge, 2)],
                    "in_process_peak_rss_mb": round(local_rss),
                    "worker_peak_rss_mb": [round(v) for v in worker_rss.values()],
-                   "identical": same, "failed": len(local.failed) + len(remote.failed)}
+                   "identical": same,
+                   "failed": sum(len(r.failed) for rs in runs.values() for r in rs)}
         if args.json:
             with open(args.json, "w", encoding="utf-8") as fh:
                 json.dump(figures, fh, indent=2)

@@ -179,6 +179,48 @@ def test_default_and_maximum_limits(svc):
     assert doc["numberReturned"] == doc["numberMatched"] == len(svc.sample.layers["households"])
 
 
+@pytest.mark.parametrize("layer", ["grids", "units", "townships", "events"])
+def test_properties_are_the_stored_values(svc, layer):
+    """Every property of every feature as stored: text, integers, floats, timestamps
+    (built as JSON text by PostgreSQL on PostGIS, by Python on a GeoPackage)."""
+    frame = svc.sample.layers[layer]
+    key = "code" if "code" in frame.columns else "id"
+    expected = frame.drop(columns="geometry").set_index(key, drop=False)
+    matched, seen, _ = all_pages(svc, f"/collections/{layer}/items", svc.keys.regulator,
+                                 limit=1000)
+    assert matched == len(seen) == len(frame)
+    for feature in seen:
+        row = expected.loc[feature["id"]]
+        props = feature["properties"]
+        assert set(props) == set(expected.columns), layer
+        for column, value in props.items():
+            want = row[column]
+            if pd.isna(want):
+                assert value is None, (layer, column)
+            elif isinstance(want, pd.Timestamp):
+                assert pd.Timestamp(value) == want, (layer, column, value)
+            elif isinstance(want, float | np.floating):
+                assert value == pytest.approx(float(want), rel=1e-12), (layer, column)
+            else:
+                assert value == (want.item() if isinstance(want, np.generic) else want), \
+                    (layer, column)
+
+
+def test_a_page_past_the_end_still_tells_the_count(svc):
+    homes = svc.sample.layers["households"]
+    box = ",".join(map(str, bbox_of(svc.sample.layers["units"], 10)))
+    doc = features(svc, "/collections/households/items", svc.keys.regulator, bbox=box,
+                   limit=10)
+    assert doc["numberMatched"] > 10
+    past = features(svc, "/collections/households/items", svc.keys.regulator, bbox=box,
+                    limit=10, offset=doc["numberMatched"] + 5)
+    assert past["numberMatched"] == doc["numberMatched"]
+    assert past["numberReturned"] == 0 and past["features"] == []
+    whole = features(svc, "/collections/households/items", svc.keys.regulator,
+                     limit=10, offset=len(homes))
+    assert whole["numberMatched"] == len(homes) and whole["features"] == []
+
+
 def test_bbox_matches_a_shapely_count_exactly(svc):
     homes = svc.sample.layers["households"]
     box = bbox_of(svc.sample.layers["units"], 10)

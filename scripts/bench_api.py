@@ -18,9 +18,12 @@ attributes) through the PostGIS store, and serves that one table in turn with
   pygeoapi's config YAML points at the same table, its PostgreSQL provider),
 
 each under uvicorn (with uvloop and httptools) with the same number of worker
-processes. ``wrk`` (Debian package ``wrk``) then drives, with 16 concurrent connections
-to 127.0.0.1 only, for a bounded time each: ``items?bbox=…&limit=1000`` over 16 boxes
-holding more than 1,000 grids each,
+processes: one round with 1 worker each (as ``gisgrid serve`` ships: on a small machine
+PostgreSQL does the work, and one process balances the connections), one with 2
+(``--workers 1 2``; uvicorn's workers share one listening socket, and 16 connections may
+split 3/13 between two of them, so the busier one queues). ``wrk`` (Debian package
+``wrk``) then drives, with 16 concurrent connections to 127.0.0.1 only, for a bounded
+time each: ``items?bbox=…&limit=1000`` over 16 boxes holding more than 1,000 grids each,
 and z12 vector tiles over the tiles covering the county (tipg's ``/tiles/WebMercatorQuad``,
 ours ``/tiles/…mvt``; pygeoapi has no PostGIS tile provider, so its tile row is empty).
 Every server's answers are checked first (1,000 features, a non-empty tile). It prints
@@ -365,7 +368,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grids", type=int, default=100_000)
     parser.add_argument("--seconds", type=float, default=10.0,
                         help="measured time per server and endpoint (after 2 s warm-up)")
-    parser.add_argument("--workers", type=int, default=2, help="uvicorn workers, each server")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2],
+                        help="uvicorn worker processes, each server; one round per count "
+                             "(default: 1, as `gisgrid serve` ships, then 2)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["tipg", "pygeoapi"])
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
@@ -392,80 +397,91 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
         bbox_q = ["bbox=" + ",".join(map(str, b)) for b in boxes]
         our_tiles = [f"/tiles/grids/{z}/{x}/{y}.mvt" for z, x, y in tiles]
-        servers = {
-            # Cold: every tile made by PostGIS for its request, like the peers'.
-            "gis-grid": (lambda: ours(url, args.workers, key, 0), {"X-API-Key": key},
-                         [f"/collections/grids/items?{q}&limit=1000" for q in bbox_q],
-                         our_tiles),
-            # As served by default: tiles from the generation-exact cache once made.
-            "gis-grid+cache": (lambda: ours(url, args.workers, key, 256), {"X-API-Key": key},
-                               [], our_tiles),
-            "tipg": (lambda: tipg(url, args.workers), {},
-                     [f"/collections/public.grids/items?{q}&limit=1000" for q in bbox_q],
-                     [f"/collections/public.grids/tiles/WebMercatorQuad/{z}/{x}/{y}"
-                      for z, x, y in tiles]),
-            "pygeoapi": (lambda: pygeoapi(url, args.workers), {},
-                         [f"/collections/grids/items?{q}&limit=1000&f=json" for q in bbox_q],
-                         []),
-        }
-        results: dict[tuple[str, str], dict] = {}
+        results: dict[tuple[int, str, str], dict] = {}
         versions = {"gis-grid": "this tree"}
-        for name, (start, headers, items, tile_paths) in servers.items():
-            if name in args.skip:
-                continue
-            if not name.startswith("gis-grid"):
-                versions[name] = version_of(peer_venv(name) / "bin" / "python", name)
-            with start() as server:
-                if items:
-                    page = json.loads(fetch(server + items[0],
-                                            {**headers, "Accept": "application/geo+json"}))
-                    assert len(page["features"]) == 1000, (name, len(page["features"]))
-                    results[(name, "items")] = drive(server, items, args.seconds, headers,
-                                                     "application/geo+json")
-                if tile_paths:
-                    tile = fetch(server + tile_paths[0], headers)
-                    assert len(tile) > 1000, (name, len(tile))
-                    results[(name, "tile")] = drive(server, tile_paths, args.seconds, headers,
-                                                    "application/vnd.mapbox-vector-tile")
-            for endpoint in ("items", "tile"):
-                r = results.get((name, endpoint))
-                if r:
-                    print(f"  {name:<15} {endpoint:<6} {r['rps']:8.1f} req/s  p50 "
-                          f"{r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms  "
-                          f"{r['mb_s']:6.1f} MiB/s  errors {r['errors']}", flush=True)
+        for workers in args.workers:
+            print(f"-- {workers} uvicorn worker{'s' if workers > 1 else ''} each", flush=True)
+            run_round(url, key, workers, bbox_q, our_tiles, tiles, args, results, versions)
     report(results, versions, args)
     return 0
 
 
+def run_round(url: str, key: str, workers: int, bbox_q: list[str], our_tiles: list[str],
+              tiles: list[tuple], args, results: dict, versions: dict) -> None:
+    """Every server with ``workers`` uvicorn workers: items, then tiles."""
+    servers = {
+        # Cold: every tile made by PostGIS for its request, like the peers'.
+        "gis-grid": (lambda: ours(url, workers, key, 0), {"X-API-Key": key},
+                     [f"/collections/grids/items?{q}&limit=1000" for q in bbox_q],
+                     our_tiles),
+        # As served by default: tiles from the generation-exact cache once made.
+        "gis-grid+cache": (lambda: ours(url, workers, key, 256), {"X-API-Key": key},
+                           [], our_tiles),
+        "tipg": (lambda: tipg(url, workers), {},
+                 [f"/collections/public.grids/items?{q}&limit=1000" for q in bbox_q],
+                 [f"/collections/public.grids/tiles/WebMercatorQuad/{z}/{x}/{y}"
+                  for z, x, y in tiles]),
+        "pygeoapi": (lambda: pygeoapi(url, workers), {},
+                     [f"/collections/grids/items?{q}&limit=1000&f=json" for q in bbox_q],
+                     []),
+    }
+    for name, (start, headers, items, tile_paths) in servers.items():
+        if name in args.skip:
+            continue
+        if not name.startswith("gis-grid"):
+            versions[name] = version_of(peer_venv(name) / "bin" / "python", name)
+        with start() as server:
+            if items:
+                page = json.loads(fetch(server + items[0],
+                                        {**headers, "Accept": "application/geo+json"}))
+                assert len(page["features"]) == 1000, (name, len(page["features"]))
+                results[(workers, name, "items")] = drive(server, items, args.seconds, headers,
+                                                 "application/geo+json")
+            if tile_paths:
+                tile = fetch(server + tile_paths[0], headers)
+                assert len(tile) > 1000, (name, len(tile))
+                results[(workers, name, "tile")] = drive(server, tile_paths, args.seconds, headers,
+                                                "application/vnd.mapbox-vector-tile")
+        for endpoint in ("items", "tile"):
+            r = results.get((workers, name, endpoint))
+            if r:
+                print(f"  {name:<15} {endpoint:<6} {r['rps']:8.1f} req/s  p50 "
+                      f"{r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms  "
+                      f"{r['mb_s']:6.1f} MiB/s  errors {r['errors']}", flush=True)
+
+
 def report(results: dict, versions: dict, args) -> None:
     print(f"\nitems?bbox&limit=1000 and z12 tiles on {args.grids:,} grids, {CONNECTIONS} "
-          f"concurrent connections, {args.workers} uvicorn workers each, "
-          f"{args.seconds:g} s each, same machine ({os.cpu_count()} cores), same table")
+          f"concurrent connections, {args.seconds:g} s each, same machine "
+          f"({os.cpu_count()} cores), same table")
     print("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
-    print(f"{'server':<16}{'endpoint':<9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
-          f"{'MiB/s':>8}{'errors':>8}")
-    for (name, endpoint), r in results.items():
-        print(f"{name:<16}{endpoint:<9}{r['rps']:>9.1f}{r['p50_ms']:>9.1f}"
+    print(f"{'workers':<9}{'server':<16}{'endpoint':<9}{'req/s':>9}{'p50 ms':>9}"
+          f"{'p99 ms':>9}{'MiB/s':>8}{'errors':>8}")
+    for (workers, name, endpoint), r in results.items():
+        print(f"{workers:<9}{name:<16}{endpoint:<9}{r['rps']:>9.1f}{r['p50_ms']:>9.1f}"
               f"{r['p99_ms']:>9.1f}{r['mb_s']:>8.1f}{r['errors']:>8}")
-    print("\nratios (gis-grid requests/s ÷ peer's) and targets; gis-grid's tiles cold "
-          "(made for each request) and from its tile cache (gis-grid+cache):")
-    for ours_name, endpoint in (("gis-grid", "items"), ("gis-grid", "tile"),
-                                ("gis-grid+cache", "tile")):
-        mine = results.get((ours_name, endpoint))
-        if mine is None:
-            continue
-        label = f"{endpoint} (cached)" if ours_name != "gis-grid" else endpoint
-        for peer, target in (("tipg", 1.0), ("pygeoapi", 3.0)):
-            other = results.get((peer, endpoint))
-            if other is None:
-                print(f"  {label:<14} vs {peer:<9} n/a (not served by {peer})")
+    for workers in args.workers:
+        print(f"\nratios with {workers} uvicorn worker{'s' if workers > 1 else ''} each "
+              "(gis-grid requests/s ÷ peer's) and targets; gis-grid's tiles cold (made for "
+              "each request) and from its tile cache (gis-grid+cache, as served):")
+        for ours_name, endpoint in (("gis-grid", "items"), ("gis-grid", "tile"),
+                                    ("gis-grid+cache", "tile")):
+            mine = results.get((workers, ours_name, endpoint))
+            if mine is None:
                 continue
-            ratio = mine["rps"] / other["rps"]
-            verdict = "met" if ratio >= target else "NOT met"
-            print(f"  {label:<14} vs {peer:<9} {ratio:6.2f}×  (target ≥ {target:g}×: "
-                  f"{verdict})")
-        verdict = "met" if mine["p99_ms"] < 200 else "NOT met"
-        print(f"  {label:<14} p99 {mine['p99_ms']:.1f} ms (target < 200 ms: {verdict})")
+            label = f"{endpoint} (cached)" if ours_name != "gis-grid" else endpoint
+            for peer, target in (("tipg", 1.0), ("pygeoapi", 3.0)):
+                other = results.get((workers, peer, endpoint))
+                if other is None:
+                    print(f"  {label:<14} vs {peer:<9} n/a (not served by {peer})")
+                    continue
+                ratio = mine["rps"] / other["rps"]
+                verdict = "met" if ratio >= target else "NOT met"
+                print(f"  {label:<14} vs {peer:<9} {ratio:6.2f}×  (target ≥ {target:g}×: "
+                      f"{verdict})")
+            verdict = "met" if mine["p99_ms"] < 200 else "NOT met"
+            print(f"  {label:<14} p99 {mine['p99_ms']:.1f} ms (target < 200 ms: {verdict})")
+
 
 if __name__ == "__main__":
     sys.exit(main())

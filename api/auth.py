@@ -253,9 +253,15 @@ def create_key(store: Store, role: str, institution: str | None = None,
         "role": [role], "institution": [institution], "worker": [worker],
         "created": [pd.Timestamp.now(tz="UTC")], "revoked": [pd.NaT],
     })
-    keys = read_keys(store)
-    frame = row if keys.empty else pd.concat([keys, row], ignore_index=True)
-    store.write(KEYS_LAYER, _typed_keys(frame))
+
+    def add(keys: pd.DataFrame | None) -> pd.DataFrame:
+        frame = row if keys is None or keys.empty else pd.concat([keys, row],
+                                                                 ignore_index=True)
+        return _typed_keys(frame)
+
+    # Read and written under the store's lock: a key created or revoked meanwhile by
+    # another process is kept, not overwritten.
+    store.modify(KEYS_LAYER, add)
     return key_id, f"gg_{key_id}.{secret}"
 
 
@@ -272,13 +278,16 @@ def _typed_keys(frame: pd.DataFrame) -> pd.DataFrame:
 
 def revoke_key(store: Store, key_id: str) -> None:
     """Mark a key revoked (kept for the record). Raises ``StoreError`` if unknown."""
-    keys = read_keys(store)
-    hit = keys["key_id"] == key_id
-    if not hit.any():
-        raise StoreError(f"no API key {key_id!r}")
-    keys = _typed_keys(keys)
-    keys.loc[hit.to_numpy(), "revoked"] = pd.Timestamp.now(tz="UTC")
-    store.write(KEYS_LAYER, keys)
+
+    def revoke(keys: pd.DataFrame | None) -> pd.DataFrame:
+        hit = (keys["key_id"] == key_id) if keys is not None else pd.Series([], dtype=bool)
+        if not hit.any():
+            raise StoreError(f"no API key {key_id!r}")
+        keys = _typed_keys(keys)
+        keys.loc[hit.to_numpy(), "revoked"] = pd.Timestamp.now(tz="UTC")
+        return keys
+
+    store.modify(KEYS_LAYER, revoke)  # under the store's lock, as create_key
 
 
 def list_keys(store: Store) -> pd.DataFrame:

@@ -355,6 +355,17 @@ class GeoPackageStore(Store):
             _touch(conn, name)
         return new_version
 
+    def modify(self, name: str, change) -> None:
+        check_layer_name(name)
+        # BEGIN IMMEDIATE takes the file's write lock first (every writer of the file,
+        # in any process, waits for it); the read goes through its own connection, which
+        # SQLite lets read the last committed state meanwhile.
+        with self._transaction(f"write {name}") as conn:
+            current = self.read(name) if _layer_meta(conn, name) is not None else None
+            table = prepare(name, change(current))
+            _drop_layer(conn, name)
+            _create_layer(conn, table)
+
     def delete(self, name: str) -> None:
         check_layer_name(name)
         with self._transaction(f"delete {name}") as conn:

@@ -345,6 +345,22 @@ class PostGISStore(Store):
                 raise StoreError(f"{self.url}: cannot update {name}: {_cause(exc)}") from exc
         return new_version
 
+    def modify(self, name: str, change) -> None:
+        check_layer_name(name)
+        stage = f"gisgrid_stage_{secrets.token_hex(6)}"
+        with self._lock:
+            try:
+                with self._conn.transaction():
+                    # Every writer of the layer takes this lock first, so the rows read
+                    # next stay the layer's until this transaction ends.
+                    self._lock_layer(name)
+                    current = self.read(name) if self._meta(name) is not None else None
+                    self._replace(name, prepare(name, change(current)), stage)
+            except psycopg.errors.CheckViolation as exc:
+                raise _refused(self.url, "write", name, exc) from None
+            except psycopg.Error as exc:
+                raise StoreError(f"{self.url}: cannot write {name}: {_cause(exc)}") from exc
+
     def delete(self, name: str) -> None:
         check_layer_name(name)
         with self._lock:

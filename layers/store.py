@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import geopandas as gpd
@@ -99,6 +100,16 @@ class Store(ABC):
         Raises ``ConflictError`` when the row's version moved on (a stale writer never
         overwrites), ``StoreError`` when there is no such row or the key is not unique.
         """
+
+    @abstractmethod
+    def modify(self, name: str, change: Callable[[gpd.GeoDataFrame | pd.DataFrame | None],
+                                                 gpd.GeoDataFrame | pd.DataFrame]) -> None:
+        """Replace layer ``name`` by ``change(current)``, where ``current`` is the layer
+        read whole (``None`` if there is none), with no other writer in between: the
+        layer (GeoPackage: the file) is locked against writers of every process from the
+        read to the write, so a change made meanwhile is never overwritten unseen (two
+        uploads merging rows into one layer at once both keep theirs). All or nothing,
+        like ``write``; an exception from ``change`` leaves the layer as it was."""
 
     @abstractmethod
     def delete(self, name: str) -> None:

@@ -4,11 +4,13 @@ conversion, problems listed by row with nothing stored, 413, and who may write w
 from __future__ import annotations
 
 import io
+from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
-from api_server import BANK_A, BANK_B, running_service
+from api_server import BANK_A, BANK_B, TEST_SETTINGS, Server, running_service
 
 from layers.datum import wgs84_to_gcj02
 from layers.files import write_file
@@ -209,3 +211,27 @@ def test_worker_reports_events_as_itself(svc):
     assert r.status_code == 422
     assert svc.get("/collections/events/items/E-3", svc.keys.admin_b).json()[
         "properties"]["reporter"] == svc.sample.worker_b
+
+
+def test_uploads_to_one_layer_through_two_servers_at_once_keep_every_row(svc):
+    """Two servers on one store (as two worker processes or two machines are: each its
+    own connections and its own in-process lock) take ledger uploads to the same layer
+    at once: every upserted row is kept, none overwritten by a merge that did not see
+    it."""
+    grids = svc.sample.layers["grids"]
+    mine = grids.loc[grids["worker"] == svc.sample.worker_a, "code"].iloc[0]
+    periods = [f"2030-{m:02d}" for m in range(1, 13)]
+    with Server(svc.store_url, TEST_SETTINGS) as second, httpx.Client(
+            base_url=second.url, timeout=60) as other:
+
+        def send(i: int, period: str) -> httpx.Response:
+            client = svc.client if i % 2 else other
+            return client.post("/imports/ledger", headers={"X-API-Key": svc.keys.admin_a},
+                               params={"mode": "upsert"},
+                               files={"file": ("ledger.csv", ledger_rows(svc, mine, period))})
+
+        with ThreadPoolExecutor(6) as pool:
+            answers = list(pool.map(send, range(len(periods)), periods))
+    assert [r.status_code for r in answers] == [201] * len(periods), [r.text for r in answers]
+    for period in periods:
+        assert count(svc, "ledger", svc.keys.admin_a, period=period) == 1, period

@@ -12,6 +12,8 @@ import datetime as dt
 import shutil
 import sqlite3
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -25,7 +27,7 @@ import shapely
 from psycopg import sql
 from shapely.geometry import MultiPolygon, Point, Polygon, box
 
-from gis_grid.errors import ConflictError, LayerNotFound, StoreError
+from gis_grid.errors import ConflictError, InputError, LayerNotFound, StoreError
 from layers.gpkg import GeoPackageStore
 from layers.migrations import MIGRATIONS, migrate
 from layers.postgis import PostGISStore
@@ -977,3 +979,66 @@ def test_update_and_its_append_are_one_transaction(store):
                      append=("event_log", store.read("event_log")))
     assert store.read("tasks").loc[0, "version"] == 2
     assert len(store.read("event_log")) == 1
+
+
+# --- read-modify-write ----------------------------------------------------------------
+
+def test_modify_gives_the_current_layer_and_replaces_it(store):
+    seen = []
+
+    def add_one(current):
+        seen.append(None if current is None else len(current))
+        extra = outlets().iloc[[0]].assign(id="O-NEW", name="新网点")
+        return extra if current is None else pd.concat([current, extra], ignore_index=True)
+
+    store.modify("outlets", add_one)  # no layer yet: the change gets None
+    store.write("outlets", outlets())
+    store.modify("outlets", add_one)
+    assert seen == [None, len(outlets())]
+    got = store.read("outlets")
+    assert len(got) == len(outlets()) + 1 and got["id"].iloc[-1] == "O-NEW"
+
+
+def test_a_failed_modify_leaves_the_layer_as_it_was(store):
+    store.write("outlets", outlets())
+
+    def fails(current):
+        raise RuntimeError("the change itself fails")
+
+    with pytest.raises(RuntimeError):
+        store.modify("outlets", fails)
+    assert_same(store.read("outlets"), outlets())
+    with pytest.raises((InputError, StoreError)):  # a frame the store cannot take
+        store.modify("outlets", lambda current: current.set_crs(None, allow_override=True)
+                     .drop(columns="geometry").assign(geometry=1))
+    assert_same(store.read("outlets"), outlets())
+
+
+def test_concurrent_modifies_lose_no_change(store, open_again):
+    """Two writers (each its own store, as two server processes would have), each adding
+    its rows one modify at a time, slowly: every row of both is there at the end. Read
+    and write done apart, the later writer would overwrite the other's row each time."""
+    store.write("outlets", outlets().iloc[:1])
+    errors = []
+
+    def writer(tag: str) -> None:
+        mine = open_again()
+        try:
+            for i in range(4):
+                def add(current, i=i):
+                    time.sleep(0.05)  # both read before either writes, unless locked
+                    row = current.iloc[[0]].assign(id=f"{tag}-{i}")
+                    return pd.concat([current, row], ignore_index=True)
+                mine.modify("outlets", add)
+        except Exception as exc:  # reported below, with the thread's name
+            errors.append((tag, exc))
+
+    threads = [threading.Thread(target=writer, args=(tag,)) for tag in ("A", "B")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    ids = sorted(store.read("outlets")["id"])
+    assert ids == sorted([outlets()["id"].iloc[0], *(f"{t}-{i}" for t in "AB"
+                                                      for i in range(4))])

@@ -47,6 +47,7 @@ router = APIRouter(tags=["imports"])
 #: Keys of layers whose schema has none (rows are identified by these columns together).
 UNIQUE_KEYS = {"ledger": ("grid", "institution", "period")}
 
+
 class BodySizeLimit:
     """ASGI middleware: 413 for a request body over ``limit`` bytes (an upload, or an
     analysis with inline candidates), decided from ``Content-Length`` before reading,
@@ -103,15 +104,19 @@ class BodySizeLimit:
                                                 f"({self.limit} bytes)"}, status_code=413)
         await response({"type": "http"}, _no_body, send)
 
+
 async def _no_body() -> Message:
     return {"type": "http.request", "body": b"", "more_body": False}
+
 
 class _ScopeViolation(Exception):
     def __init__(self, column: str, rows: np.ndarray, values: list) -> None:
         self.column, self.rows, self.values = column, rows, values
 
+
 class _KeyTaken(_ScopeViolation):
     """A key of the upload is used by a row the caller may not change."""
+
 
 class _ScopedWrite(Store):
     """The store as an upload sees it: reads pass through (for the reference checks);
@@ -182,6 +187,7 @@ class _ScopedWrite(Store):
                        "replaced": int((mine & ~keep).sum()), "total": len(merged)}
         return merged
 
+
 def _keys(frame: pd.DataFrame, key: tuple[str, ...]) -> pd.Series:
     if not key:
         return pd.Series([], dtype="object")
@@ -192,6 +198,7 @@ def _keys(frame: pd.DataFrame, key: tuple[str, ...]) -> pd.Series:
     for part in parts[1:]:
         out = out + "\x1f" + part
     return out.reset_index(drop=True)
+
 
 @router.post("/imports/{layer}", status_code=201, summary="Upload a layer file (checked)",
              responses={413: {"description": "Too large"},
@@ -257,11 +264,13 @@ async def upload(
     provider.invalidate()
     return JSONResponse(result, status_code=201)
 
+
 def _renamed(exc: InputError, filename: str | None) -> InputError:
     """The problems named after the uploaded file, not the temporary copy."""
     name = filename or "upload"
     problems = [Problem(name, p.where, p.field, p.message) for p in exc.problems]
     return InputError(problems, source=name)
+
 
 def _refusal(exc: _ScopeViolation, path: Path, layer: str, who: Principal, options: dict,
              filename: str | None) -> Exception:

@@ -1373,7 +1373,6 @@ _STEPS = (
 )
 
 
-
 def _priority_order(layer: _Layer, rows: np.ndarray, priority) -> tuple[np.ndarray, str]:
     """The order to give GEOS and its merge strategy for a stated priority."""
     if priority is None:

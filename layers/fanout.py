@@ -862,16 +862,17 @@ def stitch_seams(geoms: np.ndarray, counties: np.ndarray, borders: np.ndarray,
     """
     geoms = np.asarray(geoms, dtype=object).copy()
     # County codes as integers in code order, shared by grids and borders.
-    names = np.unique(np.concatenate([np.asarray(counties, dtype=str),
-                                      np.asarray(border_counties, dtype=str)]))
-    grid_county = np.searchsorted(names, np.asarray(counties, dtype=str))
+    counties, border_counties = (np.asarray(counties, dtype=str),
+                                 np.asarray(border_counties, dtype=str))
+    names = np.unique(np.concatenate([counties, border_counties]))
+    grid_county = np.searchsorted(names, counties)
     # County borders as short segments (so that each query meets only the few near
     # it), each with its county.
     parts, part_of = shapely.get_parts(borders, return_index=True)
     rings, ring_part = shapely.get_rings(parts, return_index=True)
     ring_xy, ring_idx = shapely.get_coordinates(rings, return_index=True)
     same = ring_idx[1:] == ring_idx[:-1]
-    segment_county = np.searchsorted(names, np.asarray(border_counties, dtype=str))[
+    segment_county = np.searchsorted(names, border_counties)[
         part_of[ring_part[ring_idx[:-1][same]]]]
     segments = shapely.linestrings(np.stack([ring_xy[:-1][same], ring_xy[1:][same]], axis=1))
     coords, owner = shapely.get_coordinates(geoms, return_index=True)
@@ -880,7 +881,8 @@ def stitch_seams(geoms: np.ndarray, counties: np.ndarray, borders: np.ndarray,
     candidates = np.flatnonzero(_near_segments(coords, ring_xy, same))
     if not len(candidates):
         return geoms
-    near_grids = np.unique(owner[candidates])
+    cand_owner, cand_xy = owner[candidates], coords[candidates]
+    near_grids = np.unique(cand_owner)
     # Each grid's level as one bit, so that a point can say at which levels it is a
     # vertex.
     level_bit = (np.ones(len(geoms), dtype=np.int64) if levels is None else
@@ -888,8 +890,7 @@ def stitch_seams(geoms: np.ndarray, counties: np.ndarray, borders: np.ndarray,
                                ).astype(np.int64))
     # One point per distinct (county, x, y): the levels and neighbouring grids of a
     # county repeat each border vertex (0.21 M → 0.07 M), ordered by county, x, y.
-    county, xy = grid_county[owner[candidates]], coords[candidates]
-    bits = level_bit[owner[candidates]]
+    county, xy, bits = grid_county[cand_owner], cand_xy, level_bit[cand_owner]
     order = np.lexsort((xy[:, 1], xy[:, 0], county))
     county, xy, bits = county[order], xy[order], bits[order]
     first = np.ones(len(xy), dtype=bool)
@@ -925,7 +926,7 @@ def stitch_seams(geoms: np.ndarray, counties: np.ndarray, borders: np.ndarray,
     grid_idx, pair_xy = grid_idx[level], target_xy[target_idx[level]]
     order = np.lexsort((pair_xy[:, 1], pair_xy[:, 0], grid_idx))
     grid_idx, pair_xy = grid_idx[order], pair_xy[order]
-    missing = ~np.isin(_rows(grid_idx, pair_xy), _rows(owner[candidates], coords[candidates]))
+    missing = ~np.isin(_rows(grid_idx, pair_xy), _rows(cand_owner, cand_xy))
     grid_idx, pair_xy = grid_idx[missing], pair_xy[missing]
     if not len(grid_idx):
         return geoms

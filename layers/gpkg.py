@@ -305,9 +305,23 @@ class GeoPackageStore(Store):
 
     def write(self, name: str, frame: gpd.GeoDataFrame | pd.DataFrame) -> None:
         table = prepare(name, frame)
-        # Not GDAL: its OVERWRITE drops the old layer outside the transaction that loads
-        # the new one. Here drop, create, fill and register are one SQLite transaction.
+        self._swap(name, lambda conn: table)
+
+    def modify(self, name: str, change) -> None:
+        check_layer_name(name)
+        # The read goes through its own connection, which SQLite lets read the last
+        # committed state while this one holds the write lock.
+        self._swap(name, lambda conn: prepare(name, change(
+            self.read(name) if _layer_meta(conn, name) is not None else None)))
+
+    def _swap(self, name: str, make) -> None:
+        """Replace layer ``name`` by the table ``make(conn)`` gives. Not GDAL: its
+        OVERWRITE drops the old layer outside the transaction that loads the new one.
+        Here drop, create, fill and register are one SQLite transaction, whose
+        BEGIN IMMEDIATE takes the file's write lock before ``make`` runs (every writer
+        of the file, in any process, waits for it)."""
         with self._transaction(f"write {name}") as conn:
+            table = make(conn)
             _drop_layer(conn, name)
             _create_layer(conn, table)
 
@@ -354,17 +368,6 @@ class GeoPackageStore(Store):
                 _append(conn, *append)
             _touch(conn, name)
         return new_version
-
-    def modify(self, name: str, change) -> None:
-        check_layer_name(name)
-        # BEGIN IMMEDIATE takes the file's write lock first (every writer of the file,
-        # in any process, waits for it); the read goes through its own connection, which
-        # SQLite lets read the last committed state meanwhile.
-        with self._transaction(f"write {name}") as conn:
-            current = self.read(name) if _layer_meta(conn, name) is not None else None
-            table = prepare(name, change(current))
-            _drop_layer(conn, name)
-            _create_layer(conn, table)
 
     def delete(self, name: str) -> None:
         check_layer_name(name)

@@ -18,6 +18,7 @@ import hashlib
 import re
 import secrets
 import threading
+from collections.abc import Callable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import geopandas as gpd
@@ -224,12 +225,23 @@ class PostGISStore(Store):
 
     def write(self, name: str, frame: gpd.GeoDataFrame | pd.DataFrame) -> None:
         table = prepare(name, frame)
+        self._swap(name, lambda: table)
+
+    def modify(self, name: str, change) -> None:
+        check_layer_name(name)
+        self._swap(name, lambda: prepare(name, change(
+            self.read(name) if self._meta(name) is not None else None)))
+
+    def _swap(self, name: str, make: Callable[[], Table]) -> None:
+        """Replace layer ``name`` by the table ``make()`` gives, in one transaction that
+        holds the layer's lock from before ``make`` runs: every writer of the layer takes
+        it first, so what ``make`` reads stays the layer's until the swap."""
         stage = f"gisgrid_stage_{secrets.token_hex(6)}"
         with self._lock:
             try:
                 with self._conn.transaction():
                     self._lock_layer(name)
-                    self._replace(name, table, stage)
+                    self._replace(name, make(), stage)
             except psycopg.errors.CheckViolation as exc:
                 raise _refused(self.url, "write", name, exc) from None
             except psycopg.Error as exc:
@@ -344,22 +356,6 @@ class PostGISStore(Store):
             except psycopg.Error as exc:
                 raise StoreError(f"{self.url}: cannot update {name}: {_cause(exc)}") from exc
         return new_version
-
-    def modify(self, name: str, change) -> None:
-        check_layer_name(name)
-        stage = f"gisgrid_stage_{secrets.token_hex(6)}"
-        with self._lock:
-            try:
-                with self._conn.transaction():
-                    # Every writer of the layer takes this lock first, so the rows read
-                    # next stay the layer's until this transaction ends.
-                    self._lock_layer(name)
-                    current = self.read(name) if self._meta(name) is not None else None
-                    self._replace(name, prepare(name, change(current)), stage)
-            except psycopg.errors.CheckViolation as exc:
-                raise _refused(self.url, "write", name, exc) from None
-            except psycopg.Error as exc:
-                raise StoreError(f"{self.url}: cannot write {name}: {_cause(exc)}") from exc
 
     def delete(self, name: str) -> None:
         check_layer_name(name)

@@ -92,7 +92,7 @@ import pyproj
 import shapely
 from shapely.geometry import shape
 
-from gis_grid.crs import metric_crs
+from gis_grid.crs import metric_crs, transformer
 from gis_grid.errors import InputError, Problem
 from gis_grid.model import STORAGE_CRS
 from layers.datum import gcj02_to_wgs84, to_wgs84
@@ -329,8 +329,8 @@ class _Frame:
 
     def __init__(self, crs: pyproj.CRS) -> None:
         self.crs = crs
-        self._to_ll = pyproj.Transformer.from_crs(crs, STORAGE_CRS, always_xy=True)
-        self._from_ll = pyproj.Transformer.from_crs(STORAGE_CRS, crs, always_xy=True)
+        self._to_ll = transformer(crs, STORAGE_CRS)
+        self._from_ll = transformer(STORAGE_CRS, crs)
 
     @staticmethod
     def _apply(transform: Callable, geoms: np.ndarray | shapely.Geometry):

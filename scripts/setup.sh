@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Set up gis-grid on a fresh Debian 12 machine (as root) from a fresh clone:
 # a virtual environment in .venv with the product installed.
-#   scripts/setup.sh          what `gisgrid demo` needs (no server)
+#   scripts/setup.sh          what `gisgrid demo` needs (no server): the product in .venv
+#                             and the CJK fonts (fonts-noto-cjk) its maps and atlas print
 #   scripts/setup.sh --test   also what the tests need: PostgreSQL + PostGIS (installed and
-#                             started if missing), GDAL's command-line tools, CJK fonts,
-#                             Chromium + chromedriver (browser test), poppler-utils (PDF tests)
+#                             started if missing), GDAL's command-line tools, Chromium +
+#                             chromedriver (browser test), poppler-utils (PDF tests),
+#                             import-linter (the one-way import rule)
 # Re-running is cheap: everything already present is left alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -56,9 +58,12 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 
+# The atlas and the map print Chinese in Noto Sans CJK SC: `gisgrid demo` needs it.
+apt_install fonts-noto-cjk
+
 if [ "$want_test" -eq 1 ]; then
   PG_MAJOR=15
-  apt_install "postgresql-${PG_MAJOR}" "postgresql-${PG_MAJOR}-postgis-3" gdal-bin fonts-noto-cjk \
+  apt_install "postgresql-${PG_MAJOR}" "postgresql-${PG_MAJOR}-postgis-3" gdal-bin \
     chromium chromium-driver poppler-utils
   if ! pg_lsclusters -h 2>/dev/null | grep -q "^${PG_MAJOR} *main"; then
     pg_createcluster "$PG_MAJOR" main >/dev/null

@@ -12,8 +12,9 @@ import pytest
 from click.testing import CliRunner
 from maps_fixtures import analysis_layers, township
 
-from maps import atlas as atlas_module
-from maps.atlas import OVERVIEW_TITLES, _orientation, build_atlas
+from maps.atlas import OVERVIEW_TITLES, build_atlas
+from maps.atlas import scene as atlas_module
+from maps.atlas.layout import _orientation
 from maps.fonts import FontMissing, cjk_font
 
 TOWNSHIP = "420527-102"  # 归州镇: 2 urban and 10 rural villages / communities

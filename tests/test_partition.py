@@ -23,10 +23,10 @@ from gis_grid.model import GRID_CODE, KINDS, LAYERS
 from gis_grid.partition import (
     LevelSpec,
     PartitionResult,
-    _child_count,
     household_blocks,
     partition,
 )
+from gis_grid.partition.balanced import _child_count
 
 LON, LAT = 110.70, 30.90  # near 秭归县 Zigui
 M_LON = 1 / (111_320 * np.cos(np.radians(LAT)))  # degrees of longitude per metre

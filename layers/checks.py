@@ -18,6 +18,7 @@ import pandas as pd
 import shapely
 
 from gis_grid.errors import Problem
+from gis_grid.geometry import MULTIPOLYGON, polygonal, type_names
 from gis_grid.model import STORAGE_CRS, Field, LayerSchema, schema_for
 
 _TRUE = {"true", "1", "yes", "y", "t", "是", "真"}
@@ -221,16 +222,13 @@ def _check_geometry(frame, schema, rows, source, problems, fix_geometry):
             problems.append(Problem(source, rows[i], "geometry", "is missing or empty"))
     present = ~missing
     if schema is not None and schema.geometry:
-        types = shapely.get_type_id(geoms)
-        names = np.array(["Point", "LineString", "LinearRing", "Polygon", "MultiPoint",
-                          "MultiLineString", "MultiPolygon", "GeometryCollection"])
         allowed = set(schema.geometry)
-        type_names = np.where(types >= 0, names[np.clip(types, 0, 7)], "None")
-        wrong = present & ~np.isin(type_names, list(allowed))
+        types = type_names(geoms)
+        wrong = present & ~np.isin(types, list(allowed))
         for i in np.flatnonzero(wrong):
             expected = " or ".join(schema.geometry)
             problems.append(Problem(source, rows[i], "geometry",
-                                    f"is a {type_names[i]}, expected {expected}"))
+                                    f"is a {types[i]}, expected {expected}"))
     else:
         wrong = np.zeros(len(frame), bool)
     bounds = shapely.bounds(geoms)
@@ -249,12 +247,12 @@ def _check_geometry(frame, schema, rows, source, problems, fix_geometry):
             fixed = geoms.copy()
             repaired = shapely.make_valid(geoms[invalid], method="structure", keep_collapsed=False)
             if schema is not None and set(schema.geometry) <= {"Polygon", "MultiPolygon"}:
-                repaired = _polygonal(repaired)
+                repaired = polygonal(repaired)
             fixed[invalid] = repaired
             still = np.zeros(len(frame), bool)
             still[invalid] = ~shapely.is_valid(repaired) | shapely.is_empty(repaired)
             if schema is not None and "MultiPolygon" not in schema.geometry:
-                still[invalid] |= shapely.get_type_id(repaired) == 6
+                still[invalid] |= shapely.get_type_id(repaired) == MULTIPOLYGON
             for i in np.flatnonzero(still):
                 problems.append(Problem(source, rows[i], "geometry",
                                         "could not be repaired into a single valid polygon: "
@@ -266,19 +264,3 @@ def _check_geometry(frame, schema, rows, source, problems, fix_geometry):
                 problems.append(Problem(source, rows[i], "geometry",
                                         f"is invalid: {why} (use --fix-geometry to repair)"))
     return frame
-
-
-def _polygonal(geoms: np.ndarray) -> np.ndarray:
-    """Keep only the polygonal parts of repaired geometries (``make_valid`` may return a
-    collection holding the collapsed lines of a bow-tie). Runs over the few invalid
-    geometries only."""
-    out = np.empty(len(geoms), dtype=object)
-    for j, geom in enumerate(geoms):
-        flat = [p for p in shapely.get_parts(shapely.get_parts(geom)) if p.geom_type == "Polygon"]
-        if not flat:
-            out[j] = shapely.Polygon()
-        elif len(flat) == 1:
-            out[j] = flat[0]
-        else:
-            out[j] = shapely.MultiPolygon(flat)
-    return out

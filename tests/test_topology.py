@@ -337,7 +337,7 @@ def test_layer_larger_than_territory():
 
 
 def test_threads_give_the_same_report(monkeypatch):
-    import gis_grid.topology as topology
+    import gis_grid.topology.ops as topology
 
     tiles = lattice(6) | {"X": box(250, 250, 330, 330), "L55": None}
     grids = make({k: v for k, v in tiles.items() if v is not None})

@@ -50,10 +50,9 @@ from scipy import sparse
 from scipy.optimize import linprog
 from scipy.spatial import cKDTree
 
-from gis_grid.coverage import (
+from gis_grid.coverage.common import (
     DEFAULT_RADII,
     Radii,
-    _centres,
     _choose_crs,
     _counts,
     _fail,
@@ -61,8 +60,8 @@ from gis_grid.coverage import (
     _points_xy,
     _text,
     check_layers,
-    town_centres,
 )
+from gis_grid.coverage.points import _centres, town_centres
 
 __all__ = [
     "Placement",

@@ -1,0 +1,264 @@
+"""What every coverage module shares: the touch-point categories, the service radii, the
+input checks and the small array helpers (plans B2, B3; see ARCHITECTURE.md).
+
+- :data:`CATEGORY_KEYS`, :data:`DISTANCE_COLUMNS`: the touch-point categories and the
+  distance columns measured for each.
+- :class:`Radii`, :data:`DEFAULT_RADII`: the service radius per kind of area.
+- :func:`check_layers` and the private ``_fail`` / ``_check_near`` /
+  ``_check_touch_near``: the inputs' checks, raising ``InputError``.
+- Private helpers over arrays: point coordinates in a metric CRS, codes as text, positions
+  of codes, household counts, each household's unit, the polygon holding each point.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyproj
+import shapely
+
+from gis_grid.crs import metric_crs, transformer
+from gis_grid.errors import InputError, Problem
+from gis_grid.model import DEVICE_TYPES, OUTLET_TIERS
+
+#: Short ASCII keys of the touch-point categories, used in column names (``d_outlet_tier1``):
+#: outlet tiers (B3) and device types.
+CATEGORY_KEYS: dict[tuple[str, str], str] = {
+    ("outlet", "一级支行"): "outlet_tier1",
+    ("outlet", "二级支行"): "outlet_tier2",
+    ("outlet", "分理处"): "outlet_office",
+    ("outlet", "助农点"): "outlet_assisted",
+    ("device", "ATM"): "device_atm",
+    ("device", "CRS"): "device_crs",
+    ("device", "助农取款POS"): "device_pos",
+    ("device", "智能终端"): "device_terminal",
+}
+assert {c for k, c in CATEGORY_KEYS if k == "outlet"} == set(OUTLET_TIERS)
+assert {c for k, c in CATEGORY_KEYS if k == "device"} == set(DEVICE_TYPES)
+
+#: Distance columns of :attr:`Access.households`, in order: any touch point, any outlet,
+#: any device, then each category.
+DISTANCE_COLUMNS = ("d_any", "d_outlet", "d_device",
+                    *(f"d_{key}" for key in CATEGORY_KEYS.values()))
+
+
+@dataclass(frozen=True)
+class Radii:
+    """Service radius in metres per kind of area.
+
+    Parameters
+    ----------
+    urban
+        Radius in urban units (城区: communities, business areas, parks, campuses).
+        Default 2 km.
+    rural
+        Radius in rural units (农村: villages). Default 5 km, the threshold India's
+        regulator uses for villages.
+
+    Examples
+    --------
+    >>> Radii().for_kinds(np.array(["urban", "rural"])).tolist()
+    [2000.0, 5000.0]
+    """
+
+    urban: float = 2000.0
+    rural: float = 5000.0
+
+    def __post_init__(self) -> None:
+        for name in ("urban", "rural"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise ValueError(f"Radii: {name} radius must be a positive number of metres, "
+                                 f"got {value!r}")
+
+    @property
+    def largest(self) -> float:
+        return float(max(self.urban, self.rural))
+
+    @property
+    def reach(self) -> float:
+        """The least float above the largest radius: an exclusive search bound that keeps
+        points at exactly the radius."""
+        return float(np.nextafter(self.largest, np.inf))
+
+    def for_kinds(self, kinds: np.ndarray) -> np.ndarray:
+        """The radius of each kind ("urban" → urban, anything else → rural)."""
+        return np.where(np.asarray(kinds) == "urban", float(self.urban), float(self.rural))
+
+    def as_dict(self) -> dict[str, float]:
+        return {"urban_m": float(self.urban), "rural_m": float(self.rural)}
+
+
+#: The default radii, 2 km urban and 5 km rural.
+DEFAULT_RADII = Radii()
+
+
+def _problem(source: str, message: str) -> Problem:
+    return Problem(source, None, None, message)
+
+
+def _fail(source: str, message: str) -> None:
+    raise InputError([_problem(source, message)], source=source)
+
+
+def check_layers(layers: Mapping[str, gpd.GeoDataFrame | None]) -> pyproj.CRS:
+    """Check that every given layer is a GeoDataFrame with a CRS, that all share one
+    CRS, and that longitude/latitude layers hold longitudes and latitudes.
+
+    Returns the shared CRS. Raises ``InputError`` listing every problem: a CRS mismatch
+    would otherwise measure nothing near anything and report zero coverage.
+
+    Examples
+    --------
+    >>> a = gpd.GeoDataFrame(geometry=gpd.points_from_xy([110.9], [30.8]), crs=4326)
+    >>> check_layers({"households": a}).to_epsg()
+    4326
+    """
+    problems: list[Problem] = []
+    crs: pyproj.CRS | None = None
+    first = None
+    for name, frame in layers.items():
+        if frame is None:
+            continue
+        if not isinstance(frame, gpd.GeoDataFrame):
+            problems.append(_problem(name, f"must be a GeoDataFrame, got {type(frame).__name__}"))
+            continue
+        if frame.crs is None:
+            problems.append(_problem(name, "has no CRS; set it (e.g. frame.set_crs(4326))"))
+            continue
+        if crs is None:
+            crs, first = frame.crs, name
+        elif not crs.equals(frame.crs, ignore_axis_order=True):
+            problems.append(_problem(
+                name, f"CRS mismatch: {name} is in {frame.crs.to_string()}, {first} in "
+                      f"{crs.to_string()}; reproject one of them (frame.to_crs(...))"))
+            continue
+        geoms = np.asarray(frame.geometry.array, dtype=object)
+        missing = shapely.is_missing(geoms) | shapely.is_empty(geoms)
+        if missing.any():
+            problems.append(_problem(name, f"{int(missing.sum())} feature(s) have no geometry"))
+        if frame.crs.is_geographic and len(frame) and not missing.all():
+            minx, miny, maxx, maxy = shapely.total_bounds(geoms[~missing])
+            if minx < -180 or maxx > 180 or miny < -90 or maxy > 90:
+                problems.append(_problem(
+                    name, f"coordinates ({minx:.6g}, {miny:.6g}, {maxx:.6g}, {maxy:.6g}) are "
+                          f"not longitudes/latitudes although the CRS "
+                          f"{frame.crs.to_string()} says so: a projected layer labelled with "
+                          "a geographic CRS (CRS mismatch)?"))
+    if problems:
+        raise InputError(problems, source="coverage")
+    if crs is None:
+        raise ValueError("check_layers: no layer given")
+    return crs
+
+
+def _points_xy(frame: gpd.GeoDataFrame, crs: pyproj.CRS) -> np.ndarray:
+    """(n, 2) coordinates of point features in ``crs`` (a fast path for 10^6 points)."""
+    xy = shapely.get_coordinates(np.asarray(frame.geometry.array, dtype=object))
+    if len(xy) != len(frame):
+        raise InputError([_problem("points", "expected one point per feature (no multipoints "
+                                             "or empty geometries)")])
+    if frame.crs.equals(crs):
+        return xy
+    x, y = transformer(frame.crs, crs).transform(xy[:, 0], xy[:, 1])
+    return np.column_stack([x, y])
+
+
+def _metric(frame: gpd.GeoDataFrame | gpd.GeoSeries, crs: pyproj.CRS) -> np.ndarray:
+    """Geometries of ``frame`` in ``crs`` as a shapely array."""
+    return np.asarray(frame.geometry.to_crs(crs).array, dtype=object) if isinstance(
+        frame, gpd.GeoDataFrame) else np.asarray(frame.to_crs(crs).array, dtype=object)
+
+
+def _text(values: pd.Series | Iterable) -> np.ndarray:
+    """Values as an object array of str, missing values as None (vectorised: 10^6 unit
+    codes take a fraction of a second)."""
+    s = values if isinstance(values, pd.Series) else pd.Series(list(values), dtype=object)
+    missing = s.isna().to_numpy()
+    out = s.astype(str).astype(object).to_numpy(copy=True)
+    out[missing] = None
+    return out
+
+
+def _positions(keys: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Position in ``keys`` of each of ``values`` (its first occurrence), -1 if absent."""
+    first = pd.Series(np.arange(len(keys)), index=pd.Index(keys, dtype=object))
+    first = first[~first.index.duplicated()]
+    return first.reindex(pd.Index(values, dtype=object)).fillna(-1).to_numpy(np.int64)
+
+
+def _choose_crs(crs: pyproj.CRS | None, *frames: gpd.GeoDataFrame | None) -> pyproj.CRS:
+    if crs is not None:
+        return pyproj.CRS.from_user_input(crs)
+    for frame in frames:
+        if frame is not None and len(frame):
+            return frame.crs if frame.crs.is_projected else metric_crs(frame)
+    raise ValueError("no layer to choose a metric CRS from")
+
+
+def _counts(households: pd.DataFrame) -> np.ndarray:
+    if "count" not in households:
+        return np.ones(len(households))
+    counts = pd.to_numeric(households["count"], errors="coerce").to_numpy(float)
+    if (~np.isfinite(counts)).any() or (counts < 0).any():
+        _fail("households", "count must be a non-negative number on every point")
+    return counts
+
+
+def _household_unit_index(households: gpd.GeoDataFrame, units: gpd.GeoDataFrame
+                          ) -> np.ndarray:
+    """Index (0..len(units)-1) of each household's unit: by its ``unit`` code where that
+    names a unit, else the unit containing the point, else the nearest unit."""
+    idx = (_positions(_text(units["code"]), _text(households["unit"])) if "unit" in households
+           else np.full(len(households), -1))
+    todo = np.flatnonzero(idx < 0)
+    if len(todo):
+        tree = shapely.STRtree(np.asarray(units.geometry.array, dtype=object))
+        pts = np.asarray(households.geometry.array, dtype=object)[todo]
+        hit_p, hit_u = tree.query(pts, predicate="intersects")
+        first = np.unique(hit_p, return_index=True)[1]
+        idx[todo[hit_p[first]]] = hit_u[first]
+        rest = todo[idx[todo] < 0]
+        if len(rest):
+            near_p, near_u = tree.query_nearest(
+                np.asarray(households.geometry.array, dtype=object)[rest], all_matches=False)
+            idx[rest[near_p]] = near_u
+    return idx
+
+
+def _check_near(xy: np.ndarray, polygons: np.ndarray, what: str, where: str,
+                share: float) -> None:
+    """Fail when fewer than ``share`` of the points fall within the polygons' extent."""
+    if not len(xy):
+        return
+    minx, miny, maxx, maxy = shapely.total_bounds(polygons)
+    pad = 0.05 * max(maxx - minx, maxy - miny, 1.0)
+    inside = ((xy[:, 0] >= minx - pad) & (xy[:, 0] <= maxx + pad)
+              & (xy[:, 1] >= miny - pad) & (xy[:, 1] <= maxy + pad))
+    if inside.mean() < share:
+        _fail(what, f"{100 * (1 - inside.mean()):.0f} % of the {what} lie outside the extent "
+                    f"of {where}: a layer of another territory, or a CRS mismatch?")
+
+
+def _check_touch_near(txy: np.ndarray, land: shapely.Geometry, reach: float) -> None:
+    near = shapely.dwithin(shapely.points(txy), land, reach)
+    if not near.any():
+        _fail("touch points", f"none of the {len(txy)} touch points is within "
+                              f"{reach / 1000:g} km of the territory: outlets of another "
+                              "territory, or a CRS mismatch?")
+
+
+def _polygon_index(points: np.ndarray, polygons: np.ndarray) -> np.ndarray:
+    """Index of the polygon containing each point (first hit), -1 for none."""
+    out = np.full(len(points), -1, np.int64)
+    if not len(points) or not len(polygons):
+        return out
+    p, g = shapely.STRtree(polygons).query(points, predicate="intersects")
+    first = np.unique(p, return_index=True)[1]
+    out[p[first]] = g[first]
+    return out

@@ -1,0 +1,191 @@
+"""Service blanks and coverage gaps (plan B2, see ARCHITECTURE.md): units none of whose
+households has a touch point within reach (:func:`service_blanks`, 服务空白) and the parts
+of the territory beyond the radius of every touch point, with the households inside
+(:func:`gap_areas`, 覆盖缺口).
+"""
+
+from __future__ import annotations
+
+import math
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyproj
+import shapely
+
+from gis_grid.coverage.common import (
+    DEFAULT_RADII,
+    Radii,
+    _check_touch_near,
+    _choose_crs,
+    _fail,
+    _metric,
+    _points_xy,
+    _text,
+    check_layers,
+)
+from gis_grid.coverage.distances import Access
+
+
+def service_blanks(acc: Access) -> gpd.GeoDataFrame:
+    """Service blanks (服务空白): units with no touch point within the radius of any of
+    their households (a unit without household points: of its centre).
+
+    Returns
+    -------
+    GeoDataFrame
+        The blank units, most households first: ``code``, ``name``, ``township``,
+        ``kind``, ``radius``, ``households``, ``d_nearest`` (metres from the unit's
+        nearest household to the nearest touch point), ``nearest``,
+        ``nearest_institution``, ``nearest_kind``, and the unit's polygon.
+    """
+    if acc.units is None:
+        raise ValueError("service_blanks: the access was measured without units")
+    cols = ["code", "name", "township", "kind", "radius", "households", "d_nearest",
+            "nearest", "nearest_institution", "nearest_kind"]
+    u = acc.units
+    blanks = u.loc[u["blank"].to_numpy(bool), [*cols, "geometry"]].copy()
+    blanks["households"] = np.round(blanks["households"]).astype(np.int64)
+    blanks = blanks.sort_values(["households", "d_nearest"], ascending=[False, False])
+    return gpd.GeoDataFrame(blanks.reset_index(drop=True), geometry="geometry", crs=u.crs)
+
+
+def _union_of_discs(xy: np.ndarray, radius: float, quad_segs: int) -> shapely.Geometry:
+    """The union of discs of ``radius`` around the points. Points closer than a metre are
+    merged first (devices beside their outlet), and the discs are unioned tile by tile
+    (a tile a few radii wide) before the tiles are unioned: each union stays small."""
+    unique = np.unique(np.round(xy), axis=0)
+    discs = shapely.buffer(shapely.points(unique), radius, quad_segs=quad_segs)
+    tile = 4.0 * radius
+    cell = np.floor(unique / tile).astype(np.int64)
+    _, label = np.unique(cell, axis=0, return_inverse=True)
+    label = label.ravel()
+    order = np.argsort(label, kind="stable")
+    bounds = np.flatnonzero(np.diff(label[order])) + 1
+    parts = [shapely.union_all(discs[group]) for group in np.split(order, bounds)]
+    return shapely.union_all(np.asarray(parts, dtype=object))
+
+
+def gap_areas(
+    territory: gpd.GeoDataFrame,
+    touch: gpd.GeoDataFrame,
+    *,
+    units: gpd.GeoDataFrame | None = None,
+    radii: Radii = DEFAULT_RADII,
+    acc: Access | None = None,
+    crs: pyproj.CRS | str | int | None = None,
+    quad_segs: int = 16,
+    min_area: float = 100.0,
+    default_kind: str = "rural",
+) -> gpd.GeoDataFrame:
+    """Gap areas (覆盖缺口): the parts of the territory beyond the radius of every touch
+    point — the urban radius in urban units, the rural radius elsewhere.
+
+    Each disc is a polygon of ``4 * quad_segs`` sides inscribed in the circle, so a gap is
+    at most ``r (1 - cos(π / (4 quad_segs)))`` wider than the true one (6 m for 5 km at
+    the default 16). The households inside are the *uncovered* household points of
+    ``acc`` that fall in (or within that tolerance of) each polygon, so that the gaps'
+    households add up to the uncovered households.
+
+    Parameters
+    ----------
+    territory
+        The territory polygon(s).
+    touch
+        Touch points (:func:`touch_points`).
+    units
+        Units with ``kind``; without them the whole territory is of ``default_kind``.
+    radii
+        As for :func:`access`.
+    acc
+        The access measured on the same inputs, to count households inside the gaps.
+    quad_segs
+        Segments per quarter circle of each disc.
+    min_area
+        Pieces smaller than this (m²) are dropped as rounding slivers.
+
+    Returns
+    -------
+    GeoDataFrame
+        One polygon per gap, largest first: ``gap`` (G001 …), ``kind`` (urban / rural, by
+        most of its area), ``area_km2``, ``households`` (NaN without ``acc``), ``points``,
+        ``units`` (the codes of the units it touches, ``;`` separated), in the
+        territory's CRS.
+
+    Examples
+    --------
+    >>> from gis_grid.coverage import touch_points
+    >>> land = gpd.GeoDataFrame(geometry=[shapely.box(-3000, -3000, 3000, 3000)], crs=4547)
+    >>> atm = gpd.GeoDataFrame({"id": ["D1"], "institution": ["YCB"], "type": ["ATM"]},
+    ...                        crs=4547, geometry=gpd.points_from_xy([0], [0]))
+    >>> gaps = gap_areas(land, touch_points(devices=atm), radii=Radii(rural=1000))
+    >>> round(float(gaps["area_km2"].sum()), 2)   # 36 - π (1 km disc)
+    32.86
+    """
+    if touch is None or len(touch) == 0:
+        _fail("touch points", "no touch points: the whole territory would be one gap")
+    check_layers({"territory": territory, "touch points": touch, "units": units})
+    crs = _choose_crs(crs, units, territory)
+    land = shapely.union_all(_metric(territory, crs))
+    txy = _points_xy(touch, crs)
+    _check_touch_near(txy, land, radii.largest)
+    urban = shapely.Polygon()
+    if units is not None and len(units) and "kind" in units:
+        kinds = _text(units["kind"])
+        geoms = _metric(units, crs)
+        if (kinds == "urban").any():
+            urban = shapely.intersection(shapely.union_all(geoms[kinds == "urban"]), land)
+    elif default_kind == "urban":
+        urban = land
+    rest = shapely.difference(land, urban)
+    pieces = []
+    if not urban.is_empty:
+        pieces.append(shapely.difference(urban, _union_of_discs(txy, radii.urban, quad_segs)))
+    if not rest.is_empty:
+        pieces.append(shapely.difference(rest, _union_of_discs(txy, radii.rural, quad_segs)))
+    gaps = shapely.union_all(np.asarray(pieces, dtype=object)) if pieces else shapely.Polygon()
+    parts = shapely.get_parts(gaps)
+    parts = parts[shapely.get_type_id(parts) == 3]
+    area = shapely.area(parts)
+    parts, area = parts[area >= min_area], area[area >= min_area]
+    order = np.argsort(-area, kind="stable")
+    parts, area = parts[order], area[order]
+    urban_area = shapely.area(shapely.intersection(parts, urban)) if len(parts) else area
+    kind = np.where(urban_area > area / 2, "urban", "rural")
+    out = pd.DataFrame({"gap": [f"G{k + 1:03d}" for k in range(len(parts))], "kind": kind,
+                        "area_km2": area / 1e6})
+    if acc is not None:
+        sagitta = radii.largest * (1 - math.cos(math.pi / (4 * quad_segs))) + 1.0
+        uncovered = np.flatnonzero(~acc.households["covered"].to_numpy(bool))
+        gxy = (acc.xy if acc.crs.equals(crs) else _points_xy(acc.households, crs))[uncovered]
+        pts = shapely.points(gxy)
+        tree = shapely.STRtree(parts)
+        hit_p, hit_g = tree.query(pts, predicate="intersects")
+        first = np.unique(hit_p, return_index=True)[1]
+        owner = np.full(len(pts), -1, np.int64)
+        owner[hit_p[first]] = hit_g[first]
+        stray = np.flatnonzero(owner < 0)
+        if len(stray) and len(parts):
+            sp, sg = tree.query_nearest(pts[stray], max_distance=sagitta, all_matches=False)
+            owner[stray[sp]] = sg
+        w = acc.households["count"].to_numpy(float)[uncovered]
+        inside = owner >= 0
+        out["households"] = np.round(np.bincount(owner[inside], w[inside],
+                                                 minlength=len(parts))).astype(np.int64)
+        out["points"] = np.bincount(owner[inside], minlength=len(parts)).astype(np.int64)
+    else:
+        out["households"] = np.nan
+        out["points"] = np.nan
+    if units is not None and len(units) and len(parts):
+        ugeoms = _metric(units, crs)
+        gi, ui = shapely.STRtree(ugeoms).query(parts, predicate="intersects")
+        touching = shapely.area(shapely.intersection(parts[gi], ugeoms[ui])) >= min_area
+        codes = _text(units["code"])
+        pairs = pd.DataFrame({"g": gi[touching], "code": codes[ui[touching]]})
+        joined = pairs.groupby("g")["code"].agg(lambda c: ";".join(sorted(c)))
+        out["units"] = joined.reindex(range(len(parts))).to_numpy()
+    else:
+        out["units"] = None
+    result = gpd.GeoDataFrame(out, geometry=parts, crs=crs)
+    return result.to_crs(territory.crs)

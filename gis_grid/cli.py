@@ -128,8 +128,8 @@ def sample(county: str, seed: int, households: int | None, store: str | None) ->
 def _build_sample(county: str, seed: int, households: int | None, store: str | None) -> dict:
     from tqdm import tqdm
 
-    from layers.sample import build_sample
     from layers.store import open_store, resolve_store_url
+    from layers.synthetic import build_sample
 
     click.echo(f"building sample {county} (seed {seed}) …", err=True)
     frames = build_sample(county, seed=seed, households=households)

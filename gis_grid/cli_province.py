@@ -60,8 +60,8 @@ def sample(name, counties, households_per_county, townships_per_county, units_pe
     """
     from tqdm import tqdm
 
-    from layers.province import build_province
     from layers.store import open_store, resolve_store_url
+    from layers.synthetic import build_province
 
     click.echo(f"building province {name}: {counties} counties …", err=True)
     frames = build_province(name, counties=counties, seed=seed,

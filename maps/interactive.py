@@ -31,7 +31,7 @@ only when opened. The Zigui sample page is 1.5 MB and has every layer on the map
 
 Example
 -------
->>> from maps.sample import sample_layers                       # doctest: +SKIP
+>>> from layers.synthetic import sample_layers                   # doctest: +SKIP
 >>> html = render_map_html(sample_layers("420527"))              # doctest: +SKIP
 """
 

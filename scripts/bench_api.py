@@ -63,7 +63,7 @@ sys.path.insert(0, str(ROOT))
 from api.auth import create_key  # noqa: E402
 from gis_grid.crs import metric_crs  # noqa: E402
 from layers.postgis import PostGISStore  # noqa: E402
-from layers.sample import build_sample  # noqa: E402
+from layers.synthetic import build_sample  # noqa: E402
 
 PEERS = Path(os.environ.get("GISGRID_BENCH_VENVS", "/tmp/gisgrid-bench"))
 # Every server runs under uvicorn with uvloop and httptools, as ours does (uvicorn[standard]).

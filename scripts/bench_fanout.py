@@ -66,8 +66,8 @@ def main() -> None:
     from dask.distributed import Client, LocalCluster
 
     from layers.fanout import run_province
-    from layers.province import build_province
     from layers.store import open_store
+    from layers.synthetic import build_province
 
     # The cluster starts before the data is built: its worker processes then begin small,
     # and their peak RSS is their own work's.

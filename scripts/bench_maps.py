@@ -36,9 +36,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from layers.synthetic import sample_layers  # noqa: E402
 from maps.atlas import build_atlas  # noqa: E402
 from maps.interactive import render_map_html, write_map  # noqa: E402
-from maps.sample import sample_layers  # noqa: E402
 
 
 def _clock() -> tuple[float, float]:

@@ -60,7 +60,7 @@ def line(name: str, seconds: float, s: dict) -> str:
 
 
 def bench_zigui() -> None:
-    from layers.sample import build_sample
+    from layers.synthetic import build_sample
 
     print("1. Zigui sample (420527): townships → villages → balanced 300-household grids")
     s = build_sample("420527")
@@ -160,7 +160,7 @@ def bench_peer(township: str, per_block: int) -> None:
     from libpysal.weights import Rook
     from spopt.region import MaxPHeuristic, Skater
 
-    from layers.sample import build_sample
+    from layers.synthetic import build_sample
 
     print(f"3. Peer: PySAL spopt on township {township} of the Zigui sample")
     s = build_sample("420527")

@@ -29,8 +29,8 @@ from psycopg import sql
 from api.app import create_app
 from api.auth import create_key
 from api.settings import Settings
-from layers.sample import build_sample
 from layers.store import Store, open_store
+from layers.synthetic import build_sample
 
 HOUSEHOLDS = 5000
 BANK_A, BANK_B = "NSH", "YCB"

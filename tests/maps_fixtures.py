@@ -12,7 +12,7 @@ import geopandas as gpd
 import pandas as pd
 import shapely
 
-from maps.sample import sample_layers
+from layers.synthetic import sample_layers
 
 
 @lru_cache(maxsize=1)

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from gis_grid.cli import main
 from gis_grid.cli_watch import events, inspect, screen
 from layers.gpkg import GeoPackageStore
-from layers.sample import build_sample
+from layers.synthetic import build_sample
 
 for command in (screen, inspect, events):  # as the lead registers them
     main.add_command(command)

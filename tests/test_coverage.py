@@ -45,7 +45,7 @@ from gis_grid.crs import metric_crs
 from gis_grid.errors import InputError
 from layers.gpkg import GeoPackageStore
 from layers.postgis import PostGISStore
-from layers.sample import build_sample
+from layers.synthetic import build_sample
 
 for command in (coverage, place):
     if command.name not in main.commands:

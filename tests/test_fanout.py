@@ -13,8 +13,8 @@ import shapely
 from click.testing import CliRunner
 
 from layers.fanout import LEDGER, run_province, stage_layer
-from layers.province import build_province
 from layers.store import open_store
+from layers.synthetic import build_province
 
 pytestmark = [pytest.mark.postgis, pytest.mark.slow]
 

@@ -20,9 +20,8 @@ from click.testing import CliRunner
 from gis_grid.cli import main
 from gis_grid.errors import StoreError
 from layers.fanout import LEDGER, clean_runs, run_province, stage_layer
-from layers.province import build_province
-from layers.sample import build_sample
 from layers.store import open_store
+from layers.synthetic import build_province, build_sample
 
 pytestmark = [pytest.mark.postgis, pytest.mark.slow]
 

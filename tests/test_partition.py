@@ -453,7 +453,7 @@ def test_report_json_and_summary():
 
 @pytest.fixture(scope="module")
 def zigui():
-    from layers.sample import build_sample
+    from layers.synthetic import build_sample
 
     return build_sample("420527")
 

@@ -177,7 +177,7 @@ def test_coverage_matrix_includes_the_edge_and_coincident_points():
 
 
 def test_candidate_sites_are_unit_and_town_centres():
-    from layers.sample import build_sample
+    from layers.synthetic import build_sample
 
     s = build_sample("420527", households=3_000)
     sites = candidate_sites(s["units"], s["households"], s["townships"])

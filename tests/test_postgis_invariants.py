@@ -186,7 +186,7 @@ def test_append_and_update_are_checked(pg):
 
 def test_zigui_partition_is_stored(pg):
     from gis_grid.partition import LevelSpec, partition
-    from layers.sample import build_sample
+    from layers.synthetic import build_sample
 
     sample = build_sample("420527", households=20000)
     grids = partition(sample["territory"], sample["households"],

@@ -8,7 +8,7 @@ import pytest
 from gis_grid.partition import LevelSpec, partition
 from gis_grid.staffing import assign_staff
 from gis_grid.topology import validate_grids
-from layers.sample import build_sample
+from layers.synthetic import build_sample
 
 LEVELS = [LevelSpec("units", source="townships"), LevelSpec("units", source="units"),
           LevelSpec("balanced")]

@@ -23,7 +23,7 @@ from shapely.geometry import shape
 from gis_grid.crs import central_meridian, gauss_kruger_epsg, metric_crs, to_metric
 from gis_grid.errors import InputError
 from gis_grid.model import LAYERS, REFERENCES, STORAGE_CRS
-from layers.sample import COUNTIES, LAYER_NAMES, RISK_WORDS, build_sample
+from layers.synthetic import COUNTIES, LAYER_NAMES, RISK_WORDS, build_sample
 
 CODES = ("420527", "330382", "371328")
 #: Households for the structural tests: enough for every unit, small enough to be quick.

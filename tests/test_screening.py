@@ -33,7 +33,7 @@ from gis_grid.screening import (
     township_of,
     watch_counts,
 )
-from layers.sample import RISK_WORDS, build_sample
+from layers.synthetic import RISK_WORDS, build_sample
 
 CRS = "EPSG:4326"
 

@@ -1,7 +1,7 @@
 """Map-ready sample layers: the sample territory, gridded and staffed, for demos, tests
 and benchmarks of the maps.
 
-``layers.sample.build_sample`` gives a county with outlets, devices and staff but no
+``layers.synthetic.county.build_sample`` gives a county with outlets, devices and staff but no
 grids. ``sample_layers`` adds them: three nested levels from ``gis_grid.partition``
 (townships, then villages / communities, then balanced grids of about 300 households),
 and a synthetic staffing — each grid manager (网格管理员) over a run of village /
@@ -20,6 +20,9 @@ import geopandas as gpd
 import pandas as pd
 
 from gis_grid.staffing import assign_staff
+from layers.synthetic.county import build_sample
+
+__all__ = ["sample_grids", "sample_layers"]
 
 
 def sample_grids(sample: dict[str, pd.DataFrame]) -> gpd.GeoDataFrame:
@@ -43,10 +46,8 @@ def sample_layers(county: str = "420527", *, households: int | None = None, seed
     county
         420527 秭归县 Zigui, 330382 乐清市 Yueqing or 371328 蒙阴县 Mengyin.
     households, seed
-        As ``layers.sample.build_sample``.
+        As ``layers.synthetic.county.build_sample``.
     """
-    from layers.sample import build_sample
-
     sample = build_sample(county, seed=seed, households=households)
     grids, staff = assign_staff(sample_grids(sample), sample["staff"])
     layers = dict(sample)

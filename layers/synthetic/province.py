@@ -8,14 +8,14 @@ synthetic, or derived for the polygons cut from synthetic seats): the outline, t
 and township seats, the names and codes. Codes start with ``99``, a province code that
 does not exist, so they can never be mistaken for real ones.
 
-How it is made (the machinery of ``layers.sample``, at province scale):
+How it is made (the machinery of ``layers.synthetic.county``, at province scale):
 
 * the outline is a smooth, seeded blob sized so each county has about ``county_km2``;
 * county seats, then township seats within each county, are spread by best-candidate
   sampling; counties are the Voronoi cells of their seats within the outline, townships
   the cells of theirs within their county, units (villages / communities) the cells of
   their seeds within their township;
-* each level is cut by ``layers.sample._cells`` over *all* the regions of the level at
+* each level is cut by ``layers.synthetic.cells._cells`` over *all* the regions of the level at
   once, so the whole province is one noding: neighbouring counties share every vertex of
   their seam and the counties, townships and units are each a valid coverage with no gap
   and no overlap — across county borders as well as inside a county;
@@ -31,7 +31,7 @@ so ``--institution NSH`` means the same bank everywhere.
 
 Example
 -------
->>> from layers.province import build_province
+>>> from layers.synthetic import build_province
 >>> layers = build_province("示范省", counties=3, households_per_county=2_000)
 >>> sorted(layers["territory"]["code"]), int(layers["households"]["count"].sum())
 (['990101', '990102', '990103'], 6000)
@@ -48,28 +48,19 @@ from gis_grid.crs import metric_crs
 from gis_grid.errors import InputError, Problem
 from gis_grid.model import STORAGE_CRS
 
-# The sample's construction is reused as is; it is private to layers, and this module is
-# its province-scale sibling in the same room.
-from layers.sample import (
-    _STREAMS,
-    County,
-    _allocate_households,
+# The sample's construction is reused as is, at province scale.
+from layers.synthetic.banks import _devices, _institutions, _ledger, _outlets, _staff
+from layers.synthetic.cells import (
     _as_multipolygon,
     _cells,
-    _devices,
     _dissolve,
-    _entities,
     _Frame,
     _Geo,
-    _households,
-    _institutions,
-    _ledger,
-    _outlets,
     _sample_in,
-    _staff,
-    _unit_seeds,
-    _zones,
 )
+from layers.synthetic.county import _STREAMS, County, _unit_seeds
+from layers.synthetic.demand import _allocate_households, _households, _zones
+from layers.synthetic.entities import _entities
 
 __all__ = ["PROVINCE_CODE", "build_province"]
 
@@ -116,7 +107,7 @@ def build_province(
     Returns
     -------
     dict
-        The layers of ``layers.sample.LAYER_NAMES``. ``territory`` has one row per county
+        The layers of ``layers.synthetic.LAYER_NAMES``. ``territory`` has one row per county
         (level ``county``); ``townships``, ``units``, ``households``, ``outlets``,
         ``devices``, ``staff``, ``ledger`` and ``entities`` carry ``county``.
 
@@ -250,7 +241,7 @@ def _divisions(
     rng: np.random.Generator, codes: list[str], town_county: np.ndarray,
     per_county: int, per_town: int,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Township and unit tables shaped like ``layers.sample``'s: the first township of a
+    """Township and unit tables shaped like ``layers.synthetic.county``'s: the first township of a
     county is the seat's 街道 with urban communities (城乡分类代码 111/112), the others
     towns with a centre (121) and villages (210/220)."""
     n_town = len(town_county)

@@ -31,7 +31,6 @@ GET  /ledger/summary               pandas over the      —
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import tempfile
 from pathlib import Path
@@ -48,8 +47,10 @@ from api.dependencies import Caller, get_provider
 from api.errors import Conflict, Forbidden, Unprocessable
 from api.jobs import JobManager, Progress, status
 from api.providers import Provider
-from gis_grid.errors import InputError, Problem
+from gis_grid.errors import InputError
+from gis_grid.jobs.coverage import LAYERS as COVERAGE_LAYERS
 from gis_grid.jsonable import plain
+from gis_grid.naming import grid_layers
 
 router = APIRouter(tags=["analyses"])
 
@@ -198,22 +199,18 @@ async def validate(request: Request, params: ValidateParameters, who: Caller, jo
     store = provider.store
 
     def run(progress: Progress):
-        from gis_grid.topology import validate_grids
+        from gis_grid.jobs import VALIDATE
 
         progress(0.05, "reading layers")
-        grids = _read(store, params.grids, views.get(params.grids))
-        territory = _read(store, params.territory, views.get(params.territory)) \
-            if params.territory else None
-        households = _read(store, params.households, views.get(params.households)) \
-            if params.households else None
-        staff = _read(store, params.staff, views.get(params.staff)) if params.staff else None
-        progress(0.3, f"checking {len(grids)} grids")
-        report = validate_grids(grids, territory=territory, households=households,
-                                staff=staff, gap_width=params.gap_width,
-                                sliver_area=params.sliver_area,
-                                snap_tolerance=params.snap_tolerance)
+        # The job's inputs by its keys, from the layers the request names.
+        inputs = {key: _read(store, name, views.get(name)) if name else None
+                  for key, name in (("grids", params.grids), ("territory", params.territory),
+                                    ("households", params.households),
+                                    ("staff", params.staff))}
+        progress(0.3, f"checking {len(inputs['grids'])} grids")
+        outcome = VALIDATE.compute(inputs, params.model_dump())
         progress(0.95, "writing the report")
-        return plain(report.as_dict())
+        return plain(outcome.result.as_dict())
 
     job = jobs.submit("validate", who.key_id, params.model_dump(), run)
     return _submitted(request, job)
@@ -221,8 +218,6 @@ async def validate(request: Request, params: ValidateParameters, who: Caller, jo
 
 # ------------------------------------------------------------------ coverage and parts
 
-COVERAGE_LAYERS = ("territory", "households", "outlets", "devices", "units", "townships",
-                   "institutions", "ledger", "staff")
 #: What each endpoint returns of the coverage report: tables and layers.
 PARTS = {
     "coverage": (None, None),
@@ -239,7 +234,7 @@ async def _coverage_job(request: Request, part: str, params: CoverageParameters,
         raise Forbidden(f"the {part} compares institutions: it is the regulator's")
     institution = _own_institution(who, params.institution)
     catalog = await provider.catalog()
-    grid_names = params.grids or sorted(n for n in catalog if layer_kind(n) == "grids")
+    grid_names = params.grids or grid_layers(catalog)
     missing = [n for n in grid_names if n not in catalog]
     if missing:
         raise Unprocessable(f"no grid layer(s) {', '.join(missing)} in the store")
@@ -251,23 +246,18 @@ async def _coverage_job(request: Request, part: str, params: CoverageParameters,
     tables, layers = PARTS[part]
 
     def run(progress: Progress):
-        from gis_grid.coverage import Radii, coverage_report
+        from gis_grid.jobs import COVERAGE
 
         progress(0.05, "reading layers")
-        frames = {n: _read(store, n, views.get(n)) for n in COVERAGE_LAYERS}
-        grids = {n: _read(store, n, views[n]) for n in grid_names}
+        job_params = {"grids": grid_names, "institution": institution,
+                      "radii": {"urban": params.urban_radius, "rural": params.rural_radius},
+                      "max_institutions": params.max_institutions, "year": params.year,
+                      "period": params.period, "data_date": params.data_date,
+                      "include_households": params.households_geojson, "source": "api"}
+        inputs = {read.as_key: _read(store, read.name, views.get(read.name))
+                  for read in COVERAGE.reads(job_params, views)}
         progress(0.25, "measuring access, gaps and files")
-        report = coverage_report(
-            territory=frames["territory"], households=frames["households"],
-            outlets=frames["outlets"], devices=frames["devices"], units=frames["units"],
-            townships=frames["townships"], institutions=frames["institutions"],
-            ledger=frames["ledger"], staff=frames["staff"], grids=grids,
-            radii=Radii(urban=params.urban_radius, rural=params.rural_radius),
-            institution=institution, max_institutions=params.max_institutions,
-            year=params.year, period=params.period, data_date=params.data_date,
-            include_households=params.households_geojson,
-            layers_used={n: f"api:{n}" for n in [*views]},
-        )
+        report = COVERAGE.compute(inputs, job_params).result
         progress(0.9, "writing the report")
         result = report.to_dict()
         if tables is not None:
@@ -333,52 +323,21 @@ async def placement(request: Request, params: PlacementParameters, who: Caller, 
     store = provider.store
 
     def run(progress: Progress):
-        from gis_grid.coverage import Radii, touch_points
-        from gis_grid.placement import candidate_sites, maximal_covering, set_covering
+        from gis_grid.jobs.placement import PLACEMENT
 
         progress(0.05, "reading layers")
-        radii = Radii(urban=params.radius or params.urban_radius,
-                      rural=params.radius or params.rural_radius)
-        households = _read(store, "households", views["households"])
-        units = _read(store, "units", views.get("units"))
-        townships = _read(store, "townships", views.get("townships"))
-        outlets = _read(store, "outlets", views.get("outlets")) \
-            if params.kind in ("outlet", "any") else None
-        devices = _read(store, "devices", views.get("devices")) \
-            if params.kind in ("device", "any") else None
-        existing = touch_points(outlets, devices, institution=institution) if (
-            outlets is not None or devices is not None) else None
+        job_params = {**params.model_dump(exclude={"candidates"}), "institution": institution,
+                      "source": "api", "candidates_source": "request candidates"}
+        inputs = {read.as_key: _read(store, read.name, views.get(read.name))
+                  for read in PLACEMENT.reads(job_params, views)}
         if params.candidates is not None:
-            sites, source_name = _candidates(params.candidates, params.candidates_crs), \
-                "request candidates"
-        else:
-            sites, source_name = candidate_sites(units, households, townships), \
-                "unit and town centres"
-        results = {}
-        if params.problem in ("mclp", "both"):
-            progress(0.2, "maximal covering")
-            results["mclp"] = maximal_covering(households, sites, k=params.k,
-                                               existing=existing, units=units, radii=radii,
-                                               method=params.method,
-                                               time_limit=params.time_limit)
-        if params.problem in ("lscp", "both"):
-            progress(0.6, "set covering")
-            results["lscp"] = set_covering(households, sites, existing=existing, units=units,
-                                           radii=radii, method=params.method,
-                                           time_limit=params.time_limit)
-        meta = {
-            "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "kind": params.kind, "k": params.k, "institution": institution,
-            "radii": radii.as_dict(), "method": params.method,
-            "counts": {"household_points": len(households),
-                       "existing_touch_points": 0 if existing is None else len(existing),
-                       "candidates": len(sites)},
-            "layers_used": {**{n: f"api:{n}" for n in views}, "candidates": source_name},
-        }
-        return plain({"meta": meta, **{
+            inputs["candidates"] = _candidates(params.candidates, params.candidates_crs)
+        progress(0.2, "covering")
+        result = PLACEMENT.compute(inputs, job_params).result
+        return plain({"meta": result["meta"], **{
             name: {"method": r.method, "report": r.report, "summary": r.summary(),
                    "sites": _geojson(r.sites)}
-            for name, r in results.items()}})
+            for name, r in result["results"].items()}})
 
     job = jobs.submit("placement", who.key_id,
                       {**params.model_dump(exclude={"candidates"}),
@@ -397,12 +356,7 @@ def _candidates(collection: dict, crs: str | None):
         raw = read_file(path, crs=crs)
     if raw.problems:
         raise InputError(raw.problems, source="candidates")
-    sites = raw.frame
-    if "geometry" not in sites or len(sites) == 0:
-        raise InputError([Problem("candidates", None, None, "holds no candidate points")])
-    if "site" not in sites:
-        sites.insert(0, "site", [f"C{i + 1:04d}" for i in range(len(sites))])
-    return sites
+    return raw.frame
 
 
 # -------------------------------------------------------------------------------- jobs

@@ -63,6 +63,7 @@ import pandas as pd
 
 from api.errors import Forbidden, NotAuthenticated, NotFound
 from gis_grid.errors import LayerNotFound, StoreError
+from gis_grid.naming import layer_kind
 from layers.store import Store
 
 KEYS_LAYER = "api_keys"
@@ -112,11 +113,6 @@ class Rule:
     fixed: dict[str, tuple] = field(default_factory=dict)
     lookups: dict[str, str] = field(default_factory=dict)
     hidden: frozenset[str] = frozenset()
-
-
-def layer_kind(name: str) -> str:
-    """The kind of a layer: its name before ``__`` (``grids__nsh`` → ``grids``)."""
-    return name.split("__", 1)[0]
 
 
 def read_rule(principal: Principal, name: str, columns: set[str] | frozenset[str]) -> Rule:

@@ -59,10 +59,6 @@ class InvalidProperty(InvalidParameter):
     code = "InvalidProperty"
 
 
-class InvalidTile(InvalidParameter):
-    code = "InvalidTile"
-
-
 class NotAuthenticated(ApiError):
     status, code = 401, "NotAuthenticated"
 

@@ -33,6 +33,7 @@ from api.auth import (
     token_from_headers,
 )
 from api.errors import Forbidden, NotFound
+from gis_grid.naming import grid_layers
 from maps.web import STATIC_DIR, STATIC_URL, map_page_html
 
 COOKIE = "gisgrid_key"
@@ -130,7 +131,7 @@ async def map_page(
         return answer
     provider = request.app.state.provider
     catalog = await provider.catalog()
-    names = sorted(n for n in catalog if layer_kind(n) == "grids")
+    names = grid_layers(catalog)
     wanted = [n for n in (grids or names) if n in catalog]
     if not wanted:
         raise NotFound("no grid layer to draw: make one with `gisgrid partition`")
@@ -149,7 +150,7 @@ async def map_page(
         visible, phones = _visible_layers(layers, principal)
         # Grid layers left empty by the caller's scope are not drawn; the first that is
         # not becomes the main one.
-        grid_names = [n for n in visible if layer_kind(n) == "grids"]
+        grid_names = grid_layers(visible)
         drawn = [n for n in grid_names if not visible[n].empty]
         if not drawn:
             raise Forbidden("none of these grid layers holds grids you may see")

@@ -43,12 +43,12 @@ from api.errors import NotFound, NotImplementedHere, ServiceUnavailable
 from api.settings import Settings
 from api.tilecache import TileCache
 from gis_grid.model import schema_for
-from layers.fanout import LEDGER, is_staging
+from gis_grid.naming import LEDGER, is_staging
 from layers.migrations import CATALOG_TABLE
 from layers.store import Store
 
 #: Layers never served as collections (the store's own bookkeeping); nor are a province
-#: run's per-county staging layers (``layers.fanout.is_staging``).
+#: run's per-county staging layers (``gis_grid.naming.is_staging``).
 HIDDEN_LAYERS = frozenset({"api_keys", LEDGER})
 _PG_TYPES = {"str": "text", "int": "bigint", "float": "double precision",
              "bool": "boolean", "date": "date", "datetime": "timestamptz"}

@@ -1,6 +1,6 @@
 """Grid events (plan C, 蒙阴街道网格化管理): the workflow of each kind and its assessment.
 
-C2–C4 of DESIGN.md. An event (事件) is reported by a grid worker and moves through the
+C2–C4 (ARCHITECTURE.md §7). An event (事件) is reported by a grid worker and moves through the
 states of its kind's path — a table (``TRANSITIONS``), not code branches:
 
 =============  ============================================================================

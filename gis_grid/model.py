@@ -1,4 +1,4 @@
-"""The data model: one schema per layer (DESIGN.md §3).
+"""The data model: one schema per layer (ARCHITECTURE.md §4, "The data model").
 
 Every layer that enters the system — from a file, an upload or a generator — is checked
 against the schema of its name before it is stored (see ``layers.checks``). A schema

@@ -1,6 +1,6 @@
 """Risk watch (plan A, 城东街道地方金融风险防范): screening, inspections and routing.
 
-A1–A4 of DESIGN.md, as functions over frames (the CLI reads and writes the store):
+A1–A4 (ARCHITECTURE.md §7), as functions over frames (the CLI reads and writes the store):
 
 ``screen``
     A2 — flags the market entities (市场主体) whose names hold one of the plan's

@@ -48,8 +48,7 @@ RESERVED_NAMES = frozenset(
 #: Column names the stored tables use themselves (case-insensitive).
 RESERVED_COLUMNS = frozenset({"fid", "geom", "geometry"})
 
-GEOMETRY = "geometry"  # the geometry column of the frames going in and out
-STORED_GEOMETRY = "geom"  # its name in the stored tables
+STORED_GEOMETRY = "geom"  # the name of the frames' geometry column in the stored tables
 FIELD_TYPES = ("str", "int", "float", "bool", "date", "datetime")
 
 #: shapely type id → the type name (as shapely's ``geom_type`` spells it).

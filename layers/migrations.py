@@ -10,7 +10,7 @@ Migration 1 creates the PostGIS extension if missing and the layer catalog
 bounding box and column types, kept in the same transaction as the layer's table.
 
 Migration 2 creates the functions enforcing the grid invariants in a table of kind grids
-(DESIGN.md §4): no two grids of one institution and level overlap by more than
+(ARCHITECTURE.md §5): no two grids of one institution and level overlap by more than
 ``GRID_TOLERANCE_M2``, a grid of level 2 or 3 has its parent (``parent``, else its code
 without the last ``-`` segment) in the same table and lies inside it (same tolerance),
 every geometry is valid. ``gisgrid_check_grids(regclass)`` returns the violations as rows

@@ -14,6 +14,10 @@ if [ -z "${GISGRID_TEST_PG:-}" ]; then
   fi
 fi
 
+# The one-way import rule (pyproject.toml [tool.importlinter]): a broken contract fails
+# the run before any test.
+.venv/bin/lint-imports --no-cache
+
 mkdir -p test-artifacts
 set +e
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -75,9 +75,10 @@ from gis_grid.topology.layer import (
 )
 from gis_grid.topology.repair import RepairResult, repair_grids
 from gis_grid.topology.report import KINDS, ValidationReport
+from gis_grid.topology.seams import stitch_seams
 from gis_grid.topology.validate import validate_grids
 
 __all__ = [
     "DEFAULT_GAP_WIDTH", "DEFAULT_SLIVER_AREA", "DEFAULT_SNAP_TOLERANCE", "KINDS",
-    "RepairResult", "ValidationReport", "repair_grids", "validate_grids",
+    "RepairResult", "ValidationReport", "repair_grids", "stitch_seams", "validate_grids",
 ]

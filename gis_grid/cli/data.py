@@ -1,0 +1,163 @@
+"""Getting layers in and out: ``sample``, ``import``, ``export``, ``layers``, ``delete``."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from gis_grid.cli.common import display, store_option
+
+
+@click.command()
+@click.option("--county", type=click.Choice(["420527", "330382", "371328"]), required=True,
+              help="Division code: 420527 秭归县 Zigui, 330382 乐清市 Yueqing, "
+                   "371328 蒙阴县 Mengyin.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the generated (synthetic) parts; same seed, same output.")
+@click.option("--households", type=click.IntRange(min=1), default=None,
+              help="Total households to generate (default: a realistic total for the county, "
+                   "Zigui ≈ 130,000).")
+@store_option
+def sample(county: str, seed: int, households: int | None, store: str | None) -> None:
+    """Build a sample territory from real county data and store its layers.
+
+    \b
+    Real:      the county boundary (converted from GCJ-02 to WGS84), the names, 12-digit
+               codes and urban/rural codes of its townships and villages.
+    Derived:   township and village polygons (Voronoi cells of the seats, clipped).
+    Synthetic: households, institutions, outlets, devices, staff, ledger rows and market
+               entities — seeded, and labelled in each layer's `source` field.
+
+    Writes the layers territory, townships, units, households, institutions, outlets,
+    devices, staff, ledger and entities, each replaced all-or-nothing.
+    """
+    build_sample_store(county, seed, households, store)
+
+
+def build_sample_store(county: str, seed: int, households: int | None, store: str | None) -> dict:
+    from tqdm import tqdm
+
+    from layers.store import open_store, resolve_store_url
+    from layers.synthetic import build_sample
+
+    click.echo(f"building sample {county} (seed {seed}) …", err=True)
+    frames = build_sample(county, seed=seed, households=households)
+    with open_store(store) as target:
+        for name, frame in tqdm(frames.items(), desc="writing layers", unit="layer",
+                                file=sys.stderr, disable=None):
+            target.write(name, frame)
+    url = resolve_store_url(store)
+    counts = {name: len(frame) for name, frame in frames.items()}
+    click.echo(f"stored in {display(url)}: "
+               + ", ".join(f"{n} {name}" for name, n in counts.items())
+               + f" (holding {int(frames['households']['count'].sum())} households)")
+    return counts
+
+
+@click.command(name="import")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--layer", required=True,
+              help="Layer to replace: territory, townships, units, households, institutions, "
+                   "outlets, devices, staff, grids, ledger, entities, events — or grids__NAME "
+                   "etc. to keep several of a kind.")
+@click.option("--crs", default=None, metavar="CRS",
+              help="Coordinates of the file: an EPSG code (EPSG:4490, 4547 …), or gcj02 "
+                   "(Amap, Tencent) / bd09 (Baidu). Default: the file's own, else WGS84.")
+@click.option("--lon-col", default="lon", show_default=True, help="CSV column of longitudes.")
+@click.option("--lat-col", default="lat", show_default=True, help="CSV column of latitudes.")
+@click.option("--encoding", default=None,
+              help="CSV text encoding. Default: UTF-8, falling back to GB18030 (covers GBK).")
+@click.option("--source-layer", default=None,
+              help="Layer inside a GeoPackage holding several.")
+@click.option("--fix-geometry", is_flag=True,
+              help="Repair invalid polygons (self-intersections) instead of rejecting them.")
+@store_option
+def import_(file, layer, crs, lon_col, lat_col, encoding, source_layer, fix_geometry, store):
+    """Check FILE and store it as a layer, all or nothing.
+
+    FILE may be GeoJSON, GeoPackage, a zipped Shapefile (.zip) or CSV with longitude and
+    latitude columns. Every value is checked against the layer's schema (fields, types,
+    enumerations, code formats, geometry type and validity) and against the layers it
+    refers to. Problems are listed all at once, each with its row or feature, field and
+    what is wrong — e.g. `outlets.csv row 17: lon 1130.2 out of range` — and then nothing
+    is stored (exit code 3).
+    """
+    from layers.store import open_store
+    from layers.transfer import import_file
+
+    with open_store(store) as target:
+        report = import_file(target, file, layer, crs=crs, lon=lon_col, lat=lat_col,
+                             encoding=encoding, source_layer=source_layer,
+                             fix_geometry=fix_geometry)
+    fixed = f" ({report.repaired} geometries repaired)" if report.repaired else ""
+    click.echo(f"{report.source}: stored {report.count} features as layer {layer}{fixed}")
+
+
+def _parse_where(pairs: tuple[str, ...]) -> dict[str, object] | None:
+    where: dict[str, object] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise click.BadParameter(f"{pair!r}: expected FIELD=VALUE", param_hint="--where")
+        key, value = pair.split("=", 1)
+        values = value.split(",")
+        where[key.strip()] = values if len(values) > 1 else value
+    return where or None
+
+
+@click.command(name="export")
+@click.argument("layer")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--bbox", nargs=4, type=float, default=None, metavar="W S E N",
+              help="Only features intersecting this lon/lat box.")
+@click.option("--where", multiple=True, metavar="FIELD=VALUE[,VALUE…]",
+              help="Only features whose FIELD equals VALUE (or any of several); repeatable.")
+@click.option("--encoding", default="utf-8", show_default=True,
+              help="CSV encoding: utf-8 (written with a BOM so Excel shows Chinese) or gb18030.")
+@store_option
+def export(layer, file, bbox, where, encoding, store):
+    """Write LAYER to FILE; the format follows the extension (.geojson, .gpkg, .zip for a
+    zipped Shapefile, .csv with lon/lat columns)."""
+    from layers.store import open_store
+    from layers.transfer import export_layer
+
+    with open_store(store) as source:
+        n = export_layer(source, layer, file, bbox=tuple(bbox) if bbox else None,
+                         where=_parse_where(where), encoding=encoding)
+    click.echo(f"wrote {n} features of {layer} to {file}")
+
+
+@click.command(name="layers")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@store_option
+def layers_(as_json: bool, store: str | None) -> None:
+    """List the layers in the store: name, feature count, geometry type and extent."""
+    from layers.store import open_store, resolve_store_url
+
+    with open_store(store) as source:
+        infos = source.layers()
+    if as_json:
+        click.echo(json.dumps([info.__dict__ for info in infos], ensure_ascii=False, indent=2))
+        return
+    click.echo(f"{display(resolve_store_url(store))}: {len(infos)} layers")
+    for info in infos:
+        bbox = " ".join(f"{v:.4f}" for v in info.bbox) if info.bbox else "-"
+        click.echo(f"  {info.name:<24} {info.count:>9}  {info.geometry_type or 'table':<13} {bbox}")
+
+
+@click.command()
+@click.argument("layer")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@store_option
+def delete(layer: str, yes: bool, store: str | None) -> None:
+    """Remove LAYER from the store."""
+    from layers.store import open_store
+
+    if not yes:
+        click.confirm(f"delete layer {layer}?", abort=True)
+    with open_store(store) as target:
+        target.delete(layer)
+    click.echo(f"deleted {layer}")
+
+

@@ -1,0 +1,498 @@
+"""The risk-watch and event commands of ``gisgrid``: ``screen``, ``inspect``, ``events``.
+
+The command line of plans A and C: it reads layers from the store, calls
+``gis_grid.screening`` / ``gis_grid.events`` and writes the results back, importing
+``layers`` inside the commands so that ``gisgrid --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import pandas as pd
+
+from gis_grid.cli.common import store_option
+from gis_grid.model import EVENT_KINDS, EVENT_STATES, RISK_CHECKS
+
+#: Chinese column headers of the files written for people.
+WATCH_HEADERS = {"id": "主体编号", "name": "名称", "registered_type": "登记类型",
+                 "address": "地址", "unit": "村/社区代码", "grid": "所在网格",
+                 "keywords": "命中关键词"}
+COUNT_HEADERS = {"grid": "网格", "unit": "村/社区", "entities": "市场主体数",
+                 "flagged": "重点关注数", "microloan": "小额贷款公司（除外）"}
+REPORT_HEADERS = {"id": "报告编号", "entity": "主体编号", "name": "名称", "grid": "所在网格",
+                  "township": "乡镇街道", "date": "排查日期", "inspector": "排查人",
+                  "checks": "发现问题", "route": "流向", "handler": "处置单位",
+                  "reason": "理由"}
+STATS_HEADERS = {"grid": "网格", "worker": "网格员", "events": "事件数",
+                 "kind_general": "一般性", "kind_coordination": "协调性",
+                 "kind_emergency": "突发性", "kind_approval": "审批性",
+                 "state_reported": "已上报", "state_accepted": "已受理",
+                 "state_handled_on_site": "现场处理", "state_taken_back": "带回社区",
+                 "state_escalated": "上报街道", "state_resolved": "已解决",
+                 "state_closed": "督查办结", "resolve_hours_median": "办结时长中位数（小时）",
+                 "resolve_hours_mean": "办结时长平均（小时）", "overdue": "超时数",
+                 "five_haves": "五有齐全数", "patrol_days": "巡查天数"}
+#: The five haves in one glance: a character each, "·" where missing.
+HAVES_GLYPHS = {"patrolled": "巡", "reported": "报", "owned": "责", "resolved": "解",
+                "supervised": "督"}
+
+
+def _write_for_people(path: str, sheets: dict[str, tuple[pd.DataFrame, dict[str, str]]]
+                      ) -> None:
+    """Write tables with Chinese headers: .xlsx (one sheet each) or .csv (the first,
+    UTF-8 with a BOM so that Excel shows the Chinese)."""
+    suffix = Path(path).suffix.lower()
+    renamed = {title: frame.drop(columns="geometry", errors="ignore").rename(columns=headers)
+               for title, (frame, headers) in sheets.items()}
+    if suffix == ".xlsx":
+        with pd.ExcelWriter(path, engine="openpyxl") as writer:
+            for title, frame in renamed.items():
+                frame.to_excel(writer, sheet_name=title, index=False)
+    elif suffix == ".csv":
+        next(iter(renamed.values())).to_csv(path, index=False, encoding="utf-8-sig")
+    else:
+        raise click.BadParameter(f"{path}: write .xlsx or .csv", param_hint="--out")
+
+
+def _areas(source, grids: str | None):
+    """The polygons entities and events are attached to, and the column they give:
+    ``--grids`` (or layer ``grids`` when it has features), else the units."""
+    if grids is not None:
+        return source.read(grids), "grid"
+    if any(info.name == "grids" and info.count for info in source.layers()):
+        return source.read("grids"), "grid"
+    if source.has("units"):
+        return source.read("units"), "unit"
+    return None, "grid"
+
+
+def _routing(street: str | None, street_name: str | None, remit: str | None):
+    from gis_grid.screening import Routing, parse_check
+
+    kwargs: dict = {"street": street, "street_name": street_name or ""}
+    if remit is not None:
+        try:
+            kwargs["street_checks"] = frozenset(parse_check(c) for c in remit.split(",")
+                                                if c.strip())
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--remit") from None
+    return Routing(**kwargs)
+
+
+ROUTING_HELP = {
+    "street": "12-digit code of the street (township) whose disposal office (处置办) handles "
+              "reports within its remit; reports on entities elsewhere go to the city. "
+              "Default: each township handles its own.",
+    "street_name": "The street's name, for the handler and the reasons (e.g. 城东街道).",
+    "remit": "Checks within the street's remit, by number (1–9), comma-separated. "
+             "Default 1,2,3,8,9; the others go to the city financial office (市金融办).",
+}
+
+
+@click.command()
+@click.option("--entities", "entities_layer", default="entities", show_default=True,
+              help="Layer of market entities (市场主体) to screen.")
+@click.option("--file", "file", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Import this file (CSV with lon/lat, GeoJSON, GeoPackage, zipped "
+                   "Shapefile) into the entities layer first, checked as `gisgrid import` "
+                   "checks it.")
+@click.option("--crs", default=None, help="Coordinates of --file (e.g. gcj02, EPSG:4490).")
+@click.option("--encoding", default=None, help="Text encoding of a CSV --file.")
+@click.option("--grids", default=None, metavar="LAYER",
+              help="Grid layer to attach entities to (its finest grids). Default: layer "
+                   "grids if it has features, else the units (villages / communities).")
+@click.option("--out", default=None, type=click.Path(dir_okay=False),
+              help="Also write the watch list for people: .xlsx (with per-grid counts) or "
+                   ".csv, Chinese headers.")
+@store_option
+def screen(entities_layer, file, crs, encoding, grids, out, store):
+    """Screen market entities for the risk watch list (plan A2) and count it per grid.
+
+    Flags every entity whose name holds one of the plan's words — 交易所, 交易中心, 金融,
+    资产, 理财, 基金, 投资, 财富, 网贷, 网络借贷, P2P, 众筹, 互联网保险, 支付, 贷款,
+    投(融)资 — except microloan companies (小额贷款公司). Names are normalised first:
+    full-width letters and digits, upper/lower case, spaces and punctuation, traditional
+    characters, 投(融)资 meaning 投资, 融资 and 投融资. Each flag names the words matched.
+
+    \b
+    Stores:  watch_list    the flagged entities, with their grid and words (points)
+             watch_counts  per grid: entities, flagged, microloans, hits per word
+    Example: gisgrid screen --file entities.csv --crs gcj02 --out 重点关注名单.xlsx
+    """
+    from gis_grid.screening import locate, watch_counts
+    from gis_grid.screening import screen as screen_names
+    from layers.store import open_store
+
+    with open_store(store) as target:
+        if file is not None:
+            from layers.transfer import import_file
+
+            report = import_file(target, file, entities_layer, crs=crs, encoding=encoding)
+            click.echo(f"{report.source}: stored {report.count} entities as layer "
+                       f"{entities_layer}")
+        entities = target.read(entities_layer)
+        screened = screen_names(entities)
+        areas, by = _areas(target, grids)
+        screened["grid"] = (locate(screened, areas) if areas is not None
+                            else pd.Series(pd.NA, index=screened.index, dtype="string"))
+        if by == "unit" and "unit" in screened.columns:
+            screened["grid"] = screened["unit"].astype("string").fillna(screened["grid"])
+        fields = ["id", "name", "registered_type", "address", "unit", "grid", "keywords"]
+        watch = screened.loc[screened["flagged"].to_numpy(),
+                             [c for c in fields if c in screened.columns] + ["geometry"]]
+        counts = watch_counts(screened).rename(columns={"grid": by})
+        target.write("watch_list", watch)
+        target.write("watch_counts", counts)
+    flagged, microloans = int(screened["flagged"].sum()), int(screened["microloan"].sum())
+    click.echo(f"screened {len(screened)} entities of {entities_layer}: {flagged} flagged, "
+               f"{microloans} microloan companies excluded; attached to "
+               f"{'grids' if by == 'grid' else 'units (no grids layer)'}")
+    words = counts.drop(columns=[by, "entities", "flagged", "microloan"]).sum()
+    if len(words):
+        click.echo("  by word: " + ", ".join(f"{w} {int(n)}" for w, n in words.items() if n))
+    busiest = counts[counts["flagged"] > 0].head(10)
+    for row in busiest.itertuples(index=False):
+        click.echo(f"  {getattr(row, by):<22} {row.flagged:>4} flagged of {row.entities:>5}")
+    click.echo("stored layers watch_list and watch_counts")
+    if out:
+        _write_for_people(out, {"重点关注名单": (watch, WATCH_HEADERS),
+                                "网格统计": (counts, {**COUNT_HEADERS, by: COUNT_HEADERS[by]})})
+        click.echo(f"wrote {out}")
+
+
+@click.command()
+@click.argument("entity")
+@click.option("--inspector", required=True, help="Who inspected (排查人).")
+@click.option("--date", "day", default=None, metavar="YYYY-MM-DD",
+              help="Day of the visit. Default: today (China time).")
+@click.option("--found", multiple=True, metavar="CHECK",
+              help="A behaviour found: 1–9 or its name (repeatable). None given: the visit "
+                   "found nothing.")
+@click.option("--detail", default=None, help="What was found (or seen).")
+@click.option("--grids", default=None, metavar="LAYER", help="Grid layer, as for screen.")
+@click.option("--street", default=None, metavar="CODE", help=ROUTING_HELP["street"])
+@click.option("--street-name", default=None, help=ROUTING_HELP["street_name"])
+@click.option("--remit", default=None, metavar="N,N,…", help=ROUTING_HELP["remit"])
+@store_option
+def inspect(entity, inspector, day, found, detail, grids, street, street_name, remit, store):
+    """Record an inspection of ENTITY against the nine behaviour checks (plan A3).
+
+    \b
+    The nine checks (有无):
+      1 承诺保本保息、夸大收益         guaranteed_returns
+      2 赠送礼品、预先返利             gifts_rebates
+      3 向不特定对象宣传推介           public_promotion
+      4 违规或变相发放贷款（首付贷、配资）disguised_lending
+      5 非法吸收或变相吸收公众资金     illegal_fundraising
+      6 原油、贵金属、邮币卡电子盘交易 e_trading
+      7 MMM等金融互助平台             mutual_aid_platform
+      8 股权众筹或集资合伙开店         shop_crowdfunding
+      9 其他违法违规或风险隐患         other
+
+    Appends nine rows (one per check, with the date, inspector and finding) to layer
+    inspections. A visit with any finding is a risk report: layer risk_reports is
+    re-derived from all inspections and each report routed (A4) — to the street's
+    disposal office (街道处置办) when every check found is within its remit and the
+    entity is in its territory, else back to the city financial office (市金融办) to be
+    re-routed, with the reason.
+
+    Example: gisgrid inspect ENT-00010 --inspector 王伟 --found 5 --detail "承诺年化12%"
+    """
+    from gis_grid.events import LOCAL_TZ
+    from gis_grid.screening import inspection_rows, locate, risk_reports
+    from layers.store import open_store
+
+    routing = _routing(street, street_name, remit)
+    day = day or pd.Timestamp.now(tz=LOCAL_TZ).date().isoformat()
+    try:
+        rows = inspection_rows(entity, day, inspector, found, detail=detail)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    with open_store(store) as target:
+        entities = target.read("entities")
+        if not entities["id"].eq(entity).any():
+            raise click.BadParameter(f"no entity {entity!r} in layer entities",
+                                     param_hint="ENTITY")
+        target.append("inspections", rows)
+        inspections = target.read("inspections")
+        involved = entities[entities["id"].isin(inspections.loc[inspections["finding"],
+                                                                "entity"])].copy()
+        areas, _ = _areas(target, grids)
+        if areas is not None:
+            involved["grid"] = locate(involved, areas)
+        reports = risk_reports(inspections, involved, routing)
+        target.write("risk_reports", reports)
+    found_now = rows.loc[rows["finding"], "check"].tolist()
+    click.echo(f"recorded the inspection of {entity} on {day} by {inspector}: "
+               f"{len(found_now)} of {len(RISK_CHECKS)} checks found")
+    if found_now:
+        report = reports[(reports["entity"] == entity)
+                         & (reports["date"].astype(str) == str(pd.Timestamp(day).date()))
+                         & (reports["inspector"] == inspector)].iloc[0]
+        click.echo(f"risk report {report['id']} → {report['handler']}: {report['reason']}")
+    click.echo(f"risk_reports: {len(reports)} reports "
+               f"({int((reports['route'] == 'street').sum())} to the street, "
+               f"{int((reports['route'] == 'city').sum())} back to the city)")
+
+
+@click.group()
+def events() -> None:
+    """Grid events (plan C): report, move along each kind's path, list, assess.
+
+    \b
+    Kinds and paths (see `gisgrid events paths`):
+      general       一般性  reported → accepted → handled_on_site → resolved → closed
+      coordination  协调性  reported → accepted → taken_back → resolved → closed
+      emergency     突发性  reported → escalated (track) → resolved → closed
+      approval      审批性  reported → accepted → resolved → closed
+    A resolved event may be reopened by its supervisor; closing (督查办结) must be done
+    by someone other than who resolved it. Emergencies must be escalated within 2 h and
+    resolved within 24 h, else they are overdue.
+
+    Each move updates the event and appends to layer event_log in one transaction,
+    checked against the version read: of two people moving one event at once, one
+    wins and the other is told (exit 4) or, without --version, judged again on the
+    new state.
+    """
+
+
+@events.command()
+@click.option("--kind", type=click.Choice(EVENT_KINDS), required=True)
+@click.option("--reporter", required=True, help="The grid worker reporting (有人报告).")
+@click.option("--grid", default=None,
+              help="Grid code; or give --lon/--lat to find it (the finest grid there, or the "
+                   "village / community when the store has no grids).")
+@click.option("--lon", type=float, default=None, help="Where (WGS84 longitude).")
+@click.option("--lat", type=float, default=None, help="Where (WGS84 latitude).")
+@click.option("--grids", default=None, metavar="LAYER",
+              help="Grid layer used with --lon/--lat (default as for screen).")
+@click.option("--summary", default=None, help="What happened.")
+@click.option("--at", default=None, metavar="TIME",
+              help="When (ISO 8601; without a zone, China time). Default: now.")
+@click.option("--id", "event_id", default=None, help="Event id. Default: EV-<time>-<random>.")
+@click.option("--resolve-within", type=click.FloatRange(min=0, min_open=True), default=None,
+              metavar="HOURS", help="Deadline. Default: 24 for emergencies, none otherwise.")
+@store_option
+def report(kind, reporter, grid, lon, lat, grids, summary, at, event_id, resolve_within,
+           store):
+    """Report a new event (state reported)."""
+    import shapely
+
+    from gis_grid.events import DEFAULT_LIMITS, TimeLimit, report_event
+    from gis_grid.screening import locate
+    from layers.store import open_store
+
+    if (lon is None) != (lat is None):
+        raise click.UsageError("give both --lon and --lat")
+    point = shapely.Point(lon, lat) if lon is not None else None
+    limits = dict(DEFAULT_LIMITS)
+    if resolve_within is not None:
+        base = limits.get(kind, TimeLimit())
+        limits[kind] = TimeLimit(base.respond, pd.Timedelta(hours=resolve_within))
+    with open_store(store) as target:
+        if grid is None and point is not None:
+            import geopandas as gpd
+
+            areas, _ = _areas(target, grids)
+            if areas is not None:
+                where = gpd.GeoDataFrame(geometry=[point], crs=areas.crs)
+                located = locate(where, areas).iloc[0]
+                grid = None if pd.isna(located) else str(located)
+        try:
+            event = report_event(target, kind, reporter, grid=grid, point=point,
+                                 summary=summary, at=at, event_id=event_id, limits=limits)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+    row = event.iloc[0]
+    deadline = "" if pd.isna(row["deadline"]) else f", due {_local(row['deadline'])}"
+    grid = row["grid"] if isinstance(row["grid"], str) else "-"
+    click.echo(f"reported {row['id']} ({kind}) in grid {grid}{deadline}")
+
+
+@events.command()
+@click.argument("event")
+@click.argument("to")
+@click.option("--actor", required=True, help="Who acts.")
+@click.option("--note", default=None, help="What was done or why (some steps need one).")
+@click.option("--owner", default=None,
+              help="Who takes responsibility, when not the actor (e.g. the office an "
+                   "emergency is escalated to).")
+@click.option("--at", default=None, metavar="TIME", help="When (default now, China time).")
+@click.option("--version", "version", type=int, default=None,
+              help="The version you looked at: refuse if the event changed since.")
+@store_option
+def move(event, to, actor, note, owner, at, version, store):
+    """Move EVENT to TO: a state (accepted) or an action (accept).
+
+    A move the event's path does not allow is refused (exit 1) with the allowed ones
+    named. Example: gisgrid events move EV-1 accept --actor 王伟
+    """
+    from gis_grid.events import STATE_LABELS, move_event
+    from layers.store import open_store
+
+    with open_store(store) as target:
+        try:
+            done = move_event(target, event, to, actor=actor, at=at, note=note, owner=owner,
+                              expected_version=version)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--at") from None
+    click.echo(f"{event}: {done.step.source} → {done.step.target} "
+               f"({STATE_LABELS[done.step.target]}) by {actor}, version {done.version}")
+
+
+def _local(stamp) -> str:
+    from gis_grid.events import LOCAL_TZ
+
+    return pd.Timestamp(stamp).tz_convert(LOCAL_TZ).strftime("%Y-%m-%d %H:%M")
+
+
+@events.command(name="list")
+@click.option("--overdue", "only_overdue", is_flag=True,
+              help="Only events past their time limit, most overdue first.")
+@click.option("--grid", default=None, help="Only this grid.")
+@click.option("--kind", type=click.Choice(EVENT_KINDS), default=None)
+@click.option("--state", type=click.Choice(EVENT_STATES), default=None)
+@click.option("--now", default=None, metavar="TIME", help="Judge overdue at this time.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@store_option
+def list_(only_overdue, grid, kind, state, now, as_json, store):
+    """List events with their state and five haves (五有: 巡 patrolled, 报 reported,
+    责 owned, 解 resolved, 督 supervised; · where missing)."""
+    from gis_grid.events import PATROLS, STATE_LABELS, five_haves, overdue
+    from layers.store import open_store
+
+    where = {k: v for k, v in (("grid", grid), ("kind", kind), ("state", state)) if v}
+    with open_store(store) as source:
+        if not source.has("events"):
+            rows = pd.DataFrame()
+        else:
+            rows = source.read("events", where=where or None)
+        patrols = source.read(PATROLS) if source.has(PATROLS) else None
+    if rows.empty:
+        click.echo("[]" if as_json else "no events")
+        return
+    late = overdue(rows, now)
+    rows = rows.assign(overdue=rows["id"].isin(late["id"]))
+    if only_overdue:
+        rows = late.assign(overdue=True)
+    haves = five_haves(rows, patrols).set_index("id")
+    if as_json:
+        records = []
+        for row in rows.drop(columns="geometry").itertuples(index=False):
+            record = {k: (None if pd.isna(v) else v.isoformat() if hasattr(v, "isoformat")
+                          else v) for k, v in row._asdict().items()}
+            record["five_haves"] = {h: bool(haves.at[row.id, h]) for h in HAVES_GLYPHS}
+            records.append(record)
+        click.echo(json.dumps(records, ensure_ascii=False, indent=2, default=str))
+        return
+    click.echo(f"{len(rows)} events" + (" overdue" if only_overdue else ""))
+    for row in rows.itertuples(index=False):
+        glyphs = "".join(g if haves.at[row.id, h] else "·" for h, g in HAVES_GLYPHS.items())
+        flag = " OVERDUE" if row.overdue else ""
+        click.echo(f"  {row.id:<26} {row.kind:<12} {STATE_LABELS[row.state]:<8} "
+                   f"{(row.grid if isinstance(row.grid, str) else '-'):<20} "
+                   f"{_local(row.reported_at)}  {glyphs}  v{row.version}{flag}")
+
+
+@events.command()
+@click.argument("event")
+@store_option
+def show(event, store):
+    """Show EVENT's history: the report and every transition, who, when, notes."""
+    from gis_grid.errors import StoreError
+    from gis_grid.events import EVENT_LOG, timeline
+    from layers.store import open_store
+
+    with open_store(store) as source:
+        rows = source.read("events", where={"id": event})
+        if rows.empty:
+            raise StoreError(f"events: no event {event!r}")
+        log = source.read(EVENT_LOG, where={"event": event}) if source.has(EVENT_LOG) \
+            else pd.DataFrame(columns=["event", "version"])
+    row = rows.iloc[0]
+    grid = row["grid"] if isinstance(row["grid"], str) else "-"
+    click.echo(f"{event} ({row['kind']}) grid {grid}, now {row['state']}, "
+               f"version {row['version']}")
+    for step in timeline(row, log).itertuples(index=False):
+        note = f"  — {step.note}" if isinstance(step.note, str) and step.note else ""
+        click.echo(f"  v{step.version:<3} {_local(step.at)}  {step.action:<10} → "
+                   f"{step.to_state} ({step.to_zh}) by {step.actor}{note}")
+
+
+@events.command()
+@click.option("--worker", required=True, help="Grid worker who patrolled.")
+@click.option("--grid", required=True, help="Grid patrolled.")
+@click.option("--date", "day", default=None, metavar="YYYY-MM-DD",
+              help="Day patrolled. Default: today (China time).")
+@click.option("--note", default=None)
+@store_option
+def patrol(worker, grid, day, note, store):
+    """Record a day's patrol of a grid (每天巡查, C2): feeds 有人巡查 and patrol days."""
+    from gis_grid.events import LOCAL_TZ, PATROLS
+    from layers.store import open_store
+
+    day = pd.Timestamp(day).date() if day else pd.Timestamp.now(tz=LOCAL_TZ).date()
+    with open_store(store) as target:
+        target.append(PATROLS, pd.DataFrame({"worker": [worker], "grid": [grid],
+                                             "date": [day], "note": [note]}))
+    click.echo(f"recorded {worker}'s patrol of {grid} on {day}")
+
+
+@events.command()
+@click.option("--by", type=click.Choice(["grid", "worker"]), default="grid", show_default=True)
+@click.option("--from", "start", default=None, metavar="YYYY-MM-DD", help="First day.")
+@click.option("--to", "end", default=None, metavar="YYYY-MM-DD", help="Last day.")
+@click.option("--now", default=None, metavar="TIME", help="Judge overdue at this time.")
+@click.option("--out", default=None, type=click.Path(dir_okay=False),
+              help="Also write the table: .xlsx or .csv, Chinese headers.")
+@store_option
+def stats(by, start, end, now, out, store):
+    """The periodic assessment (定期考核, C4) per grid or worker: events by kind and
+    state, hours to resolve, overdue events, events with all five haves, patrol days."""
+    from gis_grid.events import PATROLS, assessment
+    from layers.store import open_store
+
+    with open_store(store) as source:
+        rows = source.read("events")
+        patrols = source.read(PATROLS) if source.has(PATROLS) else None
+    table = assessment(rows, patrols, by=by, start=start, end=end, now=now)
+    with pd.option_context("display.width", 200, "display.max_columns", 40):
+        click.echo(table.to_string(index=False))
+    if out:
+        _write_for_people(out, {"考核": (table, STATS_HEADERS)})
+        click.echo(f"wrote {out}")
+
+
+@events.command()
+@store_option
+def adopt(store):
+    """Make events stored by other means (`gisgrid import`, an API upload) fit for the
+    workflow, once: add the missing columns (owner, deadline, version, …), version 1
+    and the kind's deadline where missing. Rewrites layer events; run it while nobody
+    else reports or moves events."""
+    from gis_grid.events import adopt_events
+    from layers.store import open_store
+
+    with open_store(store) as target:
+        before = target.read("events")
+        target.write("events", adopt_events(before))
+    added = [c for c in adopt_events(before.iloc[:0]).columns if c not in before.columns]
+    click.echo(f"events: {len(before)} events adopted"
+               + (f"; added columns {', '.join(added)}" if added else ""))
+
+
+@events.command(name="paths")
+def paths_() -> None:
+    """Print every kind's allowed transitions (the state machine)."""
+    from gis_grid.events import paths
+
+    table = paths().rename(columns={"from": "source"})
+    for kind, steps in table.groupby("kind", sort=False):
+        click.echo(f"{kind} ({steps['kind_zh'].iloc[0]})")
+        for step in steps.itertuples(index=False):
+            note = "  [note required]" if step.note_required else ""
+            click.echo(f"  {step.source:<16} --{step.action}--> {step.to:<16} "
+                       f"{step.label_zh}{note}")

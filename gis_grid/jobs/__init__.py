@@ -1,0 +1,22 @@
+"""Job definitions (ARCHITECTURE.md, "The job model"): each job defined once, run alike
+by the command line (``layers.runner``), the service (``api.analyses``) and the fan-out
+(``layers.fanout``). The atlas job, which draws, is ``maps.jobs.ATLAS``."""
+
+from gis_grid.jobs.base import (
+    GeoJSON,
+    Inputs,
+    Job,
+    Outcome,
+    Output,
+    Params,
+    Read,
+    Rendered,
+    Tables,
+)
+from gis_grid.jobs.coverage import COVERAGE
+from gis_grid.jobs.partition import PARTITION
+from gis_grid.jobs.placement import PLACEMENT
+from gis_grid.jobs.validate import VALIDATE
+
+__all__ = ["COVERAGE", "PARTITION", "PLACEMENT", "VALIDATE", "GeoJSON", "Inputs", "Job", "Outcome",
+           "Output", "Params", "Read", "Rendered", "Tables"]

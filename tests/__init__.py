@@ -1,0 +1,1 @@
+"""The test suite: one folder per package (ARCHITECTURE.md, "Packages"); fixtures in conftest.py."""

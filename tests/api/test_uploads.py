@@ -1,0 +1,237 @@
+"""Uploads over HTTP (``POST /imports/{layer}``) on both stores: every format, datum
+conversion, problems listed by row with nothing stored, 413, and who may write what."""
+
+from __future__ import annotations
+
+import io
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+from layers.datum import wgs84_to_gcj02
+from layers.files import write_file
+from tests.api.server import BANK_A, BANK_B, TEST_SETTINGS, Server, running_service
+
+
+@pytest.fixture(scope="module", params=["gpkg", "postgis"])
+def svc(request, tmp_path_factory):
+    with running_service(request.param, request, tmp_path_factory.mktemp("up")) as service:
+        yield service
+
+
+def upload(svc, layer, key, name, content, **params):
+    return svc.post(f"/imports/{layer}", key, files={"file": (name, content)}, params=params)
+
+
+def count(svc, layer, key, **params):
+    r = svc.get(f"/collections/{layer}/items", key, params={"limit": 1, **params})
+    assert r.status_code == 200, r.text
+    return r.json()["numberMatched"]
+
+
+def outlets_csv(rows: pd.DataFrame, *, gcj02: bool = False) -> bytes:
+    lon, lat = rows.geometry.x.to_numpy(), rows.geometry.y.to_numpy()
+    if gcj02:
+        lon, lat = wgs84_to_gcj02(lon, lat)
+    table = pd.DataFrame(rows.drop(columns="geometry")).assign(lon=lon, lat=lat)
+    return table.to_csv(index=False).encode("utf-8")
+
+
+def own_outlets(svc, bank=BANK_A):
+    outlets = svc.sample.layers["outlets"]
+    return outlets[outlets["institution"] == bank].reset_index(drop=True)
+
+
+def test_admin_uploads_its_outlets_in_every_format(svc, tmp_path):
+    mine = own_outlets(svc)
+    theirs = count(svc, "outlets", svc.keys.regulator, institution=BANK_B)
+    for ext in (".geojson", ".gpkg"):
+        path = tmp_path / f"outlets{ext}"
+        write_file(mine.iloc[:-1], path, layer="outlets")
+        r = upload(svc, "outlets", svc.keys.admin_a, path.name, path.read_bytes())
+        assert r.status_code == 201, (ext, r.text)
+        assert r.json()["stored"] == len(mine) - 1
+        assert count(svc, "outlets", svc.keys.admin_a) == len(mine) - 1
+        assert count(svc, "outlets", svc.keys.regulator, institution=BANK_B) == theirs
+    # A zipped Shapefile is read and checked too; its DBF cuts field names to 10
+    # characters (`institution` → `institutio`), and the import gives them back.
+    path = tmp_path / "outlets.zip"
+    with pytest.warns(UserWarning, match="institution → institutio"):
+        write_file(mine, path, layer="outlets")
+    r = upload(svc, "outlets", svc.keys.admin_a, path.name, path.read_bytes())
+    assert r.status_code == 201, r.text
+    assert count(svc, "outlets", svc.keys.admin_a, institution=BANK_A) == len(mine)
+    # CSV with GCJ-02 (Amap) coordinates: converted back to WGS84 on the way in
+    r = upload(svc, "outlets", svc.keys.admin_a, "网点.csv", outlets_csv(mine, gcj02=True),
+               crs="gcj02")
+    assert r.status_code == 201, r.text
+    assert r.json() | {"stored": len(mine), "mode": "replace"} == r.json()
+    one = mine.iloc[0]
+    doc = svc.get(f"/collections/outlets/items/{one['id']}", svc.keys.admin_a).json()
+    lon, lat = doc["geometry"]["coordinates"]
+    metres = np.hypot((lon - one.geometry.x) * 95_000, (lat - one.geometry.y) * 111_000)
+    assert metres < 0.5
+    assert count(svc, "outlets", svc.keys.regulator) == len(svc.sample.layers["outlets"])
+
+
+def test_problems_are_listed_by_row_and_nothing_is_stored(svc):
+    before = count(svc, "outlets", svc.keys.admin_a)
+    rows = own_outlets(svc).iloc[:4].copy()
+    text = outlets_csv(rows).decode()
+    lines = text.splitlines()
+    lines[2] = lines[2].replace("一级支行", "支行").replace("二级支行", "支行").replace(
+        "分理处", "支行").replace("助农点", "支行")
+    lines[3] = lines[3].rsplit(",", 2)[0] + ",1130.2," + lines[3].rsplit(",", 1)[1]
+    r = upload(svc, "outlets", svc.keys.admin_a, "outlets.csv", "\n".join(lines).encode())
+    assert r.status_code == 422, r.text
+    problems = r.json()["problems"]
+    where = {(p["where"], p["field"]) for p in problems}
+    assert ("row 3", "tier") in where and ("row 4", "lon") in where
+    assert all(p["source"] == "outlets.csv" for p in problems)
+    assert "nothing was stored" in r.json()["description"]
+    assert count(svc, "outlets", svc.keys.admin_a) == before
+
+
+def test_rows_of_another_institution_are_refused(svc):
+    before = count(svc, "outlets", svc.keys.regulator)
+    rows = pd.concat([own_outlets(svc).iloc[:2], own_outlets(svc, BANK_B).iloc[:1]])
+    r = upload(svc, "outlets", svc.keys.admin_a, "mixed.csv", outlets_csv(rows))
+    assert r.status_code == 403, r.text
+    assert [p["where"] for p in r.json()["problems"]] == ["row 4"]
+    assert r.json()["problems"][0]["field"] == "institution"
+    # B's outlet ids cannot be taken over by A either
+    taken = own_outlets(svc, BANK_B).iloc[:1].assign(institution=BANK_A)
+    r = upload(svc, "outlets", svc.keys.admin_a, "taken.csv", outlets_csv(taken),
+               mode="upsert")
+    assert r.status_code == 422, r.text
+    assert "already used" in r.json()["problems"][0]["message"]
+    assert count(svc, "outlets", svc.keys.regulator) == before
+
+
+def test_too_large_uploads_are_413(svc):
+    big = b"lon,lat\n" + b"110.9,30.8\n" * 30_000  # ~330 KiB > the test limit of 256 KiB
+    r = upload(svc, "outlets", svc.keys.admin_a, "big.csv", big)
+    assert r.status_code == 413 and "limited" in r.json()["description"]
+    # without a Content-Length (chunked), refused as the body streams in
+    boundary = "gisgridboundary"
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
+            f"filename=\"big.csv\"\r\nContent-Type: text/csv\r\n\r\n").encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+
+    def body():
+        yield head
+        for _ in range(40):
+            yield b"110.9,30.8\n" * 1000
+        yield tail
+
+    r = svc.client.post("/imports/outlets", content=body(), headers={
+        "X-API-Key": svc.keys.admin_a,
+        "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert r.status_code == 413
+
+
+def test_who_may_write_what(svc, tmp_path):
+    mine = own_outlets(svc).iloc[:2]
+    csv = outlets_csv(mine)
+    assert upload(svc, "outlets", svc.keys.regulator, "o.csv", csv).status_code == 403
+    assert upload(svc, "outlets", svc.keys.worker_a, "o.csv", csv).status_code == 403
+    units = svc.sample.layers["units"].iloc[:2]
+    path = tmp_path / "units.geojson"
+    write_file(units, path, layer="units")
+    assert upload(svc, "units", svc.keys.admin_a, path.name,
+                  path.read_bytes()).status_code == 403
+    assert upload(svc, "free_form", svc.keys.admin_a, "o.csv", csv).status_code == 403
+    assert upload(svc, "api_keys", svc.keys.admin_a, "o.csv", csv).status_code == 403
+    assert upload(svc, "outlets", None, "o.csv", csv).status_code == 401
+    r = upload(svc, "outlets", svc.keys.admin_a, "o.txt", csv)
+    assert r.status_code == 422 and "unknown type" in r.json()["description"]
+    assert upload(svc, "Bad-Name", svc.keys.admin_a, "o.csv", csv).status_code == 400
+
+
+def ledger_rows(svc, grid: str, period: str, bank: str = BANK_A) -> bytes:
+    return pd.DataFrame({
+        "grid": [grid], "institution": [bank], "period": [period],
+        "households_total": [100], "households_files": [60], "merchants_total": [10],
+        "merchants_files": [5], "firms_total": [2], "firms_files": [1], "surveys": [3],
+        "checks": [2]}).to_csv(index=False).encode()
+
+
+def test_worker_upserts_its_own_ledger_rows_only(svc):
+    grids = svc.sample.layers["grids"]
+    mine = grids.loc[grids["worker"] == svc.sample.worker_a, "code"].iloc[0]
+    other = grids.loc[grids["worker"] != svc.sample.worker_a, "code"].iloc[0]
+    before = count(svc, "ledger", svc.keys.admin_a)
+    r = upload(svc, "ledger", svc.keys.worker_a, "ledger.csv",
+               ledger_rows(svc, mine, "2026-07"))
+    assert r.status_code == 201, r.text
+    assert r.json()["mode"] == "upsert" and r.json()["replaced"] == 0
+    assert count(svc, "ledger", svc.keys.admin_a) == before + 1
+    # the same key again replaces it
+    r = upload(svc, "ledger", svc.keys.worker_a, "ledger.csv",
+               ledger_rows(svc, mine, "2026-07"))
+    assert r.status_code == 201 and r.json()["replaced"] == 1
+    assert count(svc, "ledger", svc.keys.admin_a) == before + 1
+    assert count(svc, "ledger", svc.keys.worker_a, period="2026-07") == 1
+    for grid, bank in ((other, BANK_A), (mine, BANK_B)):
+        r = upload(svc, "ledger", svc.keys.worker_a, "ledger.csv",
+                   ledger_rows(svc, grid, "2026-07", bank))
+        assert r.status_code == 403, r.text
+    r = upload(svc, "ledger", svc.keys.worker_a, "ledger.csv",
+               ledger_rows(svc, mine, "2026-08"), mode="replace")
+    assert r.status_code == 403
+    # B's administrator sees none of it
+    assert count(svc, "ledger", svc.keys.admin_b, period="2026-07") == 0
+
+
+def test_worker_reports_events_as_itself(svc):
+    me = svc.sample.worker_a
+    unit = svc.sample.layers["units"].iloc[5]
+    point = unit.geometry.representative_point()
+
+    def report(reporter: str, event_id: str) -> bytes:
+        frame = pd.DataFrame({"id": [event_id], "kind": ["general"], "grid": [unit["code"]],
+                              "reporter": [reporter], "state": ["reported"],
+                              "reported_at": ["2026-06-02T09:30:00Z"],
+                              "lon": [point.x], "lat": [point.y]})
+        out = io.StringIO()
+        frame.to_csv(out, index=False)
+        return out.getvalue().encode()
+
+    r = upload(svc, "events", svc.keys.worker_a, "report.csv", report(me, "E-10"))
+    assert r.status_code == 201, r.text
+    events = svc.get("/collections/events/items", svc.keys.worker_a).json()["features"]
+    assert "E-10" in {e["id"] for e in events}
+    assert upload(svc, "events", svc.keys.worker_a, "report.csv",
+                  report(svc.sample.worker_b, "E-11")).status_code == 403
+    # another worker's event id cannot be overwritten
+    r = upload(svc, "events", svc.keys.worker_a, "report.csv", report(me, "E-3"))
+    assert r.status_code == 422
+    assert svc.get("/collections/events/items/E-3", svc.keys.admin_b).json()[
+        "properties"]["reporter"] == svc.sample.worker_b
+
+
+def test_uploads_to_one_layer_through_two_servers_at_once_keep_every_row(svc):
+    """Two servers on one store (as two worker processes or two machines are: each its
+    own connections and its own in-process lock) take ledger uploads to the same layer
+    at once: every upserted row is kept, none overwritten by a merge that did not see
+    it."""
+    grids = svc.sample.layers["grids"]
+    mine = grids.loc[grids["worker"] == svc.sample.worker_a, "code"].iloc[0]
+    periods = [f"2030-{m:02d}" for m in range(1, 13)]
+    with Server(svc.store_url, TEST_SETTINGS) as second, httpx.Client(
+            base_url=second.url, timeout=60) as other:
+
+        def send(i: int, period: str) -> httpx.Response:
+            client = svc.client if i % 2 else other
+            return client.post("/imports/ledger", headers={"X-API-Key": svc.keys.admin_a},
+                               params={"mode": "upsert"},
+                               files={"file": ("ledger.csv", ledger_rows(svc, mine, period))})
+
+        with ThreadPoolExecutor(6) as pool:
+            answers = list(pool.map(send, range(len(periods)), periods))
+    assert [r.status_code for r in answers] == [201] * len(periods), [r.text for r in answers]
+    for period in periods:
+        assert count(svc, "ledger", svc.keys.admin_a, period=period) == 1, period

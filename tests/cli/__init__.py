@@ -1,0 +1,1 @@
+"""Tests of the package this folder is named after (ARCHITECTURE.md, "Packages")."""

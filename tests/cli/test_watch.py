@@ -1,0 +1,191 @@
+"""The risk-watch and event commands as a user meets them, on a GeoPackage store holding
+the Zigui sample (a small household count): screen, inspect, events …"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import geopandas as gpd
+import openpyxl
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from gis_grid.cli import main
+from gis_grid.cli.watch import events, inspect, screen
+from layers.gpkg import GeoPackageStore
+from layers.synthetic import build_sample
+
+for command in (screen, inspect, events):  # as the lead registers them
+    main.add_command(command)
+
+
+@pytest.fixture(scope="module")
+def sample_store(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("zigui") / "zigui.gpkg"
+    store = GeoPackageStore(path)
+    for name, frame in build_sample("420527", households=3_000).items():
+        store.write(name, frame)
+    return str(path)
+
+
+@pytest.fixture
+def store(sample_store, tmp_path) -> str:
+    """A fresh copy of the sample store for each test."""
+    path = tmp_path / "store.gpkg"
+    shutil.copy(sample_store, path)
+    return str(path)
+
+
+def run(*args: str, code: int = 0) -> str:
+    result = CliRunner().invoke(main, list(args))
+    assert result.exit_code == code, result.output
+    return result.output
+
+
+def test_help_reads_like_a_manual():
+    assert "screen" in run("--help") and "inspect" in run("--help")
+    text = run("screen", "--help")
+    assert "小额贷款公司" in text and "--store" in text and "watch_counts" in text
+    assert "illegal_fundraising" in run("inspect", "--help")
+    text = run("events", "--help")
+    for sub in ("report", "move", "list", "show", "patrol", "stats", "paths"):
+        assert sub in text
+        assert "--help" in run("events", sub, "--help")
+    assert "督查办结" in run("events", "paths")
+
+
+def test_screen_the_sample(store, tmp_path):
+    out = run("screen", "--store", store, "--out", str(tmp_path / "watch.xlsx"))
+    assert "microloan companies excluded" in out and "attached to units" in out
+    source = GeoPackageStore(store)
+    entities, watch = source.read("entities"), source.read("watch_list")
+    assert 0 < len(watch) < len(entities)
+    assert watch["keywords"].notna().all() and (watch["grid"] == watch["unit"]).all()
+    assert not watch["name"].str.contains("小额贷款有限公司").any()
+    counts = source.read("watch_counts")
+    assert counts["flagged"].sum() == len(watch) and counts["entities"].sum() == len(entities)
+    book = openpyxl.load_workbook(tmp_path / "watch.xlsx")
+    assert book.sheetnames == ["重点关注名单", "网格统计"]
+    assert [c.value for c in book["重点关注名单"][1]][:3] == ["主体编号", "名称", "登记类型"]
+    assert book["重点关注名单"].max_row == len(watch) + 1
+    assert book["网格统计"]["A1"].value == "村/社区"
+    run("screen", "--store", store, "--out", str(tmp_path / "watch.txt"), code=2)
+
+
+def test_screen_a_file_onto_grids(store, tmp_path):
+    source = GeoPackageStore(store)
+    townships = source.read("townships")
+    source.write("grids", gpd.GeoDataFrame(
+        {"code": townships["code"], "level": 1, "kind": "rural"},
+        geometry=townships.geometry.array, crs=townships.crs))
+    point = townships.geometry.iloc[0].representative_point()
+    csv = tmp_path / "entities.csv"
+    pd.DataFrame({
+        "id": ["E1", "E2", "E3", "E4"],
+        "name": ["秭归鑫盛Ｐ２Ｐ信息服务有限公司", "秭归县鑫盛小额贷款有限公司",
+                 "秭归鑫盛投（融）资咨询有限公司", "茅坪镇李记餐馆"],
+        "registered_type": ["有限责任公司", "有限责任公司", "有限责任公司", "个体工商户"],
+        "lon": point.x, "lat": point.y,
+    }).to_csv(csv, index=False)
+    out = run("screen", "--store", store, "--file", str(csv), "--out", str(tmp_path / "w.csv"))
+    assert "stored 4 entities" in out and "2 flagged, 1 microloan" in out
+    watch = GeoPackageStore(store).read("watch_list")
+    assert watch[["id", "keywords"]].values.tolist() == [["E1", "P2P"], ["E3", "投融资"]]
+    assert set(watch["grid"]) == {townships["code"].iloc[0]}
+    written = pd.read_csv(tmp_path / "w.csv", encoding="utf-8-sig")
+    assert list(written.columns)[:2] == ["主体编号", "名称"] and len(written) == 2
+
+
+def test_inspect_and_route(store):
+    entities = GeoPackageStore(store).read("entities")
+    entity, unit = entities.loc[0, "id"], entities.loc[0, "unit"]
+    street = unit[:9] + "000"
+    out = run("inspect", entity, "--inspector", "王伟", "--date", "2026-05-01",
+              "--found", "1", "--found", "public_promotion", "--store", store)
+    assert "2 of 9 checks found" in out and "→ 街道处置办" in out
+    out = run("inspect", entity, "--inspector", "王伟", "--date", "2026-05-02",
+              "--found", "5", "--detail", "承诺年化12%", "--street", street,
+              "--street-name", "茅坪镇", "--store", store)
+    assert "→ 市金融办" in out and "检查项5（非法吸收或变相吸收公众资金）不属于茅坪镇" in out
+    out = run("inspect", entity, "--inspector", "王伟", "--date", "2026-05-03",
+              "--store", store)
+    assert "0 of 9 checks found" in out and "risk_reports: 2 reports" in out
+    source = GeoPackageStore(store)
+    assert len(source.read("inspections")) == 27
+    reports = source.read("risk_reports")
+    assert reports["route"].tolist() == ["street", "city"]
+    assert reports["grid"].tolist() == [unit, unit]
+    run("inspect", "ENT-99999", "--inspector", "王伟", "--store", store, code=2)
+    run("inspect", entity, "--inspector", "王伟", "--found", "12", "--store", store, code=2)
+    run("inspect", entity, "--inspector", "王伟", "--remit", "1,x", "--store", store, code=2)
+
+
+def test_events_from_report_to_assessment(store, tmp_path):
+    units = GeoPackageStore(store).read("units")
+    unit = units.iloc[0]
+    spot = unit.geometry.representative_point()
+    out = run("events", "report", "--kind", "emergency", "--reporter", "王伟",
+              "--lon", str(spot.x), "--lat", str(spot.y), "--at", "2026-05-01 08:00",
+              "--id", "EV-1", "--summary", "井盖缺失", "--store", store)
+    assert f"in grid {unit['code']}" in out and "due 2026-05-02 08:00" in out
+    run("events", "report", "--kind", "general", "--reporter", "王伟", "--grid",
+        unit["code"], "--at", "2026-05-01 09:00", "--id", "EV-2", "--store", store)
+    out = run("events", "move", "EV-1", "accept", "--actor", "王伟", "--store", store, code=1)
+    assert "cannot go to 'accept'" in out and "allowed: escalate → escalated" in out
+    run("events", "move", "EV-1", "escalate", "--actor", "王伟", "--owner", "街道应急办",
+        "--at", "2026-05-01 08:30", "--store", store)
+    out = run("events", "move", "EV-1", "track", "--actor", "王伟", "--at",
+              "2026-05-01 09:00", "--store", store, code=1)
+    assert "needs a note" in out
+    run("events", "move", "EV-1", "track", "--actor", "王伟", "--note", "现场跟踪",
+        "--at", "2026-05-01 09:00", "--version", "2", "--store", store)
+    out = run("events", "move", "EV-1", "resolve", "--actor", "应急办", "--version", "2",
+              "--store", store, code=4)
+    assert "changed by someone else" in out
+    run("events", "move", "EV-1", "resolved", "--actor", "应急办", "--at", "2026-05-01 12:00",
+        "--store", store)
+    run("events", "move", "EV-1", "close", "--actor", "张督查", "--at", "2026-05-01 13:00",
+        "--store", store)
+    run("events", "patrol", "--worker", "王伟", "--grid", unit["code"], "--date",
+        "2026-05-01", "--store", store)
+
+    out = run("events", "list", "--now", "2026-05-03", "--store", store)
+    assert "2 events" in out and "巡报责解督" in out and "巡报···" in out
+    out = run("events", "list", "--overdue", "--now", "2026-05-03", "--store", store)
+    assert "0 events overdue" in out
+    records = json.loads(run("events", "list", "--json", "--store", store))
+    assert {r["id"]: r["state"] for r in records} == {"EV-1": "closed", "EV-2": "reported"}
+    assert records[0]["five_haves"] == {"patrolled": True, "reported": True, "owned": True,
+                                        "resolved": True, "supervised": True}
+    out = run("events", "show", "EV-1", "--store", store)
+    assert "escalate" in out and "现场跟踪" in out and "by 张督查" in out
+    run("events", "show", "EV-9", "--store", store, code=4)
+    out = run("events", "stats", "--now", "2026-05-03", "--out", str(tmp_path / "s.xlsx"),
+              "--store", store)
+    assert unit["code"] in out
+    sheet = openpyxl.load_workbook(tmp_path / "s.xlsx")["考核"]
+    header = [c.value for c in sheet[1]]
+    assert header[:2] == ["网格", "事件数"] and "巡查天数" in header
+    row = dict(zip(header, [c.value for c in sheet[2]], strict=True))
+    assert (row["事件数"], row["突发性"], row["督查办结"], row["巡查天数"]) == (2, 1, 1, 1)
+    assert row["办结时长中位数（小时）"] == 4.0
+    out = run("events", "stats", "--by", "worker", "--store", store)
+    assert "王伟" in out
+
+
+def test_imported_events_are_adopted(store, tmp_path):
+    unit = GeoPackageStore(store).read("units").iloc[0]
+    spot = unit.geometry.representative_point()
+    csv = tmp_path / "events.csv"
+    pd.DataFrame({"id": ["EV-7"], "kind": ["general"], "grid": [unit["code"]],
+                  "reporter": ["王伟"], "state": ["reported"],
+                  "reported_at": ["2026-05-01T08:00:00+08:00"], "lon": [spot.x],
+                  "lat": [spot.y]}).to_csv(csv, index=False)
+    run("import", str(csv), "--layer", "events", "--store", store)
+    out = run("events", "move", "EV-7", "accept", "--actor", "王伟", "--store", store, code=4)
+    assert "gisgrid events adopt" in out
+    assert "added columns summary, owner" in run("events", "adopt", "--store", store)
+    assert "version 2" in run("events", "move", "EV-7", "accept", "--actor", "王伟",
+                              "--store", store)

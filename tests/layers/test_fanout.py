@@ -173,3 +173,28 @@ def test_cli_province_group(tmp_path) -> None:
                                   "--level", "units:townships", "--level", "balanced",
                                   "--store", store])
     assert "3 done" in result.output, result.output
+
+
+def test_a_province_partition_leaves_other_banks_staff_as_they_were(tmp_path) -> None:
+    """Partitioning NSH county by county gives NSH's staff their grids and leaves every
+    other bank's staff rows — their grids included — as they were."""
+    layers = build_province("示范省", counties=2, households_per_county=300)
+    staff = layers["staff"].copy()
+    others = staff["institution"] != "NSH"
+    staff.loc[others, "grids"] = [f"THEIRS-{k}" for k in range(int(others.sum()))]
+    layers["staff"] = staff
+    url = str(tmp_path / "p.gpkg")
+    with open_store(url) as store:
+        for name, frame in layers.items():
+            store.write(name, frame)
+    run = run_province(url, PARTITION, PARAMS, progress=False)
+    assert not run.failed, run.text()
+    with open_store(url) as store:
+        after = store.read("staff").set_index("id")
+        grids = store.read("grids__nsh")
+    before = staff.set_index("id")
+    theirs = before.index[others.to_numpy()]
+    assert after.loc[theirs, "grids"].tolist() == before.loc[theirs, "grids"].tolist()
+    held = {code for value in after.loc[~after.index.isin(theirs), "grids"].dropna()
+            for code in str(value).split(";")}
+    assert held and held <= set(grids["code"])

@@ -98,17 +98,15 @@ from gis_grid.crs import metric_crs
 from gis_grid.errors import InputError, Problem
 from gis_grid.model import STORAGE_CRS
 from layers.datum import gcj02_to_wgs84, to_wgs84
-from layers.synthetic.banks import _devices, _institutions, _ledger, _outlets, _staff
+from layers.synthetic.banks import _institutions
 from layers.synthetic.cells import (
     _as_multipolygon,
     _cells,
     _dissolve,
     _Frame,
-    _Geo,
     _sample_in,
 )
-from layers.synthetic.demand import _allocate_households, _households, _zones
-from layers.synthetic.entities import _entities
+from layers.synthetic.populate import _populate
 
 __all__ = ["COUNTIES", "County", "LAYER_NAMES", "build_sample"]
 
@@ -228,30 +226,16 @@ def build_sample(
     territory_m = shapely.coverage_union_all(unit_faces)
     _check_tiling(boundary_m, territory_m, townships_m, units_m)
 
-    units_ll = frame.to_lonlat(units_m)
-    shapely.prepare(units_ll)
-    geo = _Geo(frame=frame, units_m=units_m, units_ll=units_ll,
-               seeds=seeds, fallback_ll=shapely.point_on_surface(units_ll))
-
-    units["zone"] = _zones(rng("zones"), units, seeds, seats, townships_m)
-    allocation = rng("allocation")
-    units["households"] = _allocate_households(allocation, units, total)
-    units["population"] = np.round(
-        units["households"].to_numpy() * allocation.uniform(2.8, 3.2, len(units))
-    ).astype(np.int64)
-    house = _households(rng("households"), units, geo)
-
     institutions = _institutions(info)
     seat_ll = frame.to_lonlat_xy(seats[:, 0], seats[:, 1])
     seat_lon, seat_lat = divisions.attrs["county_seat"]
     county_seat_m = (frame.from_lonlat_xy(*gcj02_to_wgs84(seat_lon, seat_lat))
                      if np.isfinite(seat_lon) and np.isfinite(seat_lat)
                      else seats[0])  # the first township: the 街道 or 城关镇 of the seat
-    outlets = _outlets(rng("outlets"), info, towns, units, geo, seats, county_seat_m)
-    devices = _devices(rng("devices"), outlets, units, geo)
-    staff = _staff(rng("staff"), info, units, geo, total)
-    ledger = _ledger(rng("ledger"), units, outlets)
-    entities = _entities(rng("entities"), info, towns, units, house, geo, total)
+    drawn = _populate(rng, info, frame, towns, units, seeds, seats, townships_m, units_m,
+                      county_seat_m, total)
+    house, outlets, devices, staff, ledger, entities = (
+        drawn[k] for k in ("households", "outlets", "devices", "staff", "ledger", "entities"))
 
     code = info.code
     territory = gpd.GeoDataFrame(
@@ -273,7 +257,7 @@ def build_sample(
          "households": units["households"].to_numpy(np.int64),
          "population": units["population"].to_numpy(np.int64),
          "source": "derived", "seed_source": seed_source},
-        geometry=units_ll, crs=STORAGE_CRS,
+        geometry=drawn["geo"].units_ll, crs=STORAGE_CRS,
     )
     return {
         "territory": territory,

@@ -49,18 +49,16 @@ from gis_grid.errors import InputError, Problem
 from gis_grid.model import STORAGE_CRS
 
 # The sample's construction is reused as is, at province scale.
-from layers.synthetic.banks import _devices, _institutions, _ledger, _outlets, _staff
+from layers.synthetic.banks import _institutions
 from layers.synthetic.cells import (
     _as_multipolygon,
     _cells,
     _dissolve,
     _Frame,
-    _Geo,
     _sample_in,
 )
 from layers.synthetic.county import _STREAMS, County, _unit_seeds
-from layers.synthetic.demand import _allocate_households, _households, _zones
-from layers.synthetic.entities import _entities
+from layers.synthetic.populate import _populate
 
 __all__ = ["PROVINCE_CODE", "build_province"]
 
@@ -284,22 +282,11 @@ def _county(
     def rng(stream: str) -> np.random.Generator:
         return np.random.default_rng([int(seed), int(code), _STREAMS.index(stream)])
 
-    units_ll = frame.to_lonlat(units_m)
-    shapely.prepare(units_ll)
-    geo = _Geo(frame=frame, units_m=units_m, units_ll=units_ll, seeds=seeds,
-               fallback_ll=shapely.point_on_surface(units_ll))
-    units["zone"] = _zones(rng("zones"), units, seeds, seats, townships_m)
-    allocation = rng("allocation")
-    units["households"] = _allocate_households(allocation, units, total)
-    units["population"] = np.round(
-        units["households"].to_numpy() * allocation.uniform(2.8, 3.2, len(units))
-    ).astype(np.int64)
-    house = _households(rng("households"), units, geo)
-    outlets = _outlets(rng("outlets"), info, towns, units, geo, seats, seats[0])
-    devices = _devices(rng("devices"), outlets, units, geo)
-    staff = _staff(rng("staff"), info, units, geo, total)
-    ledger = _ledger(rng("ledger"), units, outlets)
-    entities = _entities(rng("entities"), info, towns, units, house, geo, total)
+    drawn = _populate(rng, info, frame, towns, units, seeds, seats, townships_m, units_m,
+                      seats[0], total)
+    outlets, devices, staff, ledger, entities = (
+        drawn[k] for k in ("outlets", "devices", "staff", "ledger", "entities"))
+    house = drawn["households"]
     # Ids numbered per county are made unique across the province.
     for frame_ in (outlets, devices, staff, entities):
         frame_["id"] = code + "-" + frame_["id"].astype(str)
@@ -324,7 +311,7 @@ def _county(
              "households": units["households"].to_numpy(np.int64),
              "population": units["population"].to_numpy(np.int64),
              "source": "synthetic", "seed_source": "synthetic"},
-            geometry=units_ll, crs=STORAGE_CRS),
+            geometry=drawn["geo"].units_ll, crs=STORAGE_CRS),
         "households": house, "outlets": outlets, "devices": devices, "staff": staff,
         "ledger": ledger, "entities": entities,
     }

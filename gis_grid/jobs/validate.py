@@ -10,7 +10,7 @@ gaps and overlaps along the seams between counties, which no county's own check 
 
 from __future__ import annotations
 
-from gis_grid.jobs.base import Job, Outcome, Read, Rendered
+from gis_grid.jobs.base import Job, Outcome, Read
 from gis_grid.naming import target_layer
 
 TOLERANCES = ("gap_width", "sliver_area", "snap_tolerance")
@@ -31,8 +31,7 @@ def report_outcome(report, stem: str, extra: dict | None = None) -> Outcome:
     return Outcome(
         result=report, ok=bool(report.ok), summary=summary, text=report.human(),
         files={f"{stem}.json": report.to_json(),
-               f"{stem}-problems.geojson": Rendered(
-                   lambda folder: [report.to_geojson(folder / f"{stem}-problems.geojson")])})
+               f"{stem}-problems.geojson": report.geojson()})
 
 
 def _reads(params, available) -> list[Read]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import geopandas as gpd
 import pandas as pd
@@ -86,12 +85,10 @@ class ValidationReport:
         (with its geometry as WKT in EPSG:4326 when ``wkt``)."""
         return json.dumps(self.as_dict(wkt=wkt), ensure_ascii=False, indent=indent)
 
-    def to_geojson(self, path: str | Path) -> Path:
-        """Write the problems as a GeoJSON FeatureCollection (EPSG:4326) for QGIS / GDAL."""
-        path = Path(path)
-        text = self.problems.to_json(na="null", drop_id=True, ensure_ascii=False)
-        path.write_text(text, encoding="utf-8")
-        return path
+    def geojson(self) -> str:
+        """The problems as GeoJSON FeatureCollection text (EPSG:4326) for QGIS / GDAL;
+        ``layers.runner`` writes it as ``<stem>-problems.geojson``."""
+        return self.problems.to_json(na="null", drop_id=True, ensure_ascii=False)
 
     def human(self, limit: int = 10) -> str:
         """A short summary for a person (Chinese first, English after)."""

@@ -565,7 +565,7 @@ def validate_grids(
     -------
     ValidationReport
         ``.ok``, ``.problems`` (GeoDataFrame in EPSG:4326), ``.summary``, ``.to_json()``,
-        ``.to_geojson(path)``, ``.human()``.
+        ``.geojson()``, ``.human()``.
 
     Examples
     --------

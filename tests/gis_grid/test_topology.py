@@ -114,8 +114,7 @@ def test_clean_layer_is_ok(tmp_path):
     assert "OK" in report.human()
     machine = json.loads(report.to_json())
     assert machine["ok"] and machine["parameters"]["metric_crs"] == METRIC
-    path = report.to_geojson(tmp_path / "problems.geojson")
-    assert json.loads(path.read_text())["features"] == []
+    assert json.loads(report.geojson())["features"] == []
 
 
 def test_gap_in_territory():
@@ -142,7 +141,9 @@ def test_gap_as_hole_without_territory(tmp_path):
     machine = json.loads(report.to_json())
     assert machine["counts"] == {"gap": 1}
     assert machine["problems"][0]["wkt"].startswith("POLYGON")
-    written = gpd.read_file(report.to_geojson(tmp_path / "p.geojson"))
+    path = tmp_path / "p.geojson"
+    path.write_text(report.geojson(), encoding="utf-8")
+    written = gpd.read_file(path)
     assert list(written.kind) == ["gap"]
 
 

@@ -4,7 +4,9 @@ more than one part of the system needs (grid validation and repair in
 
 Geometry types are told by shapely's type ids (``shapely.get_type_id``): ``POLYGON``
 and ``MULTIPOLYGON`` here, and ``type_names`` for the names a user reads. ``polygonal``
-reduces what ``shapely.make_valid`` or an overlay returns to its polygonal part. The
+reduces what ``shapely.make_valid`` or an overlay returns to its polygonal part.
+``transform_xy`` moves every coordinate at once through a function of (x, y) — a pyproj
+transformer or a datum shift (``layers.datum``, the synthetic builders, repair). The
 CRS policy (what to measure in) is ``gis_grid.crs``; see ARCHITECTURE.md for where this
 module sits in the engine.
 """
@@ -14,7 +16,8 @@ from __future__ import annotations
 import numpy as np
 import shapely
 
-__all__ = ["GEOMETRY_TYPES", "MULTIPOLYGON", "POLYGON", "polygonal", "type_names"]
+__all__ = ["GEOMETRY_TYPES", "MULTIPOLYGON", "POLYGON", "polygonal", "transform_xy",
+           "type_names"]
 
 #: shapely type ids (``shapely.get_type_id``) of the two polygonal types.
 POLYGON, MULTIPOLYGON = 3, 6
@@ -57,3 +60,21 @@ def polygonal(geoms: np.ndarray) -> np.ndarray:
     if single.any():
         out[single] = shapely.get_geometry(out[single], 0)
     return out
+
+
+def transform_xy(geoms, fn):
+    """``geoms`` (a shapely geometry or an array of them) with every coordinate moved by
+    ``fn(x, y) -> (x2, y2)`` in one vectorised call, e.g. a pyproj
+    ``Transformer.transform`` or a datum shift. Vertices shared by neighbours stay shared.
+
+    >>> import shapely
+    >>> transform_xy(shapely.Point(1, 2), lambda x, y: (x + 10, y * 2)).wkt
+    'POINT (11 4)'
+    """
+    def xy(coords: np.ndarray) -> np.ndarray:
+        return np.column_stack(fn(coords[:, 0], coords[:, 1]))
+
+    if not isinstance(geoms, shapely.Geometry):
+        geoms = np.asarray(geoms, dtype=object)
+    return shapely.transform(geoms, xy)
+

@@ -14,7 +14,8 @@ Points outside China's bounding box are not shifted, as the datum defines.
 from __future__ import annotations
 
 import numpy as np
-import shapely
+
+from gis_grid.geometry import transform_xy
 
 _A = 6378245.0  # Krasovsky 1940 semi-major axis, as the GCJ-02 algorithm uses
 _EE = 0.00669342162296594323  # its first eccentricity squared
@@ -108,20 +109,12 @@ _TO_WGS84 = {"gcj02": gcj02_to_wgs84, "bd09": bd09_to_wgs84}
 _FROM_WGS84 = {"gcj02": wgs84_to_gcj02, "bd09": wgs84_to_bd09}
 
 
-def _apply(fn, geometries):
-    def xy(coords: np.ndarray) -> np.ndarray:
-        lon, lat = fn(coords[:, 0], coords[:, 1])
-        return np.column_stack([lon, lat])
-
-    return shapely.transform(np.asarray(geometries, dtype=object), xy)
-
-
 def to_wgs84(geometries, datum: str) -> np.ndarray:
     """Convert an array of shapely geometries from ``datum`` (gcj02 / bd09) to WGS84,
     all coordinates at once."""
-    return _apply(_TO_WGS84[datum], geometries)
+    return transform_xy(geometries, _TO_WGS84[datum])
 
 
 def from_wgs84(geometries, datum: str) -> np.ndarray:
     """Convert an array of shapely geometries from WGS84 to ``datum`` (gcj02 / bd09)."""
-    return _apply(_FROM_WGS84[datum], geometries)
+    return transform_xy(geometries, _FROM_WGS84[datum])

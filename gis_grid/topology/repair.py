@@ -20,7 +20,7 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 
 from gis_grid.crs import transformer
-from gis_grid.geometry import polygonal
+from gis_grid.geometry import polygonal, transform_xy
 from gis_grid.topology.layer import (
     DEFAULT_GAP_WIDTH,
     DEFAULT_SLIVER_AREA,
@@ -178,9 +178,8 @@ def repair_grids(
 
     def fragile(polygons: np.ndarray) -> np.ndarray:
         """Whether each polygon turns invalid stored in the layer's CRS and read back."""
-        stored = shapely.transform(polygons, lambda xy: np.column_stack(there.transform(*xy.T)))
-        return ~shapely.is_valid(shapely.transform(
-            stored, lambda xy: np.column_stack(back.transform(*xy.T))))
+        stored = transform_xy(polygons, there.transform)
+        return ~shapely.is_valid(transform_xy(stored, back.transform))
 
     steps[:, 0] = L.fixed
     keep = np.ones(n, dtype=bool)  # False: removed from the layer

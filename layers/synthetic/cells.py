@@ -11,7 +11,6 @@ real-county sample (``layers.synthetic.county``) and the synthetic province
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +18,7 @@ import pyproj
 import shapely
 
 from gis_grid.crs import transformer
+from gis_grid.geometry import transform_xy
 from gis_grid.model import STORAGE_CRS
 
 #: Where borders are clipped past their township, so every Voronoi edge crosses the border
@@ -34,18 +34,11 @@ class _Frame:
         self._to_ll = transformer(crs, STORAGE_CRS)
         self._from_ll = transformer(STORAGE_CRS, crs)
 
-    @staticmethod
-    def _apply(transform: Callable, geoms: np.ndarray | shapely.Geometry):
-        def xy(coords: np.ndarray) -> np.ndarray:
-            return np.column_stack(transform(coords[:, 0], coords[:, 1]))
-
-        return shapely.transform(geoms, xy)
-
     def to_metric(self, geoms):
-        return self._apply(self._from_ll.transform, geoms)
+        return transform_xy(geoms, self._from_ll.transform)
 
     def to_lonlat(self, geoms):
-        return self._apply(self._to_ll.transform, geoms)
+        return transform_xy(geoms, self._to_ll.transform)
 
     def to_lonlat_xy(self, x, y) -> tuple[np.ndarray, np.ndarray]:
         lon, lat = self._to_ll.transform(np.asarray(x, float), np.asarray(y, float))

@@ -337,6 +337,16 @@ def household_coverage(layers: dict[str, pd.DataFrame], crs: pyproj.CRS | None =
     return result.households["covered"].to_numpy(bool)
 
 
+def household_points(homes: gpd.GeoDataFrame, crs: pyproj.CRS
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Household points as (n, 2) coordinates in ``crs`` and the households at each (the
+    ``count`` column, 1 where there is none)."""
+    xy = shapely.get_coordinates(homes.to_crs(crs).geometry.values)
+    count = homes["count"].to_numpy(float) if "count" in homes.columns else \
+        np.ones(len(homes))
+    return xy, count
+
+
 def household_cells(layers: dict[str, pd.DataFrame], crs: pyproj.CRS | None = None, *,
                     cell_m: float = HOUSEHOLD_CELL_M) -> gpd.GeoDataFrame:
     """Households summed per square cell of ``cell_m`` metres and per coverage.
@@ -348,9 +358,7 @@ def household_cells(layers: dict[str, pd.DataFrame], crs: pyproj.CRS | None = No
     homes = layers["households"]
     crs = crs or metric_crs(homes)
     covered = household_coverage(layers, crs)
-    xy = shapely.get_coordinates(homes.to_crs(crs).geometry.values)
-    count = homes["count"].to_numpy(float) if "count" in homes.columns else \
-        np.ones(len(homes))
+    xy, count = household_points(homes, crs)
     cells = np.floor(xy / cell_m).astype(np.int64)
     keys = np.stack([cells[:, 0], cells[:, 1], covered.astype(np.int64)], axis=1)
     unique, inverse = np.unique(keys, axis=0, return_inverse=True)

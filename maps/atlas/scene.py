@@ -172,9 +172,7 @@ class _Scene:
         homes = layers.get("households")
         if homes is not None and len(homes):
             covered = mapdata.household_coverage(layers, crs)
-            xy = shapely.get_coordinates(homes.to_crs(crs).geometry.values)
-            count = homes["count"].to_numpy(float) if "count" in homes.columns else \
-                np.ones(len(homes))
+            xy, count = mapdata.household_points(homes, crs)
             self.households = _Points(xy, covered, np.array([], dtype=object), count)
 
     def _points(self, frame: pd.DataFrame | None, category: str, label: str) -> _Points:

@@ -6,7 +6,7 @@ many users). Both hold geometry in ``gis_grid.model.STORAGE_CRS`` and both repla
 layer all-or-nothing: a write that fails half-way, or is killed, leaves the previous
 layer as it was. Rows can also be appended (``append``) and one row changed under an
 optimistic version check (``update``), for layers that grow and change row by row, such
-as events and their log. One contract test module (``tests/test_store_contract.py``)
+as events and their log. One contract test module (``tests/layers/test_store_contract.py``)
 runs against both.
 """
 

@@ -43,7 +43,7 @@ class AtlasResult:
 def data_sources(layers: dict[str, pd.DataFrame]) -> str:
     """The data source line of the atlas, from the layers' ``source`` fields.
 
-    A sample territory (``layers.sample``) names its real sources with their licences and
+    A sample territory (``layers.synthetic``) names its real sources with their licences and
     says which parts are synthetic; other data is credited to the office's own store.
     """
     sources: set[str] = set()

@@ -1,4 +1,4 @@
-"""The sample territory builder (layers.sample) on the three real counties.
+"""The sample territory builder (layers.synthetic) on the three real counties.
 
 Geometry is checked where it is stored (EPSG:4326) and, for areas, in the county's metric
 CRS from ``gis_grid.crs``: townships tile the territory, units tile each township, every

@@ -1,5 +1,5 @@
 """Layers the map and atlas tests share: the Zigui sample with staffed three-level grids
-(``maps.sample.sample_layers``), built once per test session.
+(``layers.synthetic.sample_layers``), built once per test session.
 
 Callers must not modify the frames they get (copy them first).
 """

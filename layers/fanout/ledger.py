@@ -66,9 +66,8 @@ def already_done(store: Store, job: str, layer: str, county: str,
     if last["status"] != "done" or last["fingerprint"] != fingerprint:
         return None
     summary = json.loads(last["summary"] or "{}")
-    # Rows written before the summary listed its staging layers: partition's grids.
-    staged = summary.get("staged", ["grids"] if job == "partition" else [])
-    if any(not store.has(staged_layer(role, layer, county)) for role in staged):
+    if any(not store.has(staged_layer(role, layer, county))
+           for role in summary.get("staged", [])):
         return None
     return summary
 

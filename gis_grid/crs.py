@@ -7,6 +7,9 @@ the territory. The "CM" variants EPSG:4534 (CM 75°E) … EPSG:4554 (CM 135°E),
 no zone number in the easting, cover China from 73.5°E to 136.5°E; a territory whose
 centre lies outside that range (a test fixture abroad) falls back to its WGS84 UTM zone.
 
+``MetricFrame`` is one territory's metric CRS with the transforms in and out of it, for
+code that draws in metres and stores in degrees (the synthetic builders).
+
 This module is the one place that knows the policy; everything else asks it::
 
     >>> from gis_grid.crs import metric_crs
@@ -26,6 +29,7 @@ import pyproj
 import shapely
 from shapely.geometry.base import BaseGeometry
 
+from gis_grid.geometry import transform_xy
 from gis_grid.model import STORAGE_CRS
 
 #: EPSG code of CGCS2000 / 3-degree Gauss-Kruger CM 75E; CM 78E is the next code, and so
@@ -155,3 +159,31 @@ def areas(
     """Area of each feature in square metres, measured in ``crs`` (default
     ``metric_crs(layer)``); the index is the layer's."""
     return to_metric(layer, crs).area
+
+
+class MetricFrame:
+    """A metric CRS and the (cached) transforms in and out of it, always x = east:
+    geometries (``to_metric``, ``to_lonlat``) and coordinate arrays (``from_lonlat_xy``,
+    ``to_lonlat_xy``)."""
+
+    def __init__(self, crs: pyproj.CRS) -> None:
+        self.crs = crs
+        self._to_ll = transformer(crs, STORAGE_CRS)
+        self._from_ll = transformer(STORAGE_CRS, crs)
+
+    def to_metric(self, geoms):
+        """Geometries in the storage CRS, in this metric CRS."""
+        return transform_xy(geoms, self._from_ll.transform)
+
+    def to_lonlat(self, geoms):
+        """Geometries in this metric CRS, in the storage CRS."""
+        return transform_xy(geoms, self._to_ll.transform)
+
+    def to_lonlat_xy(self, x, y) -> tuple[np.ndarray, np.ndarray]:
+        lon, lat = self._to_ll.transform(np.asarray(x, float), np.asarray(y, float))
+        return np.asarray(lon), np.asarray(lat)
+
+    def from_lonlat_xy(self, lon, lat) -> tuple[np.ndarray, np.ndarray]:
+        x, y = self._from_ll.transform(np.asarray(lon, float), np.asarray(lat, float))
+        return np.asarray(x), np.asarray(y)
+

@@ -1,12 +1,11 @@
 """The geometry the synthetic territories are made of: a metric frame, Voronoi cells.
 
-``_Frame`` is a territory's metric CRS (``gis_grid.crs.metric_crs``) and the transforms in
-and out of it. ``_cells`` cuts regions into the Voronoi cells of their sites as faces of
-one noding, so every union of faces (``_dissolve``) is a valid coverage; ``_connect``
-mends labels whose faces fall apart. ``_sample_in`` draws random points in a polygon and
-``_Geo.scatter`` places points inside their unit as stored (EPSG:4326). Shared by the
-real-county sample (``layers.synthetic.county``) and the synthetic province
-(``layers.synthetic.province``).
+``_Frame`` is a territory's metric frame (``gis_grid.crs.MetricFrame``). ``_cells`` cuts
+regions into the Voronoi cells of their sites as faces of one noding, so every union of
+faces (``_dissolve``) is a valid coverage; ``_connect`` mends labels whose faces fall
+apart. ``_sample_in`` draws random points in a polygon and ``_Geo.scatter`` places points
+inside their unit as stored (EPSG:4326). Shared by the real-county sample
+(``layers.synthetic.county``) and the synthetic province (``layers.synthetic.province``).
 """
 
 from __future__ import annotations
@@ -14,39 +13,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pyproj
 import shapely
 
-from gis_grid.crs import transformer
-from gis_grid.geometry import transform_xy
-from gis_grid.model import STORAGE_CRS
+from gis_grid.crs import MetricFrame
 
 #: Where borders are clipped past their township, so every Voronoi edge crosses the border
 #: it ends on instead of stopping a rounding error short of it (metres).
 _CLIP_MARGIN = 1.0
 
 
-class _Frame:
-    """The county's metric CRS and the transforms in and out of it (always x = east)."""
-
-    def __init__(self, crs: pyproj.CRS) -> None:
-        self.crs = crs
-        self._to_ll = transformer(crs, STORAGE_CRS)
-        self._from_ll = transformer(STORAGE_CRS, crs)
-
-    def to_metric(self, geoms):
-        return transform_xy(geoms, self._from_ll.transform)
-
-    def to_lonlat(self, geoms):
-        return transform_xy(geoms, self._to_ll.transform)
-
-    def to_lonlat_xy(self, x, y) -> tuple[np.ndarray, np.ndarray]:
-        lon, lat = self._to_ll.transform(np.asarray(x, float), np.asarray(y, float))
-        return np.asarray(lon), np.asarray(lat)
-
-    def from_lonlat_xy(self, lon, lat) -> tuple[np.ndarray, np.ndarray]:
-        x, y = self._from_ll.transform(np.asarray(lon, float), np.asarray(lat, float))
-        return np.asarray(x), np.asarray(y)
+#: The county's metric CRS and the transforms in and out of it.
+_Frame = MetricFrame
 
 
 # --------------------------------------------------------------------------- cells

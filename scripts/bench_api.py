@@ -36,10 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -47,23 +44,23 @@ import textwrap
 import time
 import urllib.request
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import geopandas as gpd
 import numpy as np
-import psycopg
 import shapely
-from psycopg import sql
 
-ROOT = Path(__file__).resolve().parent.parent
+# The repository root, on the path for ``tests``: the bench serves and loads through the
+# test server's helpers (tests/api/server.py), which are not an installed package.
+ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from api.auth import create_key  # noqa: E402
 from gis_grid.crs import metric_crs  # noqa: E402
 from layers.postgis import PostGISStore  # noqa: E402
 from layers.synthetic import build_sample  # noqa: E402
+from tests.api.server import database, free_port, serve_process, tile_of  # noqa: E402
 
 PEERS = Path(os.environ.get("GISGRID_BENCH_VENVS", "/tmp/gisgrid-bench"))
 # Every server runs under uvicorn with uvloop and httptools, as ours does (uvicorn[standard]).
@@ -125,8 +122,8 @@ def pick_bboxes(grids: gpd.GeoDataFrame, count: int, seed: int = 1) -> list[tupl
 def pick_tiles(grids: gpd.GeoDataFrame, z: int, count: int) -> list[tuple[int, int, int]]:
     """z-level tiles whose centre lies on a grid (full tiles, not the county's edge)."""
     minx, miny, maxx, maxy = grids.total_bounds
-    x0, y1 = _tile(minx, miny, z)
-    x1, y0 = _tile(maxx, maxy, z)
+    x0, y1 = tile_of(minx, miny, z)
+    x1, y0 = tile_of(maxx, maxy, z)
     tree = shapely.STRtree(grids.geometry.to_numpy())
     tiles = []
     for x in range(x0, x1 + 1):
@@ -139,12 +136,6 @@ def pick_tiles(grids: gpd.GeoDataFrame, z: int, count: int) -> list[tuple[int, i
     return tiles[:count]
 
 
-def _tile(lon: float, lat: float, z: int) -> tuple[int, int]:
-    n = 2**z
-    rad = np.radians(lat)
-    return int((lon + 180) / 360 * n), int((1 - np.arcsinh(np.tan(rad)) / np.pi) / 2 * n)
-
-
 def _tile_centre(x: int, y: int, z: int) -> tuple[float, float]:
     n = 2**z
     lon = (x + 0.5) / n * 360 - 180
@@ -152,27 +143,7 @@ def _tile_centre(x: int, y: int, z: int) -> tuple[float, float]:
     return lon, lat
 
 
-@contextmanager
-def database(base: str):
-    name = f"gisgrid_bench_{secrets.token_hex(4)}"
-    with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = urlunsplit(urlsplit(base)._replace(path=f"/{name}"))
-    try:
-        yield url
-    finally:
-        with psycopg.connect(base, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(name)))
-
-
 # ------------------------------------------------------------------------ servers
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def peer_venv(name: str) -> Path:
@@ -196,37 +167,6 @@ def version_of(python: Path, package: str) -> str:
     return done.stdout.strip() or "?"
 
 
-@contextmanager
-def serve(command: list[str], env: dict, port: int, probe: str, headers: dict | None = None):
-    """Run a server process group until the block ends; wait until ``probe`` answers."""
-    log = tempfile.NamedTemporaryFile(prefix="gisgrid-bench-", suffix=".log", delete=False)
-    process = subprocess.Popen(command, env={**os.environ, **env}, stdout=log, stderr=log,
-                               start_new_session=True, cwd=env.get("CWD", str(ROOT)))
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                request = urllib.request.Request(f"http://127.0.0.1:{port}{probe}",
-                                                 headers=headers or {})
-                with urllib.request.urlopen(request, timeout=5) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{command[0]} did not start; see {log.name}:\n"
-                                   + Path(log.name).read_text()[-3000:])
-            time.sleep(0.3)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
 def ours(url: str, workers: int, key: str, tile_cache_mb: float):
     port = free_port()
     command = [sys.executable, "-m", "uvicorn", "--factory", "api.app:app_from_env",
@@ -234,7 +174,8 @@ def ours(url: str, workers: int, key: str, tile_cache_mb: float):
                "--log-level", "warning", "--no-access-log"]
     env = {"GISGRID_STORE": url, "GISGRID_API_JOBS_DIR": tempfile.mkdtemp(),
            "GISGRID_API_TILE_CACHE_MB": str(tile_cache_mb)}
-    return serve(command, env, port, "/collections/grids", {"X-API-Key": key})
+    return serve_process(command, port, "/collections/grids", env=env,
+                         headers={"X-API-Key": key}, cwd=str(ROOT))
 
 
 def tipg(url: str, workers: int):
@@ -244,9 +185,9 @@ def tipg(url: str, workers: int):
                "--port", str(port), "--workers", str(workers), "--log-level", "warning",
                "--no-access-log"]
     env = {"DATABASE_URL": url, "TIPG_DB_SCHEMAS": '["public"]',
-           "TIPG_DB_TABLES": '["public.grids"]', "TIPG_MAX_FEATURES_PER_QUERY": "10000",
-           "CWD": tempfile.mkdtemp()}
-    return serve(command, env, port, "/collections/public.grids")
+           "TIPG_DB_TABLES": '["public.grids"]', "TIPG_MAX_FEATURES_PER_QUERY": "10000"}
+    return serve_process(command, port, "/collections/public.grids", env=env,
+                         cwd=tempfile.mkdtemp())
 
 
 def pygeoapi(url: str, workers: int):
@@ -300,14 +241,14 @@ def pygeoapi(url: str, workers: int):
                 geom_field: geom
         """))
     openapi = folder / "openapi.yml"
-    env = {"PYGEOAPI_CONFIG": str(config), "PYGEOAPI_OPENAPI": str(openapi), "CWD": str(folder)}
+    env = {"PYGEOAPI_CONFIG": str(config), "PYGEOAPI_OPENAPI": str(openapi)}
     subprocess.run([str(venv / "bin" / "pygeoapi"), "openapi", "generate", str(config),
                     "--output-file", str(openapi)], check=True, env={**os.environ, **env},
                    capture_output=True)
     command = [str(venv / "bin" / "uvicorn"), "pygeoapi.starlette_app:APP", "--host",
                "127.0.0.1", "--port", str(port), "--workers", str(workers),
                "--log-level", "warning", "--no-access-log"]
-    return serve(command, env, port, "/collections/grids?f=json")
+    return serve_process(command, port, "/collections/grids?f=json", env=env, cwd=str(folder))
 
 
 # ---------------------------------------------------------------------------- load
@@ -387,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(grids):,} grids (Voronoi over Zigui) in {time.perf_counter() - t0:.1f} s; "
           f"{len(boxes)} bboxes with 2,000–4,000 grids each; {len(tiles)} z12 tiles",
           flush=True)
-    with database(base) as url:
+    with database(base, prefix="gisgrid_bench") as url:
         store = PostGISStore(url)
         t0 = time.perf_counter()
         store.write("grids", grids)

@@ -37,17 +37,17 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import secrets
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pyproj
 
+# The repository root, on the path for ``tests``: the PostGIS peer's throw-away database
+# is the test server's helper (tests/api/server.py), which is not an installed package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gis_grid.coverage import Radii, access, coverage_shares, touch_points  # noqa: E402
@@ -147,12 +147,9 @@ def postgis_peer(households, touch, radii, sample: int, url: str | None):
     import psycopg
     from psycopg import sql
 
-    admin_url = _admin_url(url)
-    name = f"gisgrid_bench_{secrets.token_hex(4)}"
-    admin = psycopg.connect(admin_url, autocommit=True)
-    admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        db_url = urlunsplit(urlsplit(admin_url)._replace(path=f"/{name}"))
+    from tests.api.server import database
+
+    with database(_admin_url(url), prefix="gisgrid_bench") as db_url:
         with psycopg.connect(db_url, autocommit=True) as conn:
             conn.execute("CREATE EXTENSION postgis")
             t0 = time.perf_counter()
@@ -187,10 +184,6 @@ def postgis_peer(households, touch, radii, sample: int, url: str | None):
             t0 = time.perf_counter()
             rows = conn.execute(query, [sample]).fetchall()
             seconds = time.perf_counter() - t0
-    finally:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(name)))
-        admin.close()
     frame = pd.DataFrame(rows, columns=["id", "d", "unit", "count", "covered"])
     return seconds, load, len(frame), frame
 
@@ -231,8 +224,7 @@ def main() -> None:
           f"metric CRS EPSG:{METRIC_EPSG}; best of {args.repeat} runs; 2 cores\n")
 
     full_s, (acc, unit_shares) = timed(lambda: ours(households, touch, radii), args.repeat)
-    one_s, (acc1, shares1) = timed(lambda: ours(households, one_kind, radii, False),
-                                   args.repeat)
+    one_s, _ = timed(lambda: ours(households, one_kind, radii, False), args.repeat)
     share = acc.households["covered"].to_numpy() @ acc.households["count"].to_numpy() / \
         acc.households["count"].sum()
     rows = [("ours, full (11 distances, 6 banks, shares)", full_s, None),

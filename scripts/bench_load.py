@@ -99,6 +99,9 @@ def ours(kind: str, source: Path, target: str, *more: str) -> dict:
 
 
 def temporary_database(base: str):
+    """A throw-away database on ``base`` and the function that drops it. Made here, not by
+    tests.api.server.database: importing the test helpers would load geopandas and the
+    service into the parent, whose memory the children's peak RSS counts."""
     import psycopg
     from psycopg import sql
 

@@ -3,7 +3,7 @@
     .venv/bin/python scripts/bench_maps.py              # everything (about 2 minutes)
     .venv/bin/python scripts/bench_maps.py --no-browser --peer-pages 5
 
-The input: ``maps.sample.sample_layers("420527")`` — the 秭归县 sample, 130,000
+The input: ``layers.synthetic.sample_layers("420527")`` — the 秭归县 sample, 130,000
 households, three levels of grids (12 + 193 + 456) staffed synthetically. Measured:
 
 * the atlas (``maps.atlas.build_atlas``), both volumes: wall and CPU seconds, pages,
@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import socket
 import sys
 import threading
 import time
 from pathlib import Path
 
+# The repository root, on the path for ``tests``: the page is served on a free port found
+# by the test server's helper (tests/api/server.py), which is not an installed package.
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -137,14 +138,14 @@ def browser_ready_ms(folder: Path) -> tuple[float, float] | None:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
+    from tests.api.server import free_port
+
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *args) -> None:  # the bench prints its own lines
             pass
 
     handler = functools.partial(Quiet, directory=str(folder))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     options = webdriver.ChromeOptions()

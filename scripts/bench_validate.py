@@ -25,7 +25,7 @@ import io
 import os
 import sys
 import time
-import uuid
+from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
@@ -34,7 +34,11 @@ import pyproj
 import shapely
 from shapely import box
 
-from gis_grid.topology import validate_grids
+# The repository root, on the path for ``tests``: the PostGIS peer's throw-away database
+# is the test server's helper (tests/api/server.py), which is not an installed package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gis_grid.topology import validate_grids  # noqa: E402
 
 METRIC_EPSG = 4546  # CGCS2000 3-degree GK CM 111°E: metric_crs of the area
 SIDE = 100_000.0  # metres
@@ -81,14 +85,12 @@ def best_of(repeat: int, **contenders):
 def postgis(url: str, grids: gpd.GeoDataFrame, square, timeout_s: int) -> dict:
     """Load the layer into a fresh temporary database and time the SQL checks."""
     import psycopg
-    from psycopg.conninfo import make_conninfo
 
-    name = f"gisgrid_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    from tests.api.server import database
+
     out: dict = {}
-    with psycopg.connect(url, autocommit=True, connect_timeout=5) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        with psycopg.connect(make_conninfo(url, dbname=name), autocommit=True) as db:
+    with database(url, prefix="gisgrid_bench", connect_timeout=5) as db_url:
+        with psycopg.connect(db_url, autocommit=True) as db:
             db.execute("CREATE EXTENSION postgis")
             out["version"] = db.execute("SELECT postgis_lib_version()").fetchone()[0]
             db.execute(f"SET statement_timeout = '{timeout_s}s'")
@@ -124,9 +126,6 @@ def postgis(url: str, grids: gpd.GeoDataFrame, square, timeout_s: int) -> dict:
                       FROM grids) d
             """, (shapely.to_wkb(square), METRIC_EPSG)).fetchall()
             out["gaps_s"] = time.perf_counter() - start
-    finally:
-        with psycopg.connect(url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     return out
 
 

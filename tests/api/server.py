@@ -1,15 +1,23 @@
 """Helpers of the HTTP service tests: a sample store with grids of two banks, API keys of
 every role, and the real app served by uvicorn on a free localhost port in a thread.
+
+The benchmarks in scripts/ import them too (a throw-away database, a free port, a server
+command run as a process until it answers, the tile of a point).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
+import os
 import secrets
+import signal
 import socket
+import subprocess
+import tempfile
 import threading
 import time
+import urllib.request
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -132,6 +140,43 @@ class Server:
         self.thread.join(timeout=15)
 
 
+@contextmanager
+def serve_process(command: list[str], port: int, probe: str, *, env: dict | None = None,
+                  headers: dict | None = None, cwd: str | None = None) -> Iterator[str]:
+    """Run a server command (its own process group, e.g. uvicorn with several workers) on
+    127.0.0.1:``port`` until the block ends; yield its base URL once ``probe`` answers 200.
+
+    ``env`` is added to this process's environment. The output goes to a temporary log
+    file, whose tail is raised if the server exits or does not answer within 90 s.
+    """
+    log = tempfile.NamedTemporaryFile(prefix="gisgrid-server-", suffix=".log", delete=False)
+    process = subprocess.Popen(command, env={**os.environ, **(env or {})}, stdout=log,
+                               stderr=log, start_new_session=True, cwd=cwd)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                request = urllib.request.Request(f"http://127.0.0.1:{port}{probe}",
+                                                 headers=headers or {})
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{command[0]} did not start; see {log.name}:\n"
+                                   + Path(log.name).read_text()[-3000:])
+            time.sleep(0.3)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
 def bbox_of(frame: gpd.GeoDataFrame, n: int) -> tuple[float, float, float, float]:
     """A box around the first ``n`` features."""
     return tuple(shapely.total_bounds(frame.geometry.iloc[:n].to_numpy()))
@@ -152,10 +197,14 @@ TEST_SETTINGS = Settings(max_upload_bytes=256 * 1024, keys_ttl_s=0.5, catalog_tt
 
 
 @contextmanager
-def database(base_url: str) -> Iterator[str]:
-    """A throw-away PostGIS database on the test server, dropped afterwards."""
-    name = f"gisgrid_api_{secrets.token_hex(4)}"
-    with psycopg.connect(base_url, autocommit=True) as admin:
+def database(base_url: str, prefix: str = "gisgrid_api",
+             connect_timeout: int | None = None) -> Iterator[str]:
+    """A throw-away PostGIS database ``<prefix>_<random>`` on the server at ``base_url``,
+    dropped afterwards (the benchmarks in scripts/ use it too, with their own prefix and,
+    for an optional peer, a ``connect_timeout`` in seconds on the creating connection)."""
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    timeout = {} if connect_timeout is None else {"connect_timeout": connect_timeout}
+    with psycopg.connect(base_url, autocommit=True, **timeout) as admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     url = urlunsplit(urlsplit(base_url)._replace(path=f"/{name}"))
     try:

@@ -127,3 +127,28 @@ def test_a_failed_job_says_why(svc):
     assert status["state"] == "failed" and status["error"]
     r = svc.get(f"/jobs/{status['jobID']}/result", svc.keys.regulator)
     assert r.status_code == 409 and r.json()["state"] == "failed"
+
+
+def test_the_service_and_the_cli_run_one_coverage_job(svc, tmp_path):
+    """One definition (gis_grid.jobs.COVERAGE) behind both outputs: the regulator's
+    coverage over HTTP and `gisgrid coverage --out` on the same store give the same
+    tables, figure for figure."""
+    import json
+
+    from click.testing import CliRunner
+
+    from gis_grid.cli import main
+
+    status = run_job(svc, "coverage", svc.keys.regulator, {})
+    assert status["state"] == "done", status
+    served = result(svc, status, svc.keys.regulator)
+    out = tmp_path / "report"
+    ran = CliRunner().invoke(main, ["coverage", "--store", svc.store_url, "--out", str(out),
+                                    "--no-store-layers"])
+    assert ran.exit_code == 0, ran.output
+    written = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert served["tables"].keys() == written["tables"].keys()
+    for name, rows in written["tables"].items():
+        assert served["tables"][name] == rows, name
+    assert served["summary"].splitlines()[1:] == ran.output.splitlines()[1:
+        len(served["summary"].splitlines())]

@@ -33,7 +33,7 @@ from api.auth import (
     token_from_headers,
 )
 from api.errors import Forbidden, NotFound
-from gis_grid.naming import grid_layers
+from gis_grid.naming import drawn_grid_key, grid_layers
 from maps.web import STATIC_DIR, STATIC_URL, map_page_html
 
 COOKIE = "gisgrid_key"
@@ -157,7 +157,7 @@ async def map_page(
         frames = {n: visible.pop(n) for n in grid_names}
         visible["grids"] = frames[drawn[0]]
         for k, name in enumerate(drawn[1:], start=1):
-            visible[name if name.startswith("grids__") else f"grids__{k}"] = frames[name]
+            visible[drawn_grid_key(name, k)] = frames[name]
         return map_page_html(visible, static_base=STATIC_URL, basemap_url=basemap,
                              viewer_may_see_phones=phones)
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from gis_grid.naming import layer_kind
+
 #: The CRS every store holds geometry in (WGS84 longitude/latitude; CGCS2000 / EPSG:4490
 #: agrees with it to within centimetres for this purpose).
 STORAGE_CRS = "EPSG:4326"
@@ -398,4 +400,4 @@ def schema_for(layer: str) -> LayerSchema | None:
     Layer names may carry a suffix after ``__`` (``grids__nsh``) to hold several layers of
     one kind; the kind before ``__`` decides the schema.
     """
-    return LAYERS.get(layer.split("__", 1)[0])
+    return LAYERS.get(layer_kind(layer))

@@ -16,7 +16,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-__all__ = ["GRIDS", "LEDGER", "grid_layer", "grid_layers", "institution_suffix",
+__all__ = ["GRIDS", "LEDGER", "drawn_grid_key", "grid_layer", "grid_layers",
+           "institution_suffix",
            "is_grid_layer", "is_staging", "layer_kind", "stage_layer", "staged_layer",
            "target_layer"]
 
@@ -87,3 +88,10 @@ def is_grid_layer(name: str) -> bool:
 def grid_layers(names: Iterable[str]) -> list[str]:
     """The grid layers among ``names``, sorted."""
     return sorted(n for n in names if is_grid_layer(n))
+
+
+def drawn_grid_key(name: str, k: int) -> str:
+    """The key the ``k``-th further grid layer of a map is drawn under: its own name when
+    it is an institution's (``grids__nsh``), else ``grids__<k>``."""
+    return name if layer_kind(name) == GRIDS and name != GRIDS else f"{GRIDS}__{k}"
+

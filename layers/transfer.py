@@ -16,6 +16,7 @@ import pandas as pd
 
 from gis_grid.errors import InputError, Problem
 from gis_grid.model import REFERENCES, schema_for
+from gis_grid.naming import layer_kind
 from layers.checks import check_layer, sort_problems
 from layers.files import read_file, shapefile_names, write_file
 from layers.store import Store, check_layer_name
@@ -35,7 +36,7 @@ def reference_problems(
     """Values that point at features the store does not hold (e.g. an outlet of an
     institution not in ``institutions``). Only checked when the referenced layer exists."""
     problems: list[Problem] = []
-    refs = REFERENCES.get(layer.split("__", 1)[0], {})
+    refs = REFERENCES.get(layer_kind(layer), {})
     present = {info.name for info in store.layers()}
     for field, (target, key) in refs.items():
         if field not in frame.columns or target not in present:

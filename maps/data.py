@@ -30,6 +30,7 @@ import shapely
 from gis_grid.crs import metric_crs
 from gis_grid.errors import GisGridError, StoreError
 from gis_grid.model import STORAGE_CRS
+from gis_grid.naming import drawn_grid_key
 from maps.symbology import area_style
 
 #: Layers of the data model a map draws when the store has them (grids come separately).
@@ -84,8 +85,7 @@ def load_layers(store: str | None = None, *, grids: str | Sequence[str] = "grids
                     f"or import one with `gisgrid import FILE --layer {name}`")
         layers: dict[str, pd.DataFrame] = {"grids": source.read(wanted[0])}
         for k, name in enumerate(wanted[1:], start=1):
-            key = name if name.startswith("grids__") else f"grids__{k}"
-            layers[key] = source.read(name)
+            layers[drawn_grid_key(name, k)] = source.read(name)
         for name in MAP_LAYERS:
             if name in names:
                 layers[name] = source.read(name)

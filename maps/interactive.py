@@ -54,6 +54,7 @@ from folium.template import Template
 from gis_grid.crs import metric_crs
 from gis_grid.errors import GisGridError
 from gis_grid.model import STORAGE_CRS
+from gis_grid.naming import GRIDS, layer_kind
 from maps import data as mapdata
 from maps.symbology import (
     AREA_FIELD_LABELS,
@@ -521,7 +522,7 @@ def build_map(
     GisGridError
         No ``grids`` layer, or it lacks ``code`` / ``level`` / ``kind``.
     """
-    grid_keys = sorted(k for k in layers if k == "grids" or k.startswith("grids__"))
+    grid_keys = sorted(k for k in layers if layer_kind(k) == GRIDS)
     if not grid_keys:
         raise GisGridError("build_map: no grids layer; give layers['grids']")
     if not static_base.endswith("/"):

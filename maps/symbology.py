@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gis_grid.model import DEVICE_TYPES, OUTLET_TIERS, STAFF_ROLES
+from gis_grid.naming import layer_kind
 
 #: Qualitative palette for institutions (colour-blind-safe "Tableau 10" order, minus the
 #: grey that is kept for the government grid and the red kept for problems).
@@ -179,7 +180,7 @@ def institution_colours(ids) -> dict[str, str]:
 
 def area_style(layer: str) -> AreaStyle | None:
     """The style of an analysis layer by name (``overlaps__2026`` → ``overlaps``)."""
-    base = layer.split("__", 1)[0]
+    base = layer_kind(layer)
     if base.startswith(("overlap", "grid_overlap")):
         base = "overlaps"
     return AREA_STYLES.get(base)

@@ -9,7 +9,9 @@ text so that Excel does not turn ``420527101001`` into ``4.20527E+11``, and a no
 every measure and the English field name behind every Chinese header, so that every
 figure can be traced.
 
-Every file is written atomically (to a temporary name beside it, then renamed).
+Every file is written atomically (to a temporary name beside it, then renamed), but for
+:func:`write_sheets`, which writes the tables of the risk watch and the event assessment
+under the headers their jobs give, in place, where the person asked.
 
 Example
 -------
@@ -45,6 +47,7 @@ __all__ = [
     "write_csv",
     "write_geojson",
     "write_json",
+    "write_sheets",
     "write_tables",
     "write_xlsx",
 ]
@@ -361,3 +364,31 @@ def write_tables(folder: str | os.PathLike, tables: Mapping[str, pd.DataFrame], 
     paths = [write_csv(table, folder / f"{name}.csv") for name, table in tables.items()]
     paths.append(write_xlsx(tables, folder / f"{stem}.xlsx", meta))
     return paths
+
+
+def write_sheets(sheets: Mapping[str, tuple[pd.DataFrame, Mapping[str, str]]],
+                 path: str | os.PathLike) -> Path:
+    """Write tables with the Chinese headers given (title → (table, column → header)) to
+    ``path``: .xlsx (one sheet each) or .csv (the first, UTF-8 with a BOM so that Excel
+    shows the Chinese); geometry is dropped. Any other suffix raises ``ValueError``.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, openpyxl
+    >>> p = write_sheets({"考核": (pd.DataFrame({"grid": ["G1"]}), {"grid": "网格"})},
+    ...                  pathlib.Path(tempfile.mkdtemp()) / "s.xlsx")
+    >>> [list(row) for row in openpyxl.load_workbook(p)["考核"].values]
+    [['网格'], ['G1']]
+    """
+    suffix = Path(path).suffix.lower()
+    renamed = {title: frame.drop(columns="geometry", errors="ignore").rename(columns=headers)
+               for title, (frame, headers) in sheets.items()}
+    if suffix == ".xlsx":
+        with pd.ExcelWriter(path, engine="openpyxl") as writer:
+            for title, frame in renamed.items():
+                frame.to_excel(writer, sheet_name=title, index=False)
+    elif suffix == ".csv":
+        next(iter(renamed.values())).to_csv(path, index=False, encoding="utf-8-sig")
+    else:
+        raise ValueError(f"{path}: write .xlsx or .csv")
+    return Path(path)

@@ -3,9 +3,10 @@
 A job (``gis_grid.jobs``) says what it reads, computes and writes; this module does the
 reading and the writing: the layers from the store (the whole territory, or one county's
 rows), the outcome's layers back into the store (each all-or-nothing) and its files into
-a folder (JSON, CSV + XLSX with Chinese headers, GeoJSON, rendered files). The command
-line runs every job through :func:`run_job`; the fan-out (``layers.fanout``) runs
-:func:`read_inputs` per county and stages the layers itself.
+a folder (JSON, CSV + XLSX with Chinese headers, GeoJSON, rendered files, a workbook or
+CSV under headers the job gives). The command line runs every job through
+:func:`run_job`; the fan-out (``layers.fanout``) runs :func:`read_inputs` per county and
+stages the layers itself.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gis_grid.errors import LayerNotFound
-from gis_grid.jobs import GeoJSON, Job, Outcome, Read, Rendered, Tables
+from gis_grid.jobs import GeoJSON, Job, Outcome, Read, Rendered, Sheets, Tables
 from layers.store import Store
 
 __all__ = ["Ran", "available_layers", "read_inputs", "run_job", "store_outcome",
@@ -63,7 +64,7 @@ def read_inputs(store: Store, reads: list[Read], *, available: Collection[str],
 def write_files(outcome: Outcome, folder: str | Path) -> list[Path]:
     """Write the outcome's files into ``folder`` (made if missing), in their order;
     returns the paths written."""
-    from layers.reports import write_geojson, write_json, write_tables
+    from layers.reports import write_geojson, write_json, write_sheets, write_tables
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -86,6 +87,8 @@ def write_files(outcome: Outcome, folder: str | Path) -> list[Path]:
                 written.append(write_geojson(output.frame, path))
         elif isinstance(output, Rendered):
             written += output.render(folder)
+        elif isinstance(output, Sheets):
+            written.append(write_sheets(output.sheets, path))
         else:
             raise TypeError(f"{name}: no writer for {type(output).__name__}")
     return written

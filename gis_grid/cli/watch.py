@@ -1,8 +1,10 @@
 """The risk-watch and event commands of ``gisgrid``: ``screen``, ``inspect``, ``events``.
 
-The command line of plans A and C: it reads layers from the store, calls
-``gis_grid.screening`` / ``gis_grid.events`` and writes the results back, importing
-``layers`` inside the commands so that ``gisgrid --help`` stays instant.
+The command line of plans A and C. ``screen`` and ``events stats`` run their jobs
+(``gis_grid.jobs.SCREENING``, ``EVENT_STATS``) through ``layers.runner``; the others
+record one inspection, event move or patrol at a time through ``gis_grid.screening`` /
+``gis_grid.events``. ``layers`` is imported inside the commands so that ``gisgrid
+--help`` stays instant.
 """
 
 from __future__ import annotations
@@ -16,50 +18,26 @@ import pandas as pd
 from gis_grid.cli.common import store_option
 from gis_grid.model import EVENT_KINDS, EVENT_STATES, RISK_CHECKS
 
-#: Chinese column headers of the files written for people.
-WATCH_HEADERS = {"id": "主体编号", "name": "名称", "registered_type": "登记类型",
-                 "address": "地址", "unit": "村/社区代码", "grid": "所在网格",
-                 "keywords": "命中关键词"}
-COUNT_HEADERS = {"grid": "网格", "unit": "村/社区", "entities": "市场主体数",
-                 "flagged": "重点关注数", "microloan": "小额贷款公司（除外）"}
-REPORT_HEADERS = {"id": "报告编号", "entity": "主体编号", "name": "名称", "grid": "所在网格",
-                  "township": "乡镇街道", "date": "排查日期", "inspector": "排查人",
-                  "checks": "发现问题", "route": "流向", "handler": "处置单位",
-                  "reason": "理由"}
-STATS_HEADERS = {"grid": "网格", "worker": "网格员", "events": "事件数",
-                 "kind_general": "一般性", "kind_coordination": "协调性",
-                 "kind_emergency": "突发性", "kind_approval": "审批性",
-                 "state_reported": "已上报", "state_accepted": "已受理",
-                 "state_handled_on_site": "现场处理", "state_taken_back": "带回社区",
-                 "state_escalated": "上报街道", "state_resolved": "已解决",
-                 "state_closed": "督查办结", "resolve_hours_median": "办结时长中位数（小时）",
-                 "resolve_hours_mean": "办结时长平均（小时）", "overdue": "超时数",
-                 "five_haves": "五有齐全数", "patrol_days": "巡查天数"}
 #: The five haves in one glance: a character each, "·" where missing.
 HAVES_GLYPHS = {"patrolled": "巡", "reported": "报", "owned": "责", "resolved": "解",
                 "supervised": "督"}
 
 
-def _write_for_people(path: str, sheets: dict[str, tuple[pd.DataFrame, dict[str, str]]]
-                      ) -> None:
-    """Write tables with Chinese headers: .xlsx (one sheet each) or .csv (the first,
-    UTF-8 with a BOM so that Excel shows the Chinese)."""
-    suffix = Path(path).suffix.lower()
-    renamed = {title: frame.drop(columns="geometry", errors="ignore").rename(columns=headers)
-               for title, (frame, headers) in sheets.items()}
-    if suffix == ".xlsx":
-        with pd.ExcelWriter(path, engine="openpyxl") as writer:
-            for title, frame in renamed.items():
-                frame.to_excel(writer, sheet_name=title, index=False)
-    elif suffix == ".csv":
-        next(iter(renamed.values())).to_csv(path, index=False, encoding="utf-8-sig")
-    else:
-        raise click.BadParameter(f"{path}: write .xlsx or .csv", param_hint="--out")
+def _write_out(outcome, out: str) -> None:
+    """Write the file for people a job's outcome holds to ``out`` (.xlsx or .csv, as
+    the job's ``out`` parameter named it), then say so."""
+    from layers.runner import write_files
+
+    if Path(out).suffix.lower() not in (".xlsx", ".csv"):
+        raise click.BadParameter(f"{out}: write .xlsx or .csv", param_hint="--out")
+    write_files(outcome, ".")
+    click.echo(f"wrote {out}")
 
 
 def _areas(source, grids: str | None):
     """The polygons entities and events are attached to, and the column they give:
-    ``--grids`` (or layer ``grids`` when it has features), else the units."""
+    ``--grids`` (or layer ``grids`` when it has features), else the units — the rule of
+    ``gis_grid.jobs.screening.areas_of``, reading only the layer chosen."""
     if grids is not None:
         return source.read(grids), "grid"
     if any(info.name == "grids" and info.count for info in source.layers()):
@@ -122,8 +100,8 @@ def screen(entities_layer, file, crs, encoding, grids, out, store):
              watch_counts  per grid: entities, flagged, microloans, hits per word
     Example: gisgrid screen --file entities.csv --crs gcj02 --out 重点关注名单.xlsx
     """
-    from gis_grid.screening import locate, watch_counts
-    from gis_grid.screening import screen as screen_names
+    from gis_grid.jobs import SCREENING
+    from layers.runner import run_job
     from layers.store import open_store
 
     with open_store(store) as target:
@@ -133,34 +111,12 @@ def screen(entities_layer, file, crs, encoding, grids, out, store):
             report = import_file(target, file, entities_layer, crs=crs, encoding=encoding)
             click.echo(f"{report.source}: stored {report.count} entities as layer "
                        f"{entities_layer}")
-        entities = target.read(entities_layer)
-        screened = screen_names(entities)
-        areas, by = _areas(target, grids)
-        screened["grid"] = (locate(screened, areas) if areas is not None
-                            else pd.Series(pd.NA, index=screened.index, dtype="string"))
-        if by == "unit" and "unit" in screened.columns:
-            screened["grid"] = screened["unit"].astype("string").fillna(screened["grid"])
-        fields = ["id", "name", "registered_type", "address", "unit", "grid", "keywords"]
-        watch = screened.loc[screened["flagged"].to_numpy(),
-                             [c for c in fields if c in screened.columns] + ["geometry"]]
-        counts = watch_counts(screened).rename(columns={"grid": by})
-        target.write("watch_list", watch)
-        target.write("watch_counts", counts)
-    flagged, microloans = int(screened["flagged"].sum()), int(screened["microloan"].sum())
-    click.echo(f"screened {len(screened)} entities of {entities_layer}: {flagged} flagged, "
-               f"{microloans} microloan companies excluded; attached to "
-               f"{'grids' if by == 'grid' else 'units (no grids layer)'}")
-    words = counts.drop(columns=[by, "entities", "flagged", "microloan"]).sum()
-    if len(words):
-        click.echo("  by word: " + ", ".join(f"{w} {int(n)}" for w, n in words.items() if n))
-    busiest = counts[counts["flagged"] > 0].head(10)
-    for row in busiest.itertuples(index=False):
-        click.echo(f"  {getattr(row, by):<22} {row.flagged:>4} flagged of {row.entities:>5}")
-    click.echo("stored layers watch_list and watch_counts")
+        ran = run_job(target, SCREENING, {"entities": entities_layer, "grids": grids,
+                                          "out": out})
+    click.echo(ran.outcome.text)
+    click.echo(f"stored layers {' and '.join(ran.stored)}")
     if out:
-        _write_for_people(out, {"重点关注名单": (watch, WATCH_HEADERS),
-                                "网格统计": (counts, {**COUNT_HEADERS, by: COUNT_HEADERS[by]})})
-        click.echo(f"wrote {out}")
+        _write_out(ran.outcome, out)
 
 
 @click.command()
@@ -452,18 +408,16 @@ def patrol(worker, grid, day, note, store):
 def stats(by, start, end, now, out, store):
     """The periodic assessment (定期考核, C4) per grid or worker: events by kind and
     state, hours to resolve, overdue events, events with all five haves, patrol days."""
-    from gis_grid.events import PATROLS, assessment
+    from gis_grid.jobs import EVENT_STATS
+    from layers.runner import run_job
     from layers.store import open_store
 
     with open_store(store) as source:
-        rows = source.read("events")
-        patrols = source.read(PATROLS) if source.has(PATROLS) else None
-    table = assessment(rows, patrols, by=by, start=start, end=end, now=now)
-    with pd.option_context("display.width", 200, "display.max_columns", 40):
-        click.echo(table.to_string(index=False))
+        ran = run_job(source, EVENT_STATS, {"by": by, "start": start, "end": end,
+                                            "now": now, "out": out})
+    click.echo(ran.outcome.text)
     if out:
-        _write_for_people(out, {"考核": (table, STATS_HEADERS)})
-        click.echo(f"wrote {out}")
+        _write_out(ran.outcome, out)
 
 
 @events.command()

@@ -11,12 +11,16 @@ from gis_grid.jobs.base import (
     Params,
     Read,
     Rendered,
+    Sheets,
     Tables,
 )
 from gis_grid.jobs.coverage import COVERAGE
+from gis_grid.jobs.events import EVENT_STATS
 from gis_grid.jobs.partition import PARTITION
 from gis_grid.jobs.placement import PLACEMENT
+from gis_grid.jobs.screening import SCREENING
 from gis_grid.jobs.validate import VALIDATE
 
-__all__ = ["COVERAGE", "PARTITION", "PLACEMENT", "VALIDATE", "GeoJSON", "Inputs", "Job", "Outcome",
-           "Output", "Params", "Read", "Rendered", "Tables"]
+__all__ = ["COVERAGE", "EVENT_STATS", "PARTITION", "PLACEMENT", "SCREENING", "VALIDATE",
+           "GeoJSON", "Inputs", "Job", "Outcome", "Output", "Params", "Read", "Rendered",
+           "Sheets", "Tables"]

@@ -81,9 +81,19 @@ class GeoJSON:
     engine: str = "product"
 
 
+@dataclass(frozen=True)
+class Sheets:
+    """Tables for people under the Chinese headers the job gives, as one file chosen by
+    the file name's suffix: ``.xlsx`` (a sheet per title) or ``.csv`` (the first table,
+    UTF-8 with a BOM); what ``gisgrid screen --out`` and ``events stats --out`` write."""
+
+    #: Sheet title → (table, column → Chinese header).
+    sheets: Mapping[str, tuple[Any, Mapping[str, str]]]
+
+
 #: One output file: text (written as is), a dict (JSON), :class:`Tables`,
-#: :class:`GeoJSON` or :class:`Rendered`.
-Output = str | dict | Tables | GeoJSON | Rendered
+#: :class:`GeoJSON`, :class:`Rendered` or :class:`Sheets`.
+Output = str | dict | Tables | GeoJSON | Rendered | Sheets
 
 
 @dataclass

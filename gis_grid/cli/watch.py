@@ -35,16 +35,13 @@ def _write_out(outcome, out: str) -> None:
 
 
 def _areas(source, grids: str | None):
-    """The polygons entities and events are attached to, and the column they give:
-    ``--grids`` (or layer ``grids`` when it has features), else the units — the rule of
-    ``gis_grid.jobs.screening.areas_of``, reading only the layer chosen."""
-    if grids is not None:
-        return source.read(grids), "grid"
-    if any(info.name == "grids" and info.count for info in source.layers()):
-        return source.read("grids"), "grid"
-    if source.has("units"):
-        return source.read("units"), "unit"
-    return None, "grid"
+    """The polygons entities and events are attached to, and the column they give, by
+    the screening job's rule (``gis_grid.jobs.screening.areas_of``)."""
+    from gis_grid.jobs.screening import area_reads, areas_of
+    from layers.runner import available_layers, read_inputs
+
+    return areas_of(read_inputs(source, area_reads(grids),
+                                available=available_layers(source)))
 
 
 def _routing(street: str | None, street_name: str | None, remit: str | None):

@@ -59,6 +59,7 @@ def serve(store, host, port, workers, max_upload_mb, log_level):
     """
     import uvicorn
 
+    from api.app import app_from_env
     from layers.store import open_store, resolve_store_url
 
     url = resolve_store_url(store)
@@ -69,8 +70,11 @@ def serve(store, host, port, workers, max_upload_mb, log_level):
         os.environ["GISGRID_API_MAX_UPLOAD_MB"] = str(max_upload_mb)
     # One folder of job files for every worker process, so any of them answers a poll.
     os.environ.setdefault("GISGRID_API_JOBS_DIR", tempfile.mkdtemp(prefix="gisgrid-jobs-"))
+    # uvicorn's worker processes import the app factory by its import string (their only
+    # way in); the string is made from the imported function, so it moves with the code.
     # loop/http "auto": uvloop and httptools (dependencies of ours) when importable.
-    uvicorn.run("api.app:app_from_env", factory=True, host=host, port=port,
+    factory = f"{app_from_env.__module__}:{app_from_env.__qualname__}"
+    uvicorn.run(factory, factory=True, host=host, port=port,
                 workers=workers, log_level=log_level, proxy_headers=True,
                 loop="auto", http="auto")
 

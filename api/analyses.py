@@ -93,6 +93,10 @@ class CoverageParameters(_Body):
     data_date: str | None = Field(None, max_length=40)
     households_geojson: bool = Field(False, description="Include the per-household layer "
                                      "(large).")
+    weights: dict[str, float] | None = Field(
+        None, max_length=10, description="The assessment's criteria and weights, as "
+        "``gisgrid coverage --assessment``: coverage, files, staffing, blanks_closed, each "
+        "≥ 0, summing to 1 (a criterion not named weighs 0); default 0.3/0.3/0.2/0.2.")
 
 
 class PlacementParameters(_Body):
@@ -242,6 +246,12 @@ async def _coverage_job(request: Request, part: str, params: CoverageParameters,
     for required in ("territory", "households"):
         if required not in views:
             raise Unprocessable(f"the store has no {required} layer; coverage needs it")
+    from gis_grid.coverage.ranking import assessment_weights
+
+    try:
+        weights = assessment_weights(params.weights, source="weights")
+    except InputError as err:
+        raise Unprocessable(err.report()) from None
     store = provider.store
     tables, layers = PARTS[part]
 
@@ -253,7 +263,9 @@ async def _coverage_job(request: Request, part: str, params: CoverageParameters,
                       "radii": {"urban": params.urban_radius, "rural": params.rural_radius},
                       "max_institutions": params.max_institutions, "year": params.year,
                       "period": params.period, "data_date": params.data_date,
-                      "include_households": params.households_geojson, "source": "api"}
+                      "include_households": params.households_geojson, "source": "api",
+                      "weights": weights,
+                      "weights_source": "default" if params.weights is None else "api"}
         inputs = {read.as_key: _read(store, read.name, views.get(read.name))
                   for read in COVERAGE.reads(job_params, views)}
         progress(0.25, "measuring access, gaps and files")

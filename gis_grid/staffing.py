@@ -64,3 +64,121 @@ def assign_staff(grids: gpd.GeoDataFrame, staff: pd.DataFrame, *,
                          index=staff.index, dtype=object)
     staff["grids"] = assigned.where(mine, current)
     return grids, staff
+
+
+#: Staff roles that hold a finest grid one-to-one (B4). A manager (网格管理员) oversees
+#: grids one level up and never staffs a finest grid.
+WORKER_ROLES = ("worker", "part-time")
+
+
+def _clean(values) -> pd.Series:
+    """Strings with blanks, NaN and "None" as None."""
+    out = []
+    for v in (values.tolist() if hasattr(values, "tolist") else list(values)):
+        t = None if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA \
+            else str(v).strip()
+        out.append(None if t in (None, "", "nan", "None", "<NA>") else t)
+    return pd.Series(out, dtype=object)
+
+
+def finest_grids(grids: pd.DataFrame) -> np.ndarray:
+    """Which rows of ``grids`` are finest grids: grids no other grid of the layer names as
+    its parent (the ``parent`` field, else the code less its last ``-`` segment; level 1
+    has no parent). The same rule ``gisgrid validate`` calls a leaf.
+
+    Examples
+    --------
+    >>> g = pd.DataFrame({"code": ["A", "A-1", "A-2", "B"], "level": [1, 2, 2, 1]})
+    >>> finest_grids(g).tolist()
+    [False, True, True, True]
+    """
+    n = len(grids)
+    code = _clean(grids["code"] if "code" in grids else [None] * n).fillna("").to_numpy(object)
+    level = (pd.to_numeric(grids["level"], errors="coerce").fillna(1).astype(int).to_numpy()
+             if "level" in grids else np.ones(n, int))
+    parent = _clean(grids["parent"] if "parent" in grids else [None] * n)
+    derived = pd.Series([c.rsplit("-", 1)[0] if "-" in c else None for c in code], dtype=object)
+    parent = [p if p is not None else d for p, d in zip(parent, derived, strict=True)]
+    parent = np.array([p if lv > 1 else None for p, lv in zip(parent, level, strict=True)],
+                      dtype=object)
+    named = {p for p, c in zip(parent, code, strict=True) if p is not None and p != c}
+    return ~np.isin(code, list(named)) if named else np.ones(n, dtype=bool)
+
+
+def grid_staffing(grids: pd.DataFrame, staff: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Which finest grids are staffed, and by whom: the one staffing rule (B4, 一人一格).
+
+    **A finest grid is staffed when a worker or part-time worker (not a manager) is
+    assigned to it.** A person is assigned to a grid by the grid's ``worker`` field or by
+    the staff layer's ``grids`` field (``;``-separated codes). Staff with the role
+    ``manager`` never staff a grid, whichever field names them; staff rows of any other
+    role are not counted either. An id in ``worker`` that the staff layer does not list is
+    taken at its word (a worker). Finest grids: :func:`finest_grids`.
+
+    ``gisgrid validate`` (``no_worker``, ``worker_multiple``), the coverage report's
+    staffing tables, the assessment's staffing score and the maps all use this function.
+
+    Parameters
+    ----------
+    grids
+        A grid layer (``code``; ``level``, ``parent``, ``institution``, ``worker`` used
+        when present). Several layers may be concatenated.
+    staff
+        The staff layer (``id``; ``role``, ``grids`` used when present), optional.
+
+    Returns
+    -------
+    DataFrame
+        One row per row of ``grids``, in order (RangeIndex): ``code``, ``institution``,
+        ``level``, ``finest`` (bool), ``workers`` (tuple of staff ids, sorted),
+        ``staffed`` (finest and at least one worker).
+
+    Examples
+    --------
+    >>> g = pd.DataFrame({"code": ["A", "A-1", "A-2", "A-3"], "level": [1, 2, 2, 2],
+    ...                   "manager": ["m", None, None, None],
+    ...                   "worker": [None, "w", "m", None]})
+    >>> s = pd.DataFrame({"id": ["m", "w", "p"], "role": ["manager", "worker", "part-time"],
+    ...                   "grids": ["A;A-2", "A-1", "A-3"]})
+    >>> t = grid_staffing(g, s)
+    >>> t["staffed"].tolist(), t["workers"].tolist()
+    ([False, True, False, True], [(), ('w',), (), ('p',)])
+    """
+    n = len(grids)
+    code = _clean(grids["code"] if "code" in grids else [None] * n).to_numpy(object)
+    inst = _clean(grids["institution"] if "institution" in grids else [None] * n
+                  ).to_numpy(object)
+    level = (pd.to_numeric(grids["level"], errors="coerce").fillna(1).astype(int).to_numpy()
+             if "level" in grids else np.ones(n, int))
+    held: dict[str, set[str]] = {}
+    not_workers: set[str] = set()
+    if staff is not None and len(staff) and "id" in staff:
+        ids = _clean(staff["id"]).to_numpy(object)
+        roles = (_clean(staff["role"]).to_numpy(object) if "role" in staff
+                 else np.full(len(staff), "worker", dtype=object))
+        lists = (_clean(staff["grids"]).to_numpy(object) if "grids" in staff
+                 else np.full(len(staff), None, dtype=object))
+        for sid, role, listed in zip(ids, roles, lists, strict=True):
+            if sid is None:
+                continue
+            if role not in WORKER_ROLES:
+                not_workers.add(sid)
+                continue
+            for c in (listed or "").split(";"):
+                if c.strip():
+                    held.setdefault(c.strip(), set()).add(sid)
+        # Someone listed as a worker somewhere is a worker, even if another row says not.
+        not_workers -= {s for people in held.values() for s in people}
+    named = (_clean(grids["worker"]).to_numpy(object) if "worker" in grids
+             else np.full(n, None, dtype=object))
+    workers = []
+    for c, w in zip(code, named, strict=True):
+        people = set(held.get(c, ())) if c is not None else set()
+        if w is not None and w not in not_workers:
+            people.add(w)
+        workers.append(tuple(sorted(people)))
+    finest = finest_grids(grids)
+    has = np.array([bool(w) for w in workers], dtype=bool)
+    return pd.DataFrame({"code": code, "institution": inst, "level": level,
+                         "finest": finest, "workers": pd.Series(workers, dtype=object),
+                         "staffed": finest & has})

@@ -115,6 +115,7 @@ COLUMNS_ZH: dict[str, str] = {
     "grids_staffed": "有人网格数", "unstaffed": "无人网格数",
     "multi_grid_workers": "一人多格人数", "trained_share": "培训率", "compliance": "一人一格达标率",
     "basis": "判定依据", "staff": "人员数", "staffed": "有人",
+    "note": "备注",
     "rank": "排名", "coverage": "覆盖得分", "files": "建档得分", "staffing": "人员得分",
     "blanks_closed": "填补空白村社区数", "blanks_closed_score": "填补空白得分", "score": "总分",
     "order": "顺序", "site": "候选点", "source": "来源", "newly_covered": "新增覆盖住户",
@@ -234,6 +235,14 @@ def notes_rows(meta: Mapping) -> list[tuple[str, str]]:
         rows.append(("农村服务半径 (米)", f"{radii.get('rural_m'):g}"))
     for key, value in (meta.get("targets") or {}).items():
         rows.append((f"目标 {VALUES_ZH.get(key, key)}", f"{100 * value:g} %"))
+    assessment = meta.get("assessment") or {}
+    for key, value in (assessment.get("weights") or {}).items():
+        what = (assessment.get("criteria") or {}).get(key, "")
+        rows.append((f"考核权重 {COLUMNS_ZH.get(key, key)} ({key})",
+                     f"{value:g}" + (f"：{what}" if what else "")))
+    if assessment.get("source"):
+        rows.append(("考核权重来源", "默认 (default)" if assessment["source"] == "default"
+                     else str(assessment["source"])))
     for key, value in _flatten(meta.get("counts") or {}):
         rows.append((f"数量 {key}", str(value)))
     for key, value in (meta.get("layers_used") or {}).items():

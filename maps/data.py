@@ -31,6 +31,7 @@ from gis_grid.crs import metric_crs
 from gis_grid.errors import GisGridError, StoreError
 from gis_grid.model import STORAGE_CRS
 from gis_grid.naming import drawn_grid_key
+from gis_grid.staffing import grid_staffing
 from maps.symbology import area_style
 
 #: Layers of the data model a map draws when the store has them (grids come separately).
@@ -255,7 +256,8 @@ def grid_facts(layers: dict[str, pd.DataFrame], grids: gpd.GeoDataFrame | None =
     -------
     pandas.DataFrame
         One row per grid, in the order of ``check_grids(grids)``, with ``FACT_COLUMNS``:
-        names rather than ids for the institution, outlet, manager and worker; ``phone``
+        names rather than ids for the institution, outlet, manager and worker (the
+        grid's workers by ``gis_grid.staffing.grid_staffing``, joined by 、); ``phone``
         the worker's mobile (the manager's when the grid has no worker); ``households``
         the grid's own figure or, missing that, the households counted inside it;
         ``outlets`` / ``devices`` counted inside it; ``files_pct`` see ``_files_pct``.
@@ -277,8 +279,13 @@ def grid_facts(layers: dict[str, pd.DataFrame], grids: gpd.GeoDataFrame | None =
     inst_ids = [str(v) if _present(v) else None for v in column("institution")]
     managers = [people.get(str(v), (str(v), None)) if _present(v) else (None, None)
                 for v in column("manager")]
-    workers = [people.get(str(v), (str(v), None)) if _present(v) else (None, None)
-               for v in column("worker")]
+    # Who staffs a grid is the engine's one rule (gis_grid.staffing.grid_staffing): a
+    # worker or part-time worker, never a manager, from the grid's worker field or the
+    # staff layer's grids field — what validate, coverage and the assessment count.
+    staffed_by = grid_staffing(grids, layers.get("staff"))["workers"]
+    workers = [(("、".join(people.get(w, (w, None))[0] for w in ws)),
+                next((people[w][1] for w in ws if w in people and people[w][1]), None))
+               if ws else (None, None) for ws in staffed_by]
     households = pd.to_numeric(column("households"), errors="coerce").to_numpy(float)
     if np.isnan(households).any() and layers.get("households") is not None:
         homes = layers["households"]

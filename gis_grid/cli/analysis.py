@@ -34,6 +34,23 @@ def _radius_options(f):
     return f
 
 
+def _weight_pairs(ctx, param, values) -> tuple[tuple[str, float], ...]:
+    """``--weight CRITERION=W`` as (criterion, weight) pairs; the values are checked with
+    the other weights (``gis_grid.coverage.ranking.assessment_weights``)."""
+    pairs = []
+    for value in values:
+        name, sep, number = value.partition("=")
+        if not sep or not name.strip():
+            raise click.BadParameter(f"{value!r}: write CRITERION=WEIGHT, e.g. files=0.3",
+                                     ctx, param)
+        try:
+            pairs.append((name.strip(), float(number)))
+        except ValueError:
+            raise click.BadParameter(f"{value!r}: {number!r} is not a number", ctx,
+                                     param) from None
+    return tuple(pairs)
+
+
 @click.command()
 @store_option
 @click.option("--institution", default=None, metavar="ID",
@@ -64,10 +81,21 @@ def _radius_options(f):
               help="Do not store the coverage_gaps and service_blanks layers.")
 @click.option("--out", type=click.Path(file_okay=False), default="coverage-report",
               show_default=True, help="Folder for the report files.")
+@click.option("--assessment", "assessment_file", type=click.Path(dir_okay=False),
+              default=None, metavar="FILE",
+              help="The assessment's criteria and weights, TOML (*.toml) or JSON: "
+                   "criterion = weight, at the top level or under [weights]. Criteria: "
+                   "coverage, files, staffing, blanks_closed; weights ≥ 0 summing to 1; "
+                   "a criterion not named weighs 0.")
+@click.option("--weight", "weight_options", multiple=True, metavar="CRITERION=W",
+              callback=_weight_pairs,
+              help="Weight of one criterion (repeatable). Over --assessment's weights "
+                   "when both are given; alone, the criteria named are the assessment's. "
+                   "Default coverage=0.3 files=0.3 staffing=0.2 blanks_closed=0.2.")
 @fanout_options
 def coverage(store, institution, urban_radius, rural_radius, grid_layers, max_institutions,
-             year, period, data_date, households_geojson, no_store_layers, out, scheduler,
-             counties, no_resume, retries):
+             year, period, data_date, households_geojson, no_store_layers, out,
+             assessment_file, weight_options, scheduler, counties, no_resume, retries):
     """Coverage and gap analysis: who is within reach of a bank, where the blanks are, and
     how each bank's grid work measures up.
 
@@ -91,8 +119,12 @@ def coverage(store, institution, urban_radius, rural_radius, grid_layers, max_in
       banks      institutions whose grids cover each unit, over-concentration, rural
                  units in no bank's grid, HHI of outlets per township
       files      ledger files against the phase targets, what is behind and by how much
-      staffing   one person per grid
-      ranking    an assessment score per institution and its rank
+      staffing   one person per grid: a finest grid is staffed when a worker or
+                 part-time worker (not a manager) is assigned to it, the rule of
+                 gisgrid validate's no_worker
+      ranking    an assessment score per institution and its rank: Σ weight ×
+                 criterion score × 100 (--assessment / --weight); a bank with no
+                 figure for a criterion scores 0 on it, with a note
 
     \b
     Writes to --out: report.json (machines), a CSV per table and coverage.xlsx (people:
@@ -120,14 +152,25 @@ def coverage(store, institution, urban_radius, rural_radius, grid_layers, max_in
     Example:
       gisgrid coverage --store zigui.gpkg --out report/
       gisgrid coverage --store zigui.gpkg --institution NSH --rural-radius 3000
+      gisgrid coverage --store zigui.gpkg --weight coverage=0.5 --weight files=0.5
       gisgrid coverage --store postgresql://… --out /shared/report --scheduler tcp://A:8786
     """
+    from gis_grid.coverage.ranking import assessment_weights, read_assessment
     from gis_grid.jobs import COVERAGE
     from gis_grid.naming import grid_layers as grid_layers_in
     from layers.runner import available_layers, run_job
     from layers.store import open_store, resolve_store_url
 
     refuse_fanout_only(scheduler)
+    if assessment_file:
+        weights, weights_source = (read_assessment(assessment_file, overrides=weight_options),
+                                   str(assessment_file) + (" + --weight" if weight_options
+                                                           else ""))
+    elif weight_options:
+        weights, weights_source = (assessment_weights(dict(weight_options),
+                                                      source="--weight"), "--weight")
+    else:
+        weights, weights_source = assessment_weights(), "default"
     url = resolve_store_url(store)
     if scheduler:
         check_store(store, scheduler)
@@ -138,7 +181,8 @@ def coverage(store, institution, urban_radius, rural_radius, grid_layers, max_in
                   "radii": {"urban": urban_radius, "rural": rural_radius},
                   "max_institutions": max_institutions, "year": int(year), "period": period,
                   "data_date": data_date, "include_households": households_geojson,
-                  "store_layers": not no_store_layers, "source": display(url)}
+                  "store_layers": not no_store_layers, "source": display(url),
+                  "weights": weights, "weights_source": weights_source}
     if scheduler:
         run_fanout(COVERAGE, {**params, "out": out_folder(out)}, store, scheduler, counties,
                    no_resume, retries, after=lambda run: [

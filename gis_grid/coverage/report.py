@@ -34,7 +34,7 @@ from gis_grid.coverage.files import PHASE_TARGETS, files_vs_targets
 from gis_grid.coverage.gaps import gap_areas, service_blanks
 from gis_grid.coverage.indicators import access_indicators
 from gis_grid.coverage.points import touch_points
-from gis_grid.coverage.ranking import assessment, blanks_closed
+from gis_grid.coverage.ranking import CRITERIA, assessment, assessment_weights, blanks_closed
 from gis_grid.coverage.shares import coverage_shares, grid_shares, institution_shares
 from gis_grid.coverage.staff import staffing
 from gis_grid.crs import metric_crs
@@ -159,6 +159,7 @@ def coverage_report(
     include_households: bool = False,
     layers_used: Mapping[str, str] | None = None,
     weights: Mapping[str, float] | None = None,
+    weights_source: str | None = None,
 ) -> CoverageReport:
     """Every analysis of the coverage issue in one call, with traceable figures.
 
@@ -191,6 +192,10 @@ def coverage_report(
     layers_used
         Where each layer came from (``{"households": "store.gpkg:households"}``), for the
         report.
+    weights, weights_source
+        The assessment's criteria and weights (``gis_grid.coverage.ranking``; default
+        ``ASSESSMENT_WEIGHTS``) and where they came from (a file, options), for the
+        report's meta ``assessment``.
 
     Returns
     -------
@@ -207,6 +212,7 @@ def coverage_report(
         different CRSs, a grid layer or points from another territory.
     """
     started = dt.datetime.now(dt.UTC)
+    weights = assessment_weights(weights)
     grids = dict(grids or {})
     layers_in = {"territory": territory, "households": households, "outlets": outlets,
                  "devices": devices, "units": units, "townships": townships, **grids}
@@ -324,6 +330,12 @@ def coverage_report(
                      "residents (常住人口) and per 10,000 households, not per adult")
     if closed is None:
         notes.append("blanks closed are not assessed for a single institution's view")
+    zeroed = tables["assessment"].dropna(subset=["note"])
+    if len(zeroed):
+        notes.append("考核：某项无数据的机构该项得 0 分 (assessment: no figure for a criterion "
+                     "scores 0 on it): "
+                     + "; ".join(f"{i} ({n})" for i, n in zip(zeroed["institution"],
+                                                            zeroed["note"], strict=True)))
     meta = {
         "generated_at": started.isoformat(timespec="seconds"),
         "data_date": data_date or (files.period if files is not None else None),
@@ -335,6 +347,8 @@ def coverage_report(
         "max_institutions": max_institutions,
         "year": year,
         "targets": PHASE_TARGETS[year],
+        "assessment": {"weights": weights, "source": weights_source or "default",
+                       "criteria": CRITERIA},
         "period": files.period if files is not None else None,
         "layers_used": dict(layers_used) if layers_used else
         {k: "given" for k, v in {**layers_in, "institutions": institutions, "ledger": ledger,
@@ -362,7 +376,11 @@ DEFINITIONS = {
                "of the unit's area",
     "hhi": "Herfindahl-Hirschman index of serving outlets by institution, Σ (100·share)²",
     "files": "files ÷ totals of the ledger period against the phase targets of plan B7",
-    "staffing": "one person per grid (一人一格): grids with someone assigned ÷ grids",
+    "staffing": "一人一格：有网格员（专职或兼职，不含网格管理员）的最细网格 ÷ 最细网格，与 "
+                "gisgrid validate 的无网格员 (no_worker) 同一规则 (a finest grid is staffed "
+                "when a worker or part-time worker, not a manager, is assigned to it)",
     "blanks_closed": "units an institution alone keeps from being blanks",
-    "score": "weighted mean of coverage, files attainment, staffing and blanks closed, × 100",
+    "score": "考核总分 = Σ 权重 × 各项得分 (0–1) × 100，权重见「考核权重」（合计为 1）；"
+             "某项无数据的机构该项得 0 分并注明 (weighted sum of the criteria × 100; a "
+             "criterion without data scores 0, with a note)",
 }

@@ -14,23 +14,26 @@ import numpy as np
 import pandas as pd
 
 from gis_grid.coverage.common import _text
+from gis_grid.staffing import WORKER_ROLES, grid_staffing
 
 
 @dataclass
 class Staffing:
-    """One person per grid (一人一格, B4).
+    """One person per grid (一人一格, B4), by the one rule of
+    :func:`gis_grid.staffing.grid_staffing`.
 
     Attributes
     ----------
     institutions
-        Per institution: ``grids`` (its finest grids, else its ledger grids), ``workers``
-        (grid workers, full- and part-time), ``managers``, ``grids_staffed`` (grids with
-        someone assigned; by headcount when no assignment is recorded), ``unstaffed``,
-        ``multi_grid_workers`` (people holding more than one grid), ``trained_share``,
-        ``compliance`` (staffed / grids) and ``basis`` (assigned / headcount).
+        Per institution: ``grids`` (its finest grids, else the grids of its ledger rows of
+        the latest period), ``workers`` (grid workers, full- and part-time), ``managers``,
+        ``grids_staffed`` (finest grids a worker or part-time worker is assigned to),
+        ``unstaffed``, ``multi_grid_workers`` (workers holding more than one of its finest
+        grids), ``trained_share``, ``compliance`` (staffed ÷ grids; empty without grids)
+        and ``basis`` (``grids`` / ``ledger``: where its grids came from).
     grids
-        Per grid (when grids are known): ``code``, ``institution``, ``staff`` (count of
-        people assigned), ``staffed``.
+        Per finest grid: ``code``, ``institution``, ``staff`` (workers assigned),
+        ``staffed``.
     """
 
     institutions: pd.DataFrame
@@ -39,81 +42,67 @@ class Staffing:
 
 def staffing(staff: pd.DataFrame, *, grids: gpd.GeoDataFrame | None = None,
              ledger: pd.DataFrame | None = None) -> Staffing:
-    """Staffing compliance: is there one grid worker per grid (B4)?
+    """Staffing compliance: is there a grid worker on every finest grid (B4)?
 
-    An institution's grids are its finest grids in ``grids`` (the level where workers
-    work), else the grids named in its ledger rows of the latest period. A person is
-    assigned to a grid by the staff layer's ``grids`` field (codes separated by ``;``)
-    or the grid's ``worker`` / ``manager`` field. Where an institution records no
-    assignment at all, compliance is judged by headcount (workers ≥ grids).
+    An institution's grids are its finest grids in ``grids``
+    (:func:`gis_grid.staffing.finest_grids`), else the grids named in its ledger rows of
+    the latest period. Whether a grid is staffed is
+    :func:`gis_grid.staffing.grid_staffing`: a worker or part-time worker (not a manager)
+    is assigned to it, by the staff layer's ``grids`` field or the grid's ``worker``
+    field — the rule ``gisgrid validate`` checks as ``no_worker``.
 
     Examples
     --------
-    >>> staff = pd.DataFrame({"id": ["s1", "s2"], "institution": ["X", "X"],
-    ...                       "role": ["worker", "worker"], "grids": ["g1", "g1;g2"]})
+    >>> staff = pd.DataFrame({"id": ["s1", "s2", "m"], "institution": ["X", "X", "X"],
+    ...                       "role": ["worker", "worker", "manager"],
+    ...                       "grids": ["g1", "g1;g2", "g3"]})
     >>> ledger = pd.DataFrame({"grid": ["g1", "g2", "g3"], "institution": ["X"] * 3})
     >>> s = staffing(staff, ledger=ledger)
     >>> row = s.institutions.iloc[0]
     >>> int(row["grids"]), int(row["grids_staffed"]), round(float(row["compliance"]), 3)
     (3, 2, 0.667)
     """
-    inst_grids: dict[str, set[str]] = {}
-    grid_worker: dict[str, str] = {}
+    basis = "grids"
     if grids is not None and len(grids) and "institution" in grids:
-        g = pd.DataFrame({"code": _text(grids["code"]), "institution": _text(grids["institution"]),
-                          "level": pd.to_numeric(grids.get("level", 1), errors="coerce")})
-        for col in ("worker", "manager"):
-            if col in grids:
-                for code, who in zip(g["code"], _text(grids[col]), strict=True):
-                    if who:
-                        grid_worker.setdefault(code, who)
-        g = g.loc[g["institution"].notna()]
-        finest = g.groupby("institution")["level"].transform("max")
-        for inst, part in g.loc[g["level"] == finest].groupby("institution"):
-            inst_grids[inst] = set(part["code"])
+        frame = pd.DataFrame(grids.drop(columns=grids.geometry.name)
+                             if isinstance(grids, gpd.GeoDataFrame) else grids)
+        frame = frame.reset_index(drop=True)
     elif ledger is not None and len(ledger):
         led = ledger
         if "period" in led and led["period"].notna().any():
             led = led.loc[_text(led["period"]) == max(set(_text(led["period"])) - {None})]
-        for inst, part in pd.DataFrame({"i": _text(led["institution"]),
-                                        "g": _text(led["grid"])}).groupby("i"):
-            inst_grids[inst] = set(part["g"])
-    sid = _text(staff["id"]) if len(staff) else np.array([], object)
+        frame = pd.DataFrame({"code": _text(led["grid"]), "institution": _text(led["institution"]),
+                              "level": 1}).dropna(subset=["code"]).drop_duplicates(
+            ["code", "institution"]).reset_index(drop=True)
+        basis = "ledger"
+    else:
+        frame = pd.DataFrame({"code": [], "institution": [], "level": []})
+    who = grid_staffing(frame, staff)
+    who = who.loc[who["finest"] & who["institution"].notna()]
     sinst = _text(staff["institution"]) if len(staff) else np.array([], object)
     role = _text(staff["role"]) if len(staff) else np.array([], object)
-    held = [[c.strip() for c in (v or "").split(";") if c.strip()]
-            for v in (_text(staff["grids"]) if "grids" in staff and len(staff)
-                      else [None] * len(staff))]
     trained = (pd.Series(staff["trained"]).notna().to_numpy() if "trained" in staff
                else np.zeros(len(staff), bool))
-    person_grids = pd.DataFrame([(s, i, c) for s, i, cs in zip(sid, sinst, held, strict=True)
-                                 for c in cs], columns=["staff", "institution", "grid"])
-    extra = pd.DataFrame([(who, None, code) for code, who in grid_worker.items()],
-                         columns=["staff", "institution", "grid"])
-    assigned = pd.concat([person_grids, extra], ignore_index=True).drop_duplicates(
-        ["staff", "grid"])
-    per_grid = assigned.groupby("grid")["staff"].nunique()
-    per_person = person_grids.groupby("staff")["grid"].nunique()
     rows, grid_rows = [], []
-    for inst in sorted(set(inst_grids) | {i for i in sinst if i}):
-        codes = inst_grids.get(inst, set())
+    for inst in sorted(set(who["institution"]) | {i for i in sinst if i}):
+        mine_grids = who.loc[who["institution"] == inst]
+        n = len(mine_grids)
         mine = sinst == inst
-        workers = int((mine & np.isin(role, ("worker", "part-time"))).sum())
-        managers = int((mine & (role == "manager")).sum())
-        counts = per_grid.reindex(sorted(codes), fill_value=0)
-        recorded = bool(len(codes)) and bool(counts.sum() > 0)
-        staffed = int((counts > 0).sum()) if recorded else min(workers, len(codes))
-        multi = int((per_person.reindex(sid[mine]).fillna(0) > 1).sum())
+        staffed = int(mine_grids["staffed"].sum())
+        held = mine_grids["workers"].explode().dropna()
+        multi = int((held.value_counts() > 1).sum()) if len(held) else 0
         rows.append({
-            "institution": inst, "grids": len(codes), "workers": workers,
-            "managers": managers, "grids_staffed": staffed,
-            "unstaffed": len(codes) - staffed, "multi_grid_workers": multi,
+            "institution": inst, "grids": n,
+            "workers": int((mine & np.isin(role, WORKER_ROLES)).sum()),
+            "managers": int((mine & (role == "manager")).sum()), "grids_staffed": staffed,
+            "unstaffed": n - staffed, "multi_grid_workers": multi,
             "trained_share": float(trained[mine].mean()) if mine.any() else np.nan,
-            "compliance": staffed / len(codes) if codes else np.nan,
-            "basis": "assigned" if recorded else "headcount",
+            "compliance": staffed / n if n else np.nan,
+            "basis": basis if n else None,
         })
-        grid_rows += [{"code": c, "institution": inst, "staff": int(n), "staffed": bool(n > 0)}
-                      for c, n in counts.items()] if recorded else []
+        grid_rows += [{"code": c, "institution": inst, "staff": len(w), "staffed": bool(s)}
+                      for c, w, s in zip(mine_grids["code"], mine_grids["workers"],
+                                         mine_grids["staffed"], strict=True)]
     return Staffing(pd.DataFrame(rows, columns=[
         "institution", "grids", "workers", "managers", "grids_staffed", "unstaffed",
         "multi_grid_workers", "trained_share", "compliance", "basis"]),

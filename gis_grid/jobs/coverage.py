@@ -43,6 +43,10 @@ def _compute(inputs, params) -> Outcome:
     source = params.get("source", "store")
     used = [*(n for n in LAYERS if frames[n] is not None), *grids]
     options = {k: params[k] for k in ("period", "data_date") if params.get(k) is not None}
+    if params.get("weights") is not None:
+        # The assessment's weights (checked by the engine; a bad table is an InputError).
+        options["weights"] = dict(params["weights"])
+        options["weights_source"] = params.get("weights_source")
     radii = params.get("radii")
     if radii:
         options["radii"] = Radii(urban=float(radii["urban"]), rural=float(radii["rural"]))

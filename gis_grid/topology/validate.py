@@ -25,13 +25,13 @@ from shapely.geometry.base import BaseGeometry
 from gis_grid.errors import InputError, Problem
 from gis_grid.geometry import polygonal
 from gis_grid.model import STORAGE_CRS
+from gis_grid.staffing import grid_staffing
 from gis_grid.topology.layer import (
     DEFAULT_GAP_WIDTH,
     DEFAULT_SLIVER_AREA,
     DEFAULT_SNAP_TOLERANCE,
     _Layer,
     _prepare,
-    _text,
     _Tolerances,
 )
 from gis_grid.topology.ops import (
@@ -51,9 +51,6 @@ from gis_grid.topology.report import _COLUMNS, KINDS, ValidationReport
 #: Kinds whose geometry is an area in which households are counted.
 _AREA_KINDS = ("gap", "parent_uncovered", "overlap", "sliver", "outside_territory",
                "child_outside_parent")
-
-#: Staff roles that hold a grid one-to-one (B4); a manager (网格管理员) may oversee several.
-_WORKER_ROLES = ("worker", "part-time")
 
 
 def _rows(kind: str, geometry, codes, level, institution, message, *, area=np.nan,
@@ -426,38 +423,23 @@ class _Validator:
 
     def staffing(self, staff) -> bool:
         """一人一格: each leaf grid has a worker; no worker holds two grids of one level.
+        Who staffs which grid is ``gis_grid.staffing.grid_staffing``, the one rule the
+        coverage report, the assessment and the maps use too.
 
         Returns whether there was anything to check (a worker column or a staff table).
         """
         L = self.layer
-        pairs = []
-        if "worker" in L.frame.columns:
-            worker = _text(L.frame, "worker")
-            pairs.append(pd.DataFrame({"worker": worker, "row": np.arange(len(worker))})
-                         .dropna())
-        if staff is not None:
-            if not {"id", "grids"} <= set(staff.columns):
-                raise InputError([Problem("staff", None, "grids",
-                                          "staff needs the columns id and grids")])
-            held = pd.DataFrame({"worker": _text(staff, "id"), "grids": _text(staff, "grids")})
-            if "role" in staff.columns:
-                held = held[_text(staff, "role").isin(_WORKER_ROLES).fillna(False).to_numpy()]
-            held = held.dropna().assign(grids=lambda f: f["grids"].str.split(";"))
-            held = held.explode("grids")
-            held["grids"] = held["grids"].str.strip()
-            first_row = pd.Series(np.arange(len(L.code)), index=L.code)
-            first_row = first_row[~first_row.index.duplicated()]
-            held["row"] = first_row.reindex(held["grids"].to_numpy()).to_numpy()
-            pairs.append(held.dropna(subset=["row"])[["worker", "row"]]
-                         .astype({"row": int}))
-        if not pairs:
+        if staff is not None and not {"id", "grids"} <= set(staff.columns):
+            raise InputError([Problem("staff", None, "grids",
+                                      "staff needs the columns id and grids")])
+        if "worker" not in L.frame.columns and staff is None:
             return False
-        pairs = pd.concat(pairs, ignore_index=True).drop_duplicates()
+        who = grid_staffing(L.frame, staff)
+        pairs = pd.DataFrame({"worker": who["workers"], "row": np.arange(len(who))}
+                             ).explode("worker").dropna()
+        pairs = pairs.astype({"row": int}).drop_duplicates()
 
-        leaf = np.flatnonzero(~L.has_children)
-        staffed = np.zeros(len(L.code), dtype=bool)
-        staffed[pairs["row"].to_numpy()] = True
-        lonely = leaf[~staffed[leaf]]
+        lonely = np.flatnonzero(who["finest"].to_numpy() & ~who["staffed"].to_numpy())
         self._add("no_worker", L.raw[lonely], L.code[lonely], L.level[lonely],
                   L.institution[lonely],
                   [f"grid {c} has no grid worker (网格员)" for c in L.code[lonely]])

@@ -152,3 +152,22 @@ def test_the_service_and_the_cli_run_one_coverage_job(svc, tmp_path):
         assert served["tables"][name] == rows, name
     assert served["summary"].splitlines()[1:] == ran.output.splitlines()[1:
         len(served["summary"].splitlines())]
+
+
+def test_assessment_weights_pass_through_and_bad_ones_are_refused(svc):
+    """The API's assessment is the CLI's table, under the weights the caller gives."""
+    body = {"weights": {"coverage": 0.5, "staffing": 0.5}}
+    report = result(svc, run_job(svc, "assessment", svc.keys.regulator, body),
+                    svc.keys.regulator)
+    assert report["meta"]["assessment"]["weights"] == {
+        "coverage": 0.5, "files": 0.0, "staffing": 0.5, "blanks_closed": 0.0}
+    for row in report["tables"]["assessment"]:
+        assert row["score"] == pytest.approx(50 * row["coverage"] + 50 * row["staffing"])
+    default = result(svc, run_job(svc, "assessment", svc.keys.regulator), svc.keys.regulator)
+    assert default["meta"]["assessment"]["weights"] == {
+        "coverage": 0.3, "files": 0.3, "staffing": 0.2, "blanks_closed": 0.2}
+    for weights, words in (({"coverage": 0.5, "speed": 0.5}, "speed is not a criterion"),
+                           ({"coverage": 0.5}, "must sum to 1"),
+                           ({"coverage": 1.5, "files": -0.5}, "negative")):
+        r = svc.post("/analyses/assessment", svc.keys.regulator, json={"weights": weights})
+        assert r.status_code == 422 and words in r.text, r.text

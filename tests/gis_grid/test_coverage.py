@@ -364,11 +364,12 @@ def test_staffing_one_person_per_grid():
     s = staffing(staff, grids=grids).institutions.set_index("institution")
     assert s.loc["X", ["grids", "workers", "managers", "grids_staffed"]].tolist() == [3, 2, 1,
                                                                                       3]
-    assert s.loc["X", "compliance"] == 1.0 and s.loc["X", "basis"] == "assigned"
+    assert s.loc["X", "compliance"] == 1.0 and s.loc["X", "basis"] == "grids"
     assert s.loc["X", "multi_grid_workers"] == 1
     assert s.loc["X", "trained_share"] == pytest.approx(2 / 3)
+    # One rule, no headcount: Y's worker is assigned to no grid, so none is staffed.
     assert s.loc["Y", ["grids", "grids_staffed", "compliance", "basis"]].tolist() == [
-        2, 1, 0.5, "headcount"]
+        2, 0, 0.0, "grids"]
 
 
 def test_assessment_scores_and_ranking(two_units):
@@ -382,20 +383,21 @@ def test_assessment_scores_and_ranking(two_units):
     cov = pd.DataFrame({"institution": ["X", "Y", "Z"], "name": ["x", "y", "z"],
                         "share_own": [0.8, 0.6, 0.2]})
     files = files_vs_targets(ledger_rows(), units=units)
-    staff = staffing(pd.DataFrame({"id": ["s"], "institution": ["Y"], "role": ["worker"]}),
+    staff = staffing(pd.DataFrame({"id": ["s"], "institution": ["Y"], "role": ["worker"],
+                                   "grids": ["420527100001"]}),
                      ledger=ledger_rows().assign(institution="Y"))
     t = assessment(cov, files=files, staff=staff, closed=pd.Series({"X": 0, "Y": 2, "Z": 1}))
     t = t.set_index("institution")
     # X: files attainment = mean(1, 0.3/0.4, 150/200/0.7 → 1, 13/30/0.5) over 4 metrics.
     files_x = (1 + 0.75 + 1 + (13 / 30) / 0.5) / 4
     assert t.loc["X", "files"] == pytest.approx(files_x)
-    assert t.loc["Y", "staffing"] == pytest.approx(0.5)  # one worker for two grids
-    # X has no staffing row: its score renormalises over coverage, files, blanks.
-    assert t.loc["X", "score"] == pytest.approx(100 * (0.3 * 0.8 + 0.3 * files_x + 0.2 * 0)
-                                                / 0.8)
-    assert t.loc["Y", "score"] == pytest.approx(100 * (0.3 * 0.6 + 0.2 * 0.5 + 0.2 * 1.0)
-                                                / 0.7)
-    assert t.loc["Z", "score"] == pytest.approx(100 * (0.3 * 0.2 + 0.2 * 0.5) / 0.5)
+    assert t.loc["Y", "staffing"] == pytest.approx(0.5)  # one of its two grids staffed
+    # X has no staffing row, Y and Z no files, Z no staffing: each scores 0 on what it
+    # lacks, with a note, and the weights are not renormalised.
+    assert t.loc["X", "score"] == pytest.approx(100 * (0.3 * 0.8 + 0.3 * files_x + 0.2 * 0))
+    assert t.loc["Y", "score"] == pytest.approx(100 * (0.3 * 0.6 + 0.2 * 0.5 + 0.2 * 1.0))
+    assert t.loc["Z", "score"] == pytest.approx(100 * (0.3 * 0.2 + 0.2 * 0.5))
+    assert "无网格" in t.loc["X", "note"] and "无台账" in t.loc["Z", "note"]
     assert t["rank"].tolist() == [1, 2, 3]
     assert list(t.index) == sorted(t.index, key=lambda i: -t.loc[i, "score"])
 

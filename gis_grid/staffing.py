@@ -72,13 +72,13 @@ WORKER_ROLES = ("worker", "part-time")
 
 
 def _clean(values) -> pd.Series:
-    """Strings with blanks, NaN and "None" as None."""
-    out = []
-    for v in (values.tolist() if hasattr(values, "tolist") else list(values)):
-        t = None if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA \
-            else str(v).strip()
-        out.append(None if t in (None, "", "nan", "None", "<NA>") else t)
-    return pd.Series(out, dtype=object)
+    """Strings with blanks, NaN and "None" as None (vectorised)."""
+    s = pd.Series(values, dtype=object).reset_index(drop=True)
+    missing = s.isna().to_numpy()
+    out = s.astype(str).str.strip()
+    out = out.astype(object).where(~(missing | out.isin(("", "nan", "None", "<NA>"))
+                                     .to_numpy()), None)
+    return out
 
 
 def finest_grids(grids: pd.DataFrame) -> np.ndarray:
@@ -93,16 +93,15 @@ def finest_grids(grids: pd.DataFrame) -> np.ndarray:
     [False, True, True, True]
     """
     n = len(grids)
-    code = _clean(grids["code"] if "code" in grids else [None] * n).fillna("").to_numpy(object)
+    code = _clean(grids["code"] if "code" in grids else [None] * n).fillna("")
     level = (pd.to_numeric(grids["level"], errors="coerce").fillna(1).astype(int).to_numpy()
              if "level" in grids else np.ones(n, int))
     parent = _clean(grids["parent"] if "parent" in grids else [None] * n)
-    derived = pd.Series([c.rsplit("-", 1)[0] if "-" in c else None for c in code], dtype=object)
-    parent = [p if p is not None else d for p, d in zip(parent, derived, strict=True)]
-    parent = np.array([p if lv > 1 else None for p, lv in zip(parent, level, strict=True)],
-                      dtype=object)
-    named = {p for p, c in zip(parent, code, strict=True) if p is not None and p != c}
-    return ~np.isin(code, list(named)) if named else np.ones(n, dtype=bool)
+    split = code.str.rpartition("-")
+    derived = split[0].where(split[1] == "-")
+    parent = parent.where(parent.notna(), derived).where(level > 1)
+    named = parent[parent.notna() & (parent != code)]
+    return ~code.isin(set(named)).to_numpy()
 
 
 def grid_staffing(grids: pd.DataFrame, staff: pd.DataFrame | None = None) -> pd.DataFrame:

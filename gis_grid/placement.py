@@ -46,6 +46,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pyproj
+import shapely
 from scipy import sparse
 from scipy.optimize import linprog
 from scipy.spatial import cKDTree
@@ -57,14 +58,18 @@ from gis_grid.coverage.common import (
     _counts,
     _fail,
     _household_unit_index,
+    _metric,
     _points_xy,
     _text,
     check_layers,
+    screen_points,
+    territory_crs,
 )
 from gis_grid.coverage.points import _centres, town_centres
 
 __all__ = [
     "Placement",
+    "screen_inputs",
     "candidate_sites",
     "coverage_matrix",
     "greedy_max_cover",
@@ -127,6 +132,31 @@ def candidate_sites(units: gpd.GeoDataFrame, households: gpd.GeoDataFrame | None
             "source": "town centre", "unit": tcode}, geometry=tc.to_numpy(), crs=units.crs))
     return gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry",
                             crs=units.crs)
+
+
+def screen_inputs(layers: dict[str, gpd.GeoDataFrame | None],
+                  territory: gpd.GeoDataFrame | None = None,
+                  units: gpd.GeoDataFrame | None = None, radii: Radii = DEFAULT_RADII, *,
+                  strict: bool = False):
+    """The metric CRS of a placement and its point layers screened (``screen_points``).
+
+    The CRS is chosen from the territory alone (else from the units, else from the
+    households' median point), never moved by a stray point; households, existing touch
+    points and candidates with broken coordinates or beyond the largest radius of the
+    territory (of the units without one) are refused (``strict``) or left out.
+
+    Returns ``(crs, Screened)``.
+    """
+    area = territory if territory is not None and len(territory) else (
+        units if units is not None and len(units) else None)
+    check_layers({"territory": area, **layers}, screened=tuple(layers))
+    if area is not None:
+        crs = territory_crs(area)
+        land = shapely.union_all(_metric(area, crs))
+    else:
+        crs, land = _choose_crs(None, *layers.values()), None
+    return crs, screen_points(layers, land, crs, radii.largest, strict=strict,
+                              source="place")
 
 
 # ----------------------------------------------------------------------------- matrices

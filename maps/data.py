@@ -120,6 +120,12 @@ def check_grids(grids: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
         raise GisGridError("grids: the layer has no CRS")
     if len(grids) == 0:
         raise GisGridError("grids: the layer is empty; there is nothing to map")
+    kinds = grids.geom_type
+    other = kinds[~kinds.isin(["Polygon", "MultiPolygon"])]
+    if len(other):
+        raise GisGridError(f"grids: {len(other)} grid(s) are not polygons (e.g. grid "
+                           f"{grids.loc[other.index[0], 'code']}: {other.iloc[0]}); "
+                           "check the layer with `gisgrid validate`")
     grids = grids.to_crs(STORAGE_CRS) if not grids.crs.equals(STORAGE_CRS) else grids
     grids = grids.copy()
     grids["level"] = grids["level"].astype(int)

@@ -51,6 +51,18 @@ def _weight_pairs(ctx, param, values) -> tuple[tuple[str, float], ...]:
     return tuple(pairs)
 
 
+_STRICT_HELP = ("Refuse (exit 3) household, outlet and device points (and candidates) with "
+                "broken coordinates (missing, non-finite, not a longitude/latitude) or "
+                "beyond the largest radius of the territory, naming each by layer and id. "
+                "Default: leave them out, with a warning on stderr and in the report.")
+
+
+def _warn(meta) -> None:
+    """The analysis' warnings (points left out), on stderr."""
+    for line in (meta or {}).get("warnings") or []:
+        click.echo(f"gisgrid: warning: {line}", err=True)
+
+
 @click.command()
 @store_option
 @click.option("--institution", default=None, metavar="ID",
@@ -79,6 +91,7 @@ def _weight_pairs(ctx, param, values) -> tuple[tuple[str, float], ...]:
                    "distances (large: about 1 KB per point).")
 @click.option("--no-store-layers", is_flag=True,
               help="Do not store the coverage_gaps and service_blanks layers.")
+@click.option("--strict", is_flag=True, help=_STRICT_HELP)
 @click.option("--out", type=click.Path(file_okay=False), default="coverage-report",
               show_default=True, help="Folder for the report files.")
 @click.option("--assessment", "assessment_file", type=click.Path(dir_okay=False),
@@ -94,7 +107,7 @@ def _weight_pairs(ctx, param, values) -> tuple[tuple[str, float], ...]:
                    "Default coverage=0.3 files=0.3 staffing=0.2 blanks_closed=0.2.")
 @fanout_options
 def coverage(store, institution, urban_radius, rural_radius, grid_layers, max_institutions,
-             year, period, data_date, households_geojson, no_store_layers, out,
+             year, period, data_date, households_geojson, no_store_layers, strict, out,
              assessment_file, weight_options, scheduler, counties, no_resume, retries):
     """Coverage and gap analysis: who is within reach of a bank, where the blanks are, and
     how each bank's grid work measures up.
@@ -182,7 +195,7 @@ def coverage(store, institution, urban_radius, rural_radius, grid_layers, max_in
                   "max_institutions": max_institutions, "year": int(year), "period": period,
                   "data_date": data_date, "include_households": households_geojson,
                   "store_layers": not no_store_layers, "source": display(url),
-                  "weights": weights, "weights_source": weights_source}
+                  "weights": weights, "weights_source": weights_source, "strict": strict}
     if scheduler:
         run_fanout(COVERAGE, {**params, "out": out_folder(out)}, store, scheduler, counties,
                    no_resume, retries, after=lambda run: [
@@ -194,6 +207,7 @@ def coverage(store, institution, urban_radius, rural_radius, grid_layers, max_in
     with open_store(store) as source:
         ran = run_job(source, COVERAGE, params, out=out)
     report = ran.outcome.result
+    _warn(report.meta)
     click.echo(ran.outcome.text)
     click.echo(f"wrote {len(ran.written)} files to {Path(out)}/ (report.json, coverage.xlsx, "
                f"{len(report.tables)} CSV tables, {len(report.layers)} GeoJSON layers)")
@@ -238,8 +252,9 @@ def coverage(store, institution, urban_radius, rural_radius, grid_layers, max_in
               help="The date the data describe, stated in the report.")
 @click.option("--out", type=click.Path(file_okay=False), default="placement-report",
               show_default=True, help="Folder for the report files.")
+@click.option("--strict", is_flag=True, help=_STRICT_HELP)
 def place(store, kind, k, candidates, candidates_crs, radius, urban_radius, rural_radius,
-          institution, problem, method, time_limit, data_date, out):
+          institution, problem, method, time_limit, data_date, out, strict):
     """Recommend where new outlets or devices should go.
 
     \b
@@ -268,7 +283,7 @@ def place(store, kind, k, candidates, candidates_crs, radius, urban_radius, rura
     params = {"kind": kind, "k": k, "radius": radius, "urban_radius": urban_radius,
               "rural_radius": rural_radius, "institution": institution, "problem": problem,
               "method": method, "time_limit": time_limit, "data_date": data_date,
-              "source": display(resolve_store_url(store))}
+              "source": display(resolve_store_url(store)), "strict": strict}
     extra = {}
     if candidates:
         from layers.files import read_file
@@ -280,5 +295,6 @@ def place(store, kind, k, candidates, candidates_crs, radius, urban_radius, rura
         params["candidates_source"] = str(candidates)
     with open_store(store) as source:
         ran = run_job(source, PLACEMENT, params, extra=extra, out=out)
+    _warn(ran.outcome.result["meta"])
     click.echo(ran.outcome.text)
     click.echo(f"wrote {len(ran.written)} files to {Path(out)}/")

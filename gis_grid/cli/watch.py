@@ -23,6 +23,30 @@ HAVES_GLYPHS = {"patrolled": "巡", "reported": "报", "owned": "责", "resolved
                 "supervised": "督"}
 
 
+def _when(ctx, param, value):
+    """A date or time option checked as it is read: a bad one is a usage error (exit 2)
+    naming the option, not a traceback later. The value itself passes on unchanged."""
+    if value is None:
+        return None
+    try:
+        stamp = pd.Timestamp(value)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise click.BadParameter(f"{value!r} is not a date or time ({exc})", ctx,
+                                 param) from None
+    if pd.isna(stamp):
+        raise click.BadParameter(f"{value!r} is not a date or time", ctx, param)
+    return value
+
+
+def _degrees(limit: float):
+    def check(ctx, param, value):
+        if value is not None and not (-limit <= value <= limit):
+            raise click.BadParameter(f"{value} is not a WGS84 coordinate "
+                                     f"(-{limit:g}..{limit:g})", ctx, param)
+        return value
+    return check
+
+
 def _write_out(outcome, out: str) -> None:
     """Write the file for people a job's outcome holds to ``out`` (.xlsx or .csv, as
     the job's ``out`` parameter named it), then say so."""
@@ -119,7 +143,7 @@ def screen(entities_layer, file, crs, encoding, grids, out, store):
 @click.command()
 @click.argument("entity")
 @click.option("--inspector", required=True, help="Who inspected (排查人).")
-@click.option("--date", "day", default=None, metavar="YYYY-MM-DD",
+@click.option("--date", "day", default=None, metavar="YYYY-MM-DD", callback=_when,
               help="Day of the visit. Default: today (China time).")
 @click.option("--found", multiple=True, metavar="CHECK",
               help="A behaviour found: 1–9 or its name (repeatable). None given: the visit "
@@ -218,12 +242,14 @@ def events() -> None:
 @click.option("--grid", default=None,
               help="Grid code; or give --lon/--lat to find it (the finest grid there, or the "
                    "village / community when the store has no grids).")
-@click.option("--lon", type=float, default=None, help="Where (WGS84 longitude).")
-@click.option("--lat", type=float, default=None, help="Where (WGS84 latitude).")
+@click.option("--lon", type=float, default=None, callback=_degrees(180),
+              help="Where (WGS84 longitude).")
+@click.option("--lat", type=float, default=None, callback=_degrees(90),
+              help="Where (WGS84 latitude).")
 @click.option("--grids", default=None, metavar="LAYER",
               help="Grid layer used with --lon/--lat (default as for screen).")
 @click.option("--summary", default=None, help="What happened.")
-@click.option("--at", default=None, metavar="TIME",
+@click.option("--at", default=None, metavar="TIME", callback=_when,
               help="When (ISO 8601; without a zone, China time). Default: now.")
 @click.option("--id", "event_id", default=None, help="Event id. Default: EV-<time>-<random>.")
 @click.option("--resolve-within", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -273,7 +299,8 @@ def report(kind, reporter, grid, lon, lat, grids, summary, at, event_id, resolve
 @click.option("--owner", default=None,
               help="Who takes responsibility, when not the actor (e.g. the office an "
                    "emergency is escalated to).")
-@click.option("--at", default=None, metavar="TIME", help="When (default now, China time).")
+@click.option("--at", default=None, metavar="TIME", callback=_when,
+              help="When (default now, China time).")
 @click.option("--version", "version", type=int, default=None,
               help="The version you looked at: refuse if the event changed since.")
 @store_option
@@ -308,7 +335,8 @@ def _local(stamp) -> str:
 @click.option("--grid", default=None, help="Only this grid.")
 @click.option("--kind", type=click.Choice(EVENT_KINDS), default=None)
 @click.option("--state", type=click.Choice(EVENT_STATES), default=None)
-@click.option("--now", default=None, metavar="TIME", help="Judge overdue at this time.")
+@click.option("--now", default=None, metavar="TIME", callback=_when,
+              help="Judge overdue at this time.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @store_option
 def list_(only_overdue, grid, kind, state, now, as_json, store):
@@ -378,7 +406,7 @@ def show(event, store):
 @events.command()
 @click.option("--worker", required=True, help="Grid worker who patrolled.")
 @click.option("--grid", required=True, help="Grid patrolled.")
-@click.option("--date", "day", default=None, metavar="YYYY-MM-DD",
+@click.option("--date", "day", default=None, metavar="YYYY-MM-DD", callback=_when,
               help="Day patrolled. Default: today (China time).")
 @click.option("--note", default=None)
 @store_option
@@ -396,9 +424,12 @@ def patrol(worker, grid, day, note, store):
 
 @events.command()
 @click.option("--by", type=click.Choice(["grid", "worker"]), default="grid", show_default=True)
-@click.option("--from", "start", default=None, metavar="YYYY-MM-DD", help="First day.")
-@click.option("--to", "end", default=None, metavar="YYYY-MM-DD", help="Last day.")
-@click.option("--now", default=None, metavar="TIME", help="Judge overdue at this time.")
+@click.option("--from", "start", default=None, metavar="YYYY-MM-DD", callback=_when,
+              help="First day.")
+@click.option("--to", "end", default=None, metavar="YYYY-MM-DD", callback=_when,
+              help="Last day.")
+@click.option("--now", default=None, metavar="TIME", callback=_when,
+              help="Judge overdue at this time.")
 @click.option("--out", default=None, type=click.Path(dir_okay=False),
               help="Also write the table: .xlsx or .csv, Chinese headers.")
 @store_option

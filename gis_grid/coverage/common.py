@@ -6,6 +6,10 @@ input checks and the small array helpers (plans B2, B3; see ARCHITECTURE.md).
 - :class:`Radii`, :data:`DEFAULT_RADII`: the service radius per kind of area.
 - :func:`check_layers` and the private ``_fail`` / ``_check_near`` /
   ``_check_touch_near``: the inputs' checks, raising ``InputError``.
+- :func:`screen_points`, :class:`Screened`: point features with broken coordinates
+  (missing, non-finite, not a longitude/latitude) or far outside the territory (beyond
+  the largest radius), named by layer and id, refused (``strict``) or left out with a
+  warning; :func:`territory_crs`: the metric CRS, chosen from the territory alone.
 - Private helpers over arrays: point coordinates in a metric CRS, codes as text, positions
   of codes, household counts, each household's unit, the polygon holding each point.
 """
@@ -106,12 +110,18 @@ def _fail(source: str, message: str) -> None:
     raise InputError([_problem(source, message)], source=source)
 
 
-def check_layers(layers: Mapping[str, gpd.GeoDataFrame | None]) -> pyproj.CRS:
+def check_layers(layers: Mapping[str, gpd.GeoDataFrame | None],
+                 screened: Iterable[str] = ()) -> pyproj.CRS:
     """Check that every given layer is a GeoDataFrame with a CRS, that all share one
     CRS, and that longitude/latitude layers hold longitudes and latitudes.
 
     Returns the shared CRS. Raises ``InputError`` listing every problem: a CRS mismatch
     would otherwise measure nothing near anything and report zero coverage.
+
+    The point layers named in ``screened`` are checked point by point by
+    :func:`screen_points` instead: a few features without geometry or with broken
+    coordinates are not a problem of the layer here; a layer whose points are mostly not
+    longitudes/latitudes still is (a projected layer labelled with a geographic CRS).
 
     Examples
     --------
@@ -140,6 +150,17 @@ def check_layers(layers: Mapping[str, gpd.GeoDataFrame | None]) -> pyproj.CRS:
             continue
         geoms = np.asarray(frame.geometry.array, dtype=object)
         missing = shapely.is_missing(geoms) | shapely.is_empty(geoms)
+        if name in screened:
+            if frame.crs.is_geographic and len(frame) and not missing.all():
+                xy = shapely.get_coordinates(geoms[~missing])
+                bad = ~_lonlat_ok(xy[:, 0], xy[:, 1])
+                if bad.mean() > 0.5:
+                    problems.append(_problem(
+                        name, f"{100 * bad.mean():.0f} % of the coordinates are not "
+                              f"longitudes/latitudes although the CRS "
+                              f"{frame.crs.to_string()} says so: a projected layer labelled "
+                              "with a geographic CRS (CRS mismatch)?"))
+            continue
         if missing.any():
             problems.append(_problem(name, f"{int(missing.sum())} feature(s) have no geometry"))
         if frame.crs.is_geographic and len(frame) and not missing.all():
@@ -193,12 +214,177 @@ def _positions(keys: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 
 def _choose_crs(crs: pyproj.CRS | None, *frames: gpd.GeoDataFrame | None) -> pyproj.CRS:
+    """``crs`` if given, else the metric CRS of the first non-empty frame: of its extent
+    for areas (territory, units, townships), of its median point for a point layer, so
+    that a stray point (at 0, 0) does not move the CRS of the whole analysis."""
     if crs is not None:
         return pyproj.CRS.from_user_input(crs)
     for frame in frames:
         if frame is not None and len(frame):
-            return frame.crs if frame.crs.is_projected else metric_crs(frame)
+            if frame.crs.is_projected:
+                return frame.crs
+            geoms = np.asarray(frame.geometry.array, dtype=object)
+            point = shapely.get_type_id(geoms) == 0
+            if not point.all():
+                return metric_crs(frame)
+            lon, lat = _xy_of_points(geoms, point & ~shapely.is_empty(geoms))
+            ok = _lonlat_ok(lon, lat)
+            if ok.any():
+                x, y = float(np.median(lon[ok])), float(np.median(lat[ok]))
+                return metric_crs((x, y, x, y))
     raise ValueError("no layer to choose a metric CRS from")
+
+
+def territory_crs(territory: gpd.GeoDataFrame) -> pyproj.CRS:
+    """The metric CRS of an analysis: chosen from the territory alone (its extent), never
+    from the points measured in it."""
+    return territory.crs if territory.crs.is_projected else metric_crs(territory)
+
+
+def _xy_of_points(geoms: np.ndarray, which: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """x and y of the (non-empty) points ``which`` selects, NaN elsewhere."""
+    x, y = np.full(len(geoms), np.nan), np.full(len(geoms), np.nan)
+    x[which], y[which] = shapely.get_x(geoms[which]), shapely.get_y(geoms[which])
+    return x, y
+
+
+def _lonlat_ok(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return (np.isfinite(x) & np.isfinite(y) & (np.abs(x) <= 180) & (np.abs(y) <= 90))
+
+
+#: How many ids a warning names per layer before it says "and N more".
+SHOWN_IDS = 20
+
+
+@dataclass
+class Screened:
+    """Point layers screened by :func:`screen_points`.
+
+    Attributes
+    ----------
+    frames
+        Each layer without the points left out (the same frame when none was).
+    left_out
+        Per layer, the ``(id, reason)`` of every point left out; reason ``broken``
+        (no geometry, non-finite, not a longitude/latitude, not projectable) or ``far``
+        (beyond the largest radius of the territory).
+    reach
+        That radius, metres.
+    """
+
+    frames: dict[str, gpd.GeoDataFrame | None]
+    left_out: dict[str, list[tuple[str, str]]]
+    reach: float
+
+    @property
+    def problems(self) -> list[Problem]:
+        """One problem per point left out, naming its layer and id."""
+        return [Problem(layer, f"id {pid}", None, _SINGLE[reason].format(
+                    km=self.reach / 1000))
+                for layer, rows in self.left_out.items() for pid, reason in rows]
+
+    def notes(self) -> list[str]:
+        """One warning per layer and reason, in Chinese then English, naming the ids."""
+        out = []
+        for layer, rows in self.left_out.items():
+            for reason, (zh, en) in _REASONS.items():
+                ids = [pid for pid, r in rows if r == reason]
+                if not ids:
+                    continue
+                shown = ", ".join(ids[:SHOWN_IDS]) + (
+                    f" … (+{len(ids) - SHOWN_IDS})" if len(ids) > SHOWN_IDS else "")
+                out.append(f"{layer}: {len(ids)} 个点{zh.format(km=self.reach / 1000)}，"
+                           f"已排除，不参与计算 ({len(ids)} point(s) "
+                           f"{en.format(km=self.reach / 1000)}, left out): {shown}")
+        return out
+
+    def as_dict(self) -> dict:
+        """For a report's meta: the points left out by layer, and the radius."""
+        return {"reach_m": self.reach,
+                "layers": {layer: [{"id": pid, "reason": reason} for pid, reason in rows]
+                           for layer, rows in self.left_out.items()}}
+
+
+_REASONS = {
+    "broken": ("坐标缺失、非有限值或不是经纬度", "have no usable coordinates (missing, "
+               "non-finite or not a longitude/latitude)"),
+    "far": ("距辖区超过最大服务半径 {km:g} 公里", "lie more than the largest radius, {km:g} km, "
+            "outside the territory"),
+}
+
+
+_SINGLE = {
+    "broken": "the point has no usable coordinates (missing, non-finite or not a "
+              "longitude/latitude)",
+    "far": "the point lies more than the largest radius, {km:g} km, outside the territory",
+}
+
+
+def screen_points(layers: Mapping[str, gpd.GeoDataFrame | None],
+                  land: shapely.Geometry | None, crs: pyproj.CRS, reach: float, *,
+                  strict: bool = False, source: str = "coverage") -> Screened:
+    """Find the point features that cannot be measured: no geometry, non-finite
+    coordinates, not a longitude/latitude in a geographic layer, not projectable into
+    ``crs``, or farther than ``reach`` metres from ``land`` (the territory in ``crs``;
+    None: no territory to measure from, only broken coordinates are found).
+
+    With ``strict``, raise ``InputError`` naming each by layer and id; otherwise return
+    the layers without them (:class:`Screened`, whose ``notes`` are the warnings).
+    Features of other geometry types are kept for the layer checks to report.
+
+    Examples
+    --------
+    >>> t = gpd.GeoDataFrame(geometry=[shapely.box(110.6, 30.7, 110.8, 30.9)], crs=4326)
+    >>> crs = territory_crs(t)
+    >>> o = gpd.GeoDataFrame({"id": ["A", "B"]}, crs=4326,
+    ...                      geometry=gpd.points_from_xy([110.7, 0.0], [30.8, 0.0]))
+    >>> s = screen_points({"outlets": o}, _metric(t, crs)[0], crs, 5000.0)
+    >>> s.frames["outlets"]["id"].tolist(), s.left_out
+    (['A'], {'outlets': [('B', 'far')]})
+    """
+    if land is not None:
+        shapely.prepare(land)
+    frames: dict[str, gpd.GeoDataFrame | None] = {}
+    left_out: dict[str, list[tuple[str, str]]] = {}
+    for name, frame in layers.items():
+        frames[name] = frame
+        if frame is None or not len(frame):
+            continue
+        geoms = np.asarray(frame.geometry.array, dtype=object)
+        point = shapely.get_type_id(geoms) == 0
+        empty = shapely.is_missing(geoms) | shapely.is_empty(geoms)
+        x, y = _xy_of_points(geoms, point & ~empty)
+        broken = empty | (point & ~(_lonlat_ok(x, y) if frame.crs.is_geographic
+                                    else np.isfinite(x) & np.isfinite(y)))
+        far = np.zeros(len(frame), bool)
+        todo = np.flatnonzero(point & ~broken)
+        if len(todo):
+            if frame.crs.equals(crs):
+                mx, my = x[todo], y[todo]
+            else:
+                mx, my = transformer(frame.crs, crs).transform(x[todo], y[todo])
+                mx, my = np.asarray(mx, float), np.asarray(my, float)
+            finite = np.isfinite(mx) & np.isfinite(my)
+            broken[todo[~finite]] = True
+            todo, mx, my = todo[finite], mx[finite], my[finite]
+            near = (shapely.contains_xy(land, mx, my) if land is not None
+                    else np.ones(len(todo), bool))
+            rest = np.flatnonzero(~near)
+            if len(rest):
+                near[rest] = shapely.dwithin(shapely.points(mx[rest], my[rest]), land, reach)
+            far[todo[~near]] = True
+        bad = broken | far
+        if not bad.any():
+            continue
+        ids = (_text(frame["id"]) if "id" in frame
+               else np.array([f"#{i + 1}" for i in range(len(frame))], object))
+        left_out[name] = [(str(ids[i]), "broken" if broken[i] else "far")
+                          for i in np.flatnonzero(bad)]
+        frames[name] = frame.loc[~bad]
+    screened = Screened(frames, left_out, float(reach))
+    if strict and left_out:
+        raise InputError(screened.problems, source=source)
+    return screened
 
 
 def _counts(households: pd.DataFrame) -> np.ndarray:

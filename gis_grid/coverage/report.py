@@ -28,6 +28,8 @@ from gis_grid.coverage.common import (
     _points_xy,
     _text,
     check_layers,
+    screen_points,
+    territory_crs,
 )
 from gis_grid.coverage.distances import access
 from gis_grid.coverage.files import PHASE_TARGETS, files_vs_targets
@@ -37,7 +39,6 @@ from gis_grid.coverage.points import touch_points
 from gis_grid.coverage.ranking import CRITERIA, assessment, assessment_weights, blanks_closed
 from gis_grid.coverage.shares import coverage_shares, grid_shares, institution_shares
 from gis_grid.coverage.staff import staffing
-from gis_grid.crs import metric_crs
 from gis_grid.jsonable import plain
 
 
@@ -160,6 +161,7 @@ def coverage_report(
     layers_used: Mapping[str, str] | None = None,
     weights: Mapping[str, float] | None = None,
     weights_source: str | None = None,
+    strict: bool = False,
 ) -> CoverageReport:
     """Every analysis of the coverage issue in one call, with traceable figures.
 
@@ -196,6 +198,12 @@ def coverage_report(
         The assessment's criteria and weights (``gis_grid.coverage.ranking``; default
         ``ASSESSMENT_WEIGHTS``) and where they came from (a file, options), for the
         report's meta ``assessment``.
+    strict
+        Refuse (``InputError``) household, outlet and device points with broken
+        coordinates or beyond the largest radius of the territory, naming each by layer
+        and id; by default they are left out, listed in ``meta["left_out"]`` and warned
+        of in ``meta["warnings"]`` and the notes. The metric CRS is the territory's
+        (``territory_crs``), whatever the points.
 
     Returns
     -------
@@ -216,11 +224,29 @@ def coverage_report(
     grids = dict(grids or {})
     layers_in = {"territory": territory, "households": households, "outlets": outlets,
                  "devices": devices, "units": units, "townships": townships, **grids}
-    check_layers(layers_in)
+    check_layers(layers_in, screened=("households", "outlets", "devices"))
     if len(territory) == 0:
         _fail("territory", "the territory layer is empty")
-    crs = metric_crs(territory)
+    crs = territory_crs(territory)
     land = shapely.union_all(_metric(territory, crs))
+    # Points with broken coordinates or beyond the largest radius: refused (strict) or
+    # left out with a warning, by layer and id; the CRS is the territory's alone.
+    screened = screen_points({"households": households, "outlets": outlets,
+                              "devices": devices}, land, crs, radii.largest, strict=strict)
+    far_homes = len(screened.left_out.get("households", ()))
+    if far_homes and far_homes > 0.5 * len(households):
+        _fail("households", f"{100 * far_homes / len(households):.0f} % of the households "
+                            "lie beyond the largest radius of the territory or have no "
+                            "usable coordinates: a layer of another territory, or a CRS "
+                            "mismatch?")
+    given_touch = sum(len(f) for f in (outlets, devices) if f is not None)
+    if given_touch and given_touch == sum(len(screened.left_out.get(n, ()))
+                                          for n in ("outlets", "devices")):
+        _fail("touch points", f"none of the {given_touch} outlets and devices is within "
+                              f"{radii.largest / 1000:g} km of the territory: outlets of "
+                              "another territory, or a CRS mismatch?")
+    households, outlets, devices = (screened.frames[n] for n in
+                                    ("households", "outlets", "devices"))
     for name, frame in grids.items():
         if len(frame):
             _check_grids_territory(name, frame, land, crs)
@@ -319,7 +345,7 @@ def coverage_report(
         "ledger_rows": int(len(ledger)) if ledger is not None else 0,
         "staff": int(len(staff)) if staff is not None else 0,
     }
-    notes = list(acc.notes)
+    notes = [*screened.notes(), *acc.notes]
     if outlets is not None:
         closed_outlets = len(outlets) - int((all_touch["kind"] == "outlet").sum())
         if closed_outlets:
@@ -356,6 +382,8 @@ def coverage_report(
         "counts": counts,
         "definitions": DEFINITIONS,
         "notes": notes,
+        "warnings": screened.notes(),
+        "left_out": screened.as_dict(),
     }
     return CoverageReport(tables, layers, meta)
 

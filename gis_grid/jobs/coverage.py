@@ -55,7 +55,8 @@ def _compute(inputs, params) -> Outcome:
                              max_institutions=int(params.get("max_institutions", 3)),
                              year=int(params.get("year", 1)),
                              include_households=bool(params.get("include_households", False)),
-                             layers_used={n: f"{source}:{n}" for n in used}, **options)
+                             layers_used={n: f"{source}:{n}" for n in used},
+                             strict=bool(params.get("strict", False)), **options)
     layers = {}
     if params.get("store_layers", True):
         layers = {role: report.layers[name] for role, name in STORED.items()

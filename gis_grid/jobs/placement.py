@@ -2,11 +2,13 @@
 (maximal covering) and the fewest sites that cover all (set covering); plan code B3,
 ARCHITECTURE.md.
 
-Reads households (required), units, townships and the existing outlets and/or devices
-(by ``kind``); candidate sites come from the caller (input ``candidates``: a file the
-CLI read, the points a service request carried) or, without them, the unit and town
-centres. Writes ``placement.json``, ``sites_<problem>.geojson`` and the tables as CSV
-and ``placement.xlsx``.
+Reads households (required), the territory, units, townships and the existing outlets
+and/or devices (by ``kind``); the metric CRS is the territory's, and points with broken
+coordinates or beyond the largest radius are refused (``strict``) or left out with a
+warning (``gis_grid.placement.screen_inputs``); candidate sites come from the caller
+(input ``candidates``: a file the CLI read, the points a service request carried) or,
+without them, the unit and town centres. Writes ``placement.json``,
+``sites_<problem>.geojson`` and the tables as CSV and ``placement.xlsx``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from gis_grid.jobs.base import GeoJSON, Job, Outcome, Read, Tables
 
 def _reads(params, available) -> list[Read]:
     kind = params.get("kind", "outlet")
-    reads = [Read("households", required=True), Read("units"), Read("townships")]
+    reads = [Read("households", required=True), Read("territory"), Read("units"),
+             Read("townships")]
     if kind in ("outlet", "any"):
         reads.append(Read("outlets"))
     if kind in ("device", "any"):
@@ -43,7 +46,12 @@ def _candidates(sites, source: str):
 
 def _compute(inputs, params) -> Outcome:
     from gis_grid.coverage import Radii, touch_points
-    from gis_grid.placement import candidate_sites, maximal_covering, set_covering
+    from gis_grid.placement import (
+        candidate_sites,
+        maximal_covering,
+        screen_inputs,
+        set_covering,
+    )
 
     households, units = inputs["households"], inputs.get("units")
     outlets, devices = inputs.get("outlets"), inputs.get("devices")
@@ -52,11 +60,23 @@ def _compute(inputs, params) -> Outcome:
     radii = Radii(urban=radius or float(params.get("urban_radius", 2000.0)),
                   rural=radius or float(params.get("rural_radius", 5000.0)))
     time_limit = float(params.get("time_limit", 60.0))
+    strict = bool(params.get("strict", False))
+    points = {"households": households, "outlets": outlets, "devices": devices}
+    if "candidates" in inputs:
+        points["candidates"] = inputs["candidates"]
+    crs, screened = screen_inputs(points, inputs.get("territory"), units, radii,
+                                  strict=strict)
+    households, outlets, devices = (screened.frames[n] for n in
+                                    ("households", "outlets", "devices"))
+    if households is None or not len(households):
+        raise InputError([Problem("households", None, None,
+                                  "no household point with usable coordinates within the "
+                                  "territory: there is no demand to place sites for")])
     existing = touch_points(outlets, devices, institution=institution) if (
         outlets is not None or devices is not None) else None
     if "candidates" in inputs:
         source_name = params.get("candidates_source") or "candidates"
-        sites = _candidates(inputs["candidates"], source_name)
+        sites = _candidates(screened.frames["candidates"], source_name)
     else:
         if units is None:
             raise InputError([Problem("place", None, None,
@@ -69,10 +89,11 @@ def _compute(inputs, params) -> Outcome:
     if problem in ("mclp", "both"):
         results["mclp"] = maximal_covering(households, sites, k=int(params.get("k", 5)),
                                            existing=existing, units=units, radii=radii,
-                                           method=method, time_limit=time_limit)
+                                           method=method, time_limit=time_limit, crs=crs)
     if problem in ("lscp", "both"):
         results["lscp"] = set_covering(households, sites, existing=existing, units=units,
-                                       radii=radii, method=method, time_limit=time_limit)
+                                       radii=radii, method=method, time_limit=time_limit,
+                                       crs=crs)
     source = params.get("source", "store")
     meta = {
         "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -86,6 +107,10 @@ def _compute(inputs, params) -> Outcome:
                            ("households", "units", "townships", "outlets", "devices")
                            if inputs.get(name) is not None},
                         "candidates": source_name},
+        "metric_crs": f"EPSG:{crs.to_epsg()}" if crs.to_epsg() else crs.to_string(),
+        "notes": screened.notes(),
+        "warnings": screened.notes(),
+        "left_out": screened.as_dict(),
     }
     tables, sites_files = {}, {}
     for name, result in results.items():
@@ -102,7 +127,8 @@ def _compute(inputs, params) -> Outcome:
                    files={"placement.json": document, **sites_files,
                           "tables": Tables(tables, meta, stem="placement")},
                    summary={"problems": sorted(results)},
-                   text="\n".join(r.summary() for r in results.values()))
+                   text="\n".join([*(r.summary() for r in results.values()),
+                                    *(f"  note: {n}" for n in screened.notes())]))
 
 
 PLACEMENT = Job("placement", reads=_reads, compute=_compute)

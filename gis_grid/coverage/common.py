@@ -376,7 +376,8 @@ def screen_points(layers: Mapping[str, gpd.GeoDataFrame | None],
         bad = broken | far
         if not bad.any():
             continue
-        ids = (_text(frame["id"]) if "id" in frame
+        key = next((k for k in ("id", "site") if k in frame), None)
+        ids = (_text(frame[key]) if key is not None
                else np.array([f"#{i + 1}" for i in range(len(frame))], object))
         left_out[name] = [(str(ids[i]), "broken" if broken[i] else "far")
                           for i in np.flatnonzero(bad)]

@@ -68,6 +68,10 @@ def _compute(inputs, params) -> Outcome:
                                   strict=strict)
     households, outlets, devices = (screened.frames[n] for n in
                                     ("households", "outlets", "devices"))
+    if "candidates" in inputs and len(inputs["candidates"]) and \
+            not len(screened.frames["candidates"]):
+        raise InputError([p for p in screened.problems if p.source == "candidates"],
+                         source=params.get("candidates_source") or "candidates")
     if households is None or not len(households):
         raise InputError([Problem("households", None, None,
                                   "no household point with usable coordinates within the "

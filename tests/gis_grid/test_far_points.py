@@ -79,6 +79,9 @@ def test_placement_crs_and_screen(zigui):
     assert screened.left_out == {"households": [(str(10**9), "far")]}
     sites = gpd.GeoDataFrame({"site": ["A", "B"]}, crs=4326,
                              geometry=gpd.points_from_xy([110.75, 0.0], [30.85, 0.0]))
+    _, named = screen_inputs({"households": zigui["households"], "candidates": sites},
+                             zigui["territory"], zigui["units"])
+    assert named.left_out == {"candidates": [("B", "far")]}
     kept = screened.frames["households"]
     result = maximal_covering(kept, sites.iloc[:1], k=1, units=zigui["units"], crs=crs)
     assert result.report["households_total"] == int(zigui["households"]["count"].sum())

@@ -225,7 +225,8 @@ async def validate(request: Request, params: ValidateParameters, who: Caller, jo
 #: What each endpoint returns of the coverage report: tables and layers.
 PARTS = {
     "coverage": (None, None),
-    "gaps": (("blanks", "gaps"), ("service_blanks", "coverage_gaps")),
+    "gaps": (("no_point", "blanks", "gaps"),
+             ("units_without_service_point", "service_blanks", "coverage_gaps")),
     "overlap": (("overlap", "concentration"), ("grid_overlap",)),
     "assessment": (("files", "files_grids", "staffing", "staffing_grids", "assessment"), ()),
 }

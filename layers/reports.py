@@ -60,6 +60,7 @@ TABLES_ZH: dict[str, str] = {
     "units": "村社区覆盖",
     "grids": "网格覆盖",
     "institutions": "机构覆盖",
+    "no_point": "无网点无机具村社区",
     "blanks": "服务空白",
     "gaps": "覆盖缺口",
     "indicators": "金融服务可得性指标",
@@ -115,6 +116,7 @@ COLUMNS_ZH: dict[str, str] = {
     "grids_staffed": "有人网格数", "unstaffed": "无人网格数",
     "multi_grid_workers": "一人多格人数", "trained_share": "培训率", "compliance": "一人一格达标率",
     "basis": "判定依据", "staff": "人员数", "staffed": "有人",
+    "participating": "参与(有建档或走访)",
     "note": "备注",
     "rank": "排名", "coverage": "覆盖得分", "files": "建档得分", "staffing": "人员得分",
     "blanks_closed": "填补空白村社区数", "blanks_closed_score": "填补空白得分", "score": "总分",
@@ -136,6 +138,24 @@ VALUES_ZH: dict[str, str] = {
     "participation": "参与村社区比例", "urban_households": "城镇居民建档率",
     "rural_households": "农户建档率", "merchants_firms": "商户园区小微企业建档率",
     "unit centre": "村社区中心", "town centre": "乡镇中心",
+}
+
+#: The names of the report's counts (``meta["counts"]``) on the notes sheet.
+COUNTS_ZH: dict[str, str] = {
+    "household_points": "住户点数", "households": "住户数", "touch_points": "服务触点数",
+    "outlets": "营业网点数", "devices": "电子机具数", "by_category": "按类别触点数",
+    "units": "村社区数", "townships": "乡镇街道数", "grids": "网格数",
+    "ledger_rows": "台账行数", "staff": "人员数",
+}
+
+#: The names of the report's definitions (``meta["definitions"]``) on the notes sheet.
+DEFINITIONS_ZH: dict[str, str] = {
+    "covered": "已覆盖", "share": "覆盖率", "no_point": "无网点无机具的村/社区",
+    "service_blank": "服务空白", "d_nearest": "最近触点距离", "gap_area": "覆盖缺口",
+    "indicators": "金融服务可得性指标", "overlap": "跨机构重叠", "hhi": "网点集中度",
+    "files": "建档率", "participation": "参与村社区比例", "county_households": "全辖住户建档",
+    "county_merchants_firms": "全辖商户企业建档", "staffing": "一人一格",
+    "blanks_closed": "填补空白", "score": "考核总分",
 }
 
 _PERCENT = ("share", "achieved_share", "share_outlet", "share_device", "share_own", "share_any",
@@ -244,11 +264,13 @@ def notes_rows(meta: Mapping) -> list[tuple[str, str]]:
         rows.append(("考核权重来源", "默认 (default)" if assessment["source"] == "default"
                      else str(assessment["source"])))
     for key, value in _flatten(meta.get("counts") or {}):
-        rows.append((f"数量 {key}", str(value)))
+        head, _, rest = key.partition(".")
+        label = COUNTS_ZH.get(head, head) + (f" {rest}" if rest else "")
+        rows.append((f"数量 {label} ({key})", str(value)))
     for key, value in (meta.get("layers_used") or {}).items():
         rows.append((f"使用图层 {key}", str(value)))
     for key, value in (meta.get("definitions") or {}).items():
-        rows.append((f"定义 {key}", str(value)))
+        rows.append((f"定义 {DEFINITIONS_ZH.get(key, key)} ({key})", str(value)))
     for note in meta.get("notes") or []:
         rows.append(("注意", str(note)))
     return rows

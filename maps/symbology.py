@@ -104,7 +104,8 @@ UNCOVERED_COLOUR = "#e74c3c"
 
 @dataclass(frozen=True)
 class AreaStyle:
-    """A problem area layer (service blanks, coverage gaps, overlaps)."""
+    """A problem area layer (units without outlet or device, service blanks, coverage
+    gaps, overlaps)."""
 
     label: str
     colour: str
@@ -115,6 +116,7 @@ class AreaStyle:
 #: Analysis layers of ``gis_grid.coverage``, by layer name (a ``__suffix`` is ignored).
 AREA_STYLES: dict[str, AreaStyle] = {
     "service_blanks": AreaStyle("服务空白区", "#e74c3c", 0.35, "xx"),
+    "units_without_service_point": AreaStyle("无网点无机具村社区", "#e67e22", 0.25, ".."),
     "coverage_gaps": AreaStyle("网格缺口", "#f1c40f", 0.55, "//"),
     "overlaps": AreaStyle("跨行重叠", "#8e44ad", 0.40, "\\\\"),
 }
@@ -154,6 +156,7 @@ AREA_FIELD_LABELS = {
     "kind": "类型",
     "area_km2": "面积（平方公里）",
     "households": "住户（户）",
+    "covered": "覆盖住户（户）",
     "points": "住户点数",
     "radius": "服务半径（米）",
     "d_nearest": "距最近触点（米）",

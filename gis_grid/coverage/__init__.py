@@ -18,8 +18,9 @@ The functions, each over (Geo)DataFrames:
     covered; which institutions cover each household.
 :func:`coverage_shares`, :func:`grid_shares`, :func:`institution_shares`
     shares of households covered per unit, township, territory, grid and institution.
-:func:`service_blanks`
-    units (villages / communities) with no touch point within the radius of any of their
+:func:`units_without_service_point`, :func:`service_blanks`
+    the two kinds of blank, kept apart: units (villages / communities) with no outlet or
+    device inside them; units with no touch point within the radius of any of their
     households: their households and the distance to the nearest touch point.
 :func:`gap_areas`
     the territory beyond the radius of every touch point, as polygons with their area
@@ -85,7 +86,7 @@ from gis_grid.coverage.common import (
 )
 from gis_grid.coverage.distances import Access, access
 from gis_grid.coverage.files import PHASE_TARGETS, Files, files_vs_targets
-from gis_grid.coverage.gaps import gap_areas, service_blanks
+from gis_grid.coverage.gaps import gap_areas, service_blanks, units_without_service_point
 from gis_grid.coverage.indicators import access_indicators
 from gis_grid.coverage.points import touch_points, town_centres, unit_centres
 from gis_grid.coverage.ranking import assessment, blanks_closed
@@ -121,4 +122,5 @@ __all__ = [
     "town_centres",
     "touch_points",
     "unit_centres",
+    "units_without_service_point",
 ]

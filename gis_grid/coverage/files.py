@@ -1,12 +1,13 @@
 """Ledger files against the phase targets (plans B6, B7; see ARCHITECTURE.md): the
 households, merchants and firms with files (建档) over their totals per grid and per
 institution, what is still needed to reach each target (:data:`PHASE_TARGETS`,
-:class:`Files`, :func:`files_vs_targets`).
+:class:`Files`, :func:`files_vs_targets`), and the county-wide (全辖) row, which takes its
+totals from the county's own layers and counts each household once (:data:`FILES_RULES`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import geopandas as gpd
 import numpy as np
@@ -25,6 +26,30 @@ PHASE_TARGETS: dict[int, dict[str, float]] = {
         "rural_households": 1.0},
     3: {"participation": 1.0, "urban_households": 1.0, "merchants_firms": 1.0,
         "rural_households": 1.0},
+}
+
+#: How the files figures are counted, in Chinese (English follows); written into every
+#: report (``meta.definitions``) and its 说明 sheet.
+FILES_RULES: dict[str, str] = {
+    "participation": (
+        "参与村社区比例：某机构本期台账在某村/社区（台账网格所在的村/社区）记有建档（住户、商户或"
+        "企业建档数大于0）或走访（贷前调查、贷后核查次数大于0），该村/社区即计为该机构参与；分母为"
+        "辖区全部村/社区（村社区图层），不以网格是否覆盖为准。全辖行：任一机构参与的村/社区数 ÷ "
+        "全部村/社区数。 A unit participates for a bank when the bank's ledger of the period "
+        "records files or visits (surveys, checks) there; over every unit of the territory."),
+    "county_households": (
+        "全辖住户建档（城镇居民、农户）：分母为住户图层中按城乡类型合计的住户数（与城乡覆盖表一致），"
+        "不是各机构台账之和；分子每户只计一次：按村/社区取各机构台账建档住户数的最大值（同一住户可在"
+        "多家机构建档，取最大值即至少有这么多住户已建档，为保守下限），且不超过该村/社区的住户数，再按"
+        "城乡类型相加。无法归入村/社区的台账行不计入全辖行。 County-wide households: the "
+        "households layer's households by kind; a household counts once: per unit the largest "
+        "number of households with files in any one bank's ledger, at most the unit's households."),
+    "county_merchants_firms": (
+        "全辖商户园区小微企业建档：分母按村/社区取市场主体图层中的主体数与各机构台账所记商户企业总数"
+        "中的较大值（台账记录多于图层时说明图层不全，报告注意事项中列出）再相加，无市场主体图层时取各"
+        "机构台账总数的最大值；分子按村/社区取各机构建档数的最大值，不超过分母。 County-wide "
+        "merchants and firms: per unit the larger of the entities layer's count and any bank's "
+        "ledger total; files: per unit the largest of any bank's, at most that total."),
 }
 
 
@@ -47,12 +72,16 @@ class Files:
         The ledger period used.
     year
         The phase year of the targets.
+    notes
+        What a reader should know about the county-wide row (ledger rows in no unit,
+        ledgers counting more than the layers hold).
     """
 
     grids: pd.DataFrame
     institutions: pd.DataFrame
     period: str | None
     year: int
+    notes: list[str] = field(default_factory=list)
 
 
 def _needed(target: np.ndarray, total: np.ndarray, achieved: np.ndarray) -> np.ndarray:
@@ -97,6 +126,8 @@ def files_vs_targets(
     grids: gpd.GeoDataFrame | None = None,
     year: int = 1,
     period: str | None = None,
+    households: pd.DataFrame | None = None,
+    entities: pd.DataFrame | None = None,
 ) -> Files:
     """Households, merchants and firms with files (建档) over their totals, per grid and
     per institution, against the phase targets of plan B7 (``PHASE_TARGETS``).
@@ -104,9 +135,12 @@ def files_vs_targets(
     Targets in year 1: participating villages / communities 40 %, urban residents with
     files 40 %, merchants, parks and small firms 50 %, rural households 70 %; year 2
     (and 3): 100 %. A grid's kind comes from the grids layer, else from the unit whose
-    code its code starts with. A unit *participates* when an institution has at least
-    one file in a grid of it; an institution's participation is over the units its
-    ledger rows cover, the territory's over every unit.
+    code its code starts with. A unit *participates* for an institution when its ledger
+    rows of the period there record files or visits (``surveys``, ``checks``); the share
+    is over every unit of the territory, for each institution and for the territory
+    (any institution). The territory's row counts each household once
+    (:data:`FILES_RULES`): totals from ``households`` (by kind) and ``entities`` where
+    given, files per unit the most of any one institution, at most the unit's total.
 
     Parameters
     ----------
@@ -118,6 +152,13 @@ def files_vs_targets(
         Phase year (1, 2 or 3).
     period
         Ledger period to use (``2026-06``); default the latest.
+    households
+        Household rows with ``count`` and ``unit`` (and ``kind``), e.g.
+        ``Access.households``: the territory's totals by kind. Without them the
+        territory's totals are per unit the largest of any institution's ledger.
+    entities
+        Market entities (``entities`` layer, with ``unit`` or points inside ``units``):
+        the territory's merchants and firms, per unit at least this many.
 
     Returns
     -------
@@ -179,25 +220,30 @@ def files_vs_targets(
         g["merchants_firms_needed"] = _needed(np.full(len(g), targets["merchants_firms"]),
                                               mf_total, mf_files)
     g["behind"] = (g["households_needed"] > 0) | (g["merchants_firms_needed"] > 0)
+    visits = sum((pd.to_numeric(led[c], errors="coerce").fillna(0).to_numpy(np.int64)
+                  for c in ("surveys", "checks") if c in led), np.zeros(len(led), np.int64))
+    g["participating"] = (g["households_files"] + mf_files + visits) > 0
 
+    universe = (set(_text(units["code"])) - {None} if units is not None and len(units)
+                else set(g["unit"].dropna()))
+    county, notes = _county_counts(g, units, households, entities)
     rows = []
     scopes = [("institution", i) for i in sorted(set(g["institution"]) - {None})]
     scopes.append(("territory", None))
-    all_units = (set(_text(units["code"])) if units is not None and len(units) else None)
     for scope, name in scopes:
         part = g if name is None else g.loc[g["institution"] == name]
-        files_any = (part["households_files"] + part["merchants_firms_files"]) > 0
-        area_units = set(part["unit"].dropna())
-        if name is None and all_units is not None:
-            area_units = all_units
-        active = set(part.loc[files_any, "unit"].dropna())
-        metrics = [("participation", len(area_units), len(active & area_units))]
-        for k, label in (("urban", "urban_households"), ("rural", "rural_households")):
-            sel = part["kind"] == k
-            metrics.append((label, int(part.loc[sel, "households_total"].sum()),
-                            int(part.loc[sel, "households_files"].sum())))
-        metrics.append(("merchants_firms", int(part["merchants_firms_total"].sum()),
-                        int(part["merchants_firms_files"].sum())))
+        active = set(part.loc[part["participating"], "unit"].dropna())
+        metrics = [("participation", len(universe), len(active & universe))]
+        if name is None:
+            metrics += [(m, *county[m]) for m in ("urban_households", "rural_households",
+                                                  "merchants_firms")]
+        else:
+            for k, label in (("urban", "urban_households"), ("rural", "rural_households")):
+                sel = part["kind"] == k
+                metrics.append((label, int(part.loc[sel, "households_total"].sum()),
+                                int(part.loc[sel, "households_files"].sum())))
+            metrics.append(("merchants_firms", int(part["merchants_firms_total"].sum()),
+                            int(part["merchants_firms_files"].sum())))
         for metric, total, achieved in metrics:
             target = targets[metric]
             share = achieved / total if total else np.nan
@@ -208,4 +254,88 @@ def files_vs_targets(
                          "target": target, "behind": bool(needed > 0),
                          "shortfall_pp": max(0.0, 100 * (target - share)) if total else 0.0,
                          "needed": needed})
-    return Files(g, pd.DataFrame(rows), period, year)
+    return Files(g, pd.DataFrame(rows), period, year, notes)
+
+
+def _unit_codes(frame: pd.DataFrame, units: gpd.GeoDataFrame | None) -> np.ndarray:
+    """The unit of each row: its ``unit`` where the units layer knows it (or where there
+    is no units layer), else the unit holding its point."""
+    n = len(frame)
+    code = _text(frame["unit"]) if "unit" in frame else np.full(n, None, dtype=object)
+    if units is None or not len(units):
+        return code
+    ucode = _text(units["code"])
+    known = _positions(ucode, code) >= 0
+    if (~known).any() and isinstance(frame, gpd.GeoDataFrame) and frame.crs is not None:
+        pts = np.asarray(frame.geometry.to_crs(units.crs).array, dtype=object)[~known]
+        at = _polygon_index(pts, np.asarray(units.geometry.array, dtype=object))
+        code[~known] = np.where(at >= 0, ucode[np.maximum(at, 0)], None)
+    else:
+        code[~known] = None
+    return code
+
+
+def _county_counts(g: pd.DataFrame, units: gpd.GeoDataFrame | None,
+                   households: pd.DataFrame | None, entities: pd.DataFrame | None,
+                   ) -> tuple[dict[str, tuple[int, int]], list[str]]:
+    """The territory's (total, achieved) of urban_households, rural_households and
+    merchants_firms, each household / entity counted once (:data:`FILES_RULES`)."""
+    notes: list[str] = []
+    unmapped = int(g["unit"].isna().sum())
+    ukind = {}
+    if units is not None and len(units) and "kind" in units:
+        ukind = dict(zip(_text(units["code"]), _text(units["kind"]), strict=True))
+    # Rows in no unit keep their grid as the key: they cannot be matched across banks.
+    key = np.where(g["unit"].notna(), g["unit"].to_numpy(object),
+                   "grid:" + g["grid"].fillna("").astype(str).to_numpy(object))
+    per = (g.assign(key=key)
+           .groupby(["institution", "key"], dropna=False)
+           [["households_total", "households_files", "merchants_firms_total",
+             "merchants_firms_files"]].sum()
+           .groupby(level="key").max())
+    row_kind = pd.Series(g["kind"].to_numpy(object), index=key).groupby(level=0).first()
+    kind = np.array([ukind.get(k, row_kind.get(k)) for k in per.index], dtype=object)
+    out: dict[str, tuple[int, int]] = {}
+    files = per["households_files"].to_numpy(np.int64)
+    if households is not None and len(households):
+        hunit = _unit_codes(households, units)
+        count = pd.to_numeric(households["count"], errors="coerce").fillna(0).to_numpy(float)
+        hkind = (_text(households["kind"]) if "kind" in households
+                 else np.array([ukind.get(u) for u in hunit], dtype=object))
+        per_unit = pd.Series(count).groupby(pd.Index(hunit, dtype=object)).sum()
+        held = per_unit.reindex(per.index).fillna(0).to_numpy(float)
+        over = int(((files > held) & ~per.index.str.startswith("grid:")).sum())
+        if over:
+            notes.append(f"全辖建档：{over} 个村/社区的台账建档住户数多于住户图层的住户数，全辖行按"
+                         f"该村/社区住户数计 (in {over} units a ledger records more households "
+                         "with files than the households layer holds: counted at most the "
+                         "unit's households)")
+        got = np.minimum(files, held)
+        for k, label in (("urban", "urban_households"), ("rural", "rural_households")):
+            out[label] = (int(round(count[hkind == k].sum())),
+                          int(round(got[kind == k].sum())))
+    else:
+        total = per["households_total"].to_numpy(np.int64)
+        got = np.minimum(files, total)
+        for k, label in (("urban", "urban_households"), ("rural", "rural_households")):
+            out[label] = (int(total[kind == k].sum()), int(got[kind == k].sum()))
+    mf_total = per["merchants_firms_total"].to_numpy(np.int64)
+    extra = 0
+    if entities is not None and len(entities):
+        eunit = _unit_codes(entities, units)
+        layer = pd.Series(1, index=pd.Index(eunit, dtype=object)).groupby(level=0).sum()
+        held = layer.reindex(per.index).fillna(0).to_numpy(np.int64)
+        short = int((mf_total > held).sum())
+        if short:
+            notes.append(f"全辖建档：{short} 个村/社区的台账商户企业总数多于市场主体图层的主体数"
+                         f"（图层不全），全辖行在这些村/社区取台账数 (in {short} units a ledger "
+                         "counts more merchants and firms than the entities layer holds: the "
+                         "county-wide total takes the larger count there)")
+        extra = int(layer.drop(per.index, errors="ignore").sum()) + int(pd.isna(eunit).sum())
+        mf_total = np.maximum(mf_total, held)
+    mf_files = np.minimum(per["merchants_firms_files"].to_numpy(np.int64), mf_total)
+    out["merchants_firms"] = (int(mf_total.sum()) + extra, int(mf_files.sum()))
+    if unmapped:
+        notes.append(f"全辖建档：{unmapped} 行台账无法归入村/社区，不计入全辖行 ({unmapped} "
+                     "ledger rows are in no unit: the county-wide row cannot count them once)")
+    return out, notes

@@ -1,5 +1,7 @@
-"""Service blanks and coverage gaps (plan B2, see ARCHITECTURE.md): units none of whose
-households has a touch point within reach (:func:`service_blanks`, 服务空白) and the parts
+"""Service blanks and coverage gaps (plan B2, see ARCHITECTURE.md). Two kinds of blank,
+kept apart: units with no touch point (serving outlet or device) inside them
+(:func:`units_without_service_point`, 无网点无机具的村/社区) and units none of whose
+households has a touch point within reach (:func:`service_blanks`, 服务空白); and the parts
 of the territory beyond the radius of every touch point, with the households inside
 (:func:`gap_areas`, 覆盖缺口).
 """
@@ -30,7 +32,9 @@ from gis_grid.coverage.distances import Access
 
 def service_blanks(acc: Access) -> gpd.GeoDataFrame:
     """Service blanks (服务空白): units with no touch point within the radius of any of
-    their households (a unit without household points: of its centre).
+    their households (a unit without household points: of its centre). A unit may have
+    no touch point inside and still not be a blank (a point next door reaches it): that
+    is :func:`units_without_service_point`.
 
     Returns
     -------
@@ -49,6 +53,54 @@ def service_blanks(acc: Access) -> gpd.GeoDataFrame:
     blanks["households"] = np.round(blanks["households"]).astype(np.int64)
     blanks = blanks.sort_values(["households", "d_nearest"], ascending=[False, False])
     return gpd.GeoDataFrame(blanks.reset_index(drop=True), geometry="geometry", crs=u.crs)
+
+
+def units_without_service_point(acc: Access) -> gpd.GeoDataFrame:
+    """Units without a service point (无网点无机具的村/社区): no touch point of ``acc`` (a
+    serving outlet or a device) lies inside the unit's polygon or on its border. Their
+    households may still be within reach of a point outside (see ``blank`` and
+    ``covered``): this is the other kind of blank than :func:`service_blanks`.
+
+    Returns
+    -------
+    GeoDataFrame
+        The units, most households first: ``code``, ``name``, ``township``, ``kind``,
+        ``households``, ``covered`` (households within the radius of a touch point
+        elsewhere), ``share``, ``d_nearest``, ``nearest``, ``nearest_institution``,
+        ``nearest_kind``, ``blank`` (also a service blank: every household beyond the
+        radius), and the unit's polygon.
+
+    Examples
+    --------
+    >>> from gis_grid.coverage import access, touch_points
+    >>> homes = gpd.GeoDataFrame({"count": [2, 3]}, crs=4547,
+    ...                          geometry=gpd.points_from_xy([500, 1500], [500, 500]))
+    >>> units = gpd.GeoDataFrame({"code": ["U1", "U2"], "kind": ["rural", "rural"]},
+    ...     crs=4547, geometry=[shapely.box(0, 0, 1000, 1000), shapely.box(1000, 0, 2000, 1000)])
+    >>> atm = gpd.GeoDataFrame({"id": ["D1"], "institution": ["YCB"], "type": ["ATM"]},
+    ...                        crs=4547, geometry=gpd.points_from_xy([400], [400]))
+    >>> none = units_without_service_point(access(homes, touch_points(devices=atm), units=units))
+    >>> none[["code", "households", "covered", "blank"]].values.tolist()
+    [['U2', 3, 3, False]]
+    """
+    if acc.units is None:
+        raise ValueError("units_without_service_point: the access was measured without units")
+    cols = ["code", "name", "township", "kind", "households", "covered", "share",
+            "d_nearest", "nearest", "nearest_institution", "nearest_kind", "blank"]
+    u = acc.units
+    geoms = np.asarray(u.geometry.array, dtype=object)
+    touch = np.asarray(acc.touch.geometry.to_crs(u.crs).array, dtype=object) \
+        if len(acc.touch) else np.array([], dtype=object)
+    has = np.zeros(len(u), bool)
+    if len(touch) and len(geoms):
+        _, hit = shapely.STRtree(geoms).query(touch, predicate="intersects")
+        has[hit] = True
+    out = u.loc[~has, [c for c in cols if c in u] + ["geometry"]].copy()
+    for c in ("households", "covered"):
+        if c in out:
+            out[c] = np.round(out[c].to_numpy(float)).astype(np.int64)
+    out = out.sort_values(["households", "d_nearest"], ascending=[False, False])
+    return gpd.GeoDataFrame(out.reset_index(drop=True), geometry="geometry", crs=u.crs)
 
 
 def _union_of_discs(xy: np.ndarray, radius: float, quad_segs: int) -> shapely.Geometry:

@@ -32,8 +32,8 @@ from gis_grid.coverage.common import (
     territory_crs,
 )
 from gis_grid.coverage.distances import access
-from gis_grid.coverage.files import PHASE_TARGETS, files_vs_targets
-from gis_grid.coverage.gaps import gap_areas, service_blanks
+from gis_grid.coverage.files import FILES_RULES, PHASE_TARGETS, files_vs_targets
+from gis_grid.coverage.gaps import gap_areas, service_blanks, units_without_service_point
 from gis_grid.coverage.indicators import access_indicators
 from gis_grid.coverage.points import touch_points
 from gis_grid.coverage.ranking import CRITERIA, assessment, assessment_weights, blanks_closed
@@ -52,6 +52,7 @@ class CoverageReport:
         Named tables (see :func:`coverage_report`), in reading order.
     layers
         Named GeoDataFrames in the storage CRS: ``units_access``, ``service_blanks``,
+        ``units_without_service_point``,
         ``coverage_gaps``, ``grid_overlap`` (with grids), ``households_access``.
     meta
         The parameters (radii, year, period), data date, counts, the layers used and the
@@ -80,11 +81,14 @@ class CoverageReport:
                          f"{int(r['households']):,} = {100 * r['share']:.1f} %  "
                          f"(网点 outlets {100 * r['share_outlet']:.1f} %, 机具 devices "
                          f"{100 * r['share_device']:.1f} %)")
-        blanks = self.tables.get("blanks")
-        if blanks is not None:
-            rural = int((blanks["kind"] == "rural").sum()) if len(blanks) else 0
-            lines.append(f"  服务空白 service blanks: {len(blanks)} units ({rural} villages), "
-                         f"{int(blanks['households'].sum()) if len(blanks) else 0:,} households")
+        for name, label in (("no_point", "无网点无机具村社区 units without outlet or device"),
+                            ("blanks", "服务空白(住户均在服务半径外) service blanks")):
+            blanks = self.tables.get(name)
+            if blanks is not None:
+                rural = int((blanks["kind"] == "rural").sum()) if len(blanks) else 0
+                lines.append(f"  {label}: {len(blanks)} units ({rural} villages), "
+                             f"{int(blanks['households'].sum()) if len(blanks) else 0:,} "
+                             "households")
         gaps = self.tables.get("gaps")
         if gaps is not None:
             lines.append(f"  覆盖缺口 gap areas: {len(gaps)} polygons, "
@@ -108,6 +112,11 @@ class CoverageReport:
             behind = files.loc[(files["scope"] == "institution") & files["behind"]]
             lines.append(f"  建档 files (year {m.get('year')} targets): {len(behind)} "
                          "institution-metric pairs behind target")
+            county = files.loc[files["scope"] == "territory"].set_index("metric")
+            if len(county):
+                lines.append("  全辖建档 county-wide: " + ", ".join(
+                    f"{_FILES_ZH.get(k, k)} {int(r['achieved']):,} / {int(r['total']):,}"
+                    for k, r in county.iterrows()))
         rank = self.tables.get("assessment")
         if rank is not None and len(rank):
             top = ", ".join(f"{int(r['rank'])}. {r['name']} {r['score']:.1f}"
@@ -116,6 +125,11 @@ class CoverageReport:
         for note in m.get("notes", [])[:5]:
             lines.append(f"  note: {note}")
         return "\n".join(lines)
+
+
+#: The files metrics as the summary names them.
+_FILES_ZH = {"participation": "参与村社区 participation", "urban_households": "城镇居民 urban",
+             "rural_households": "农户 rural", "merchants_firms": "商户企业 merchants+firms"}
 
 
 def _records(t: pd.DataFrame) -> list[dict]:
@@ -151,6 +165,7 @@ def coverage_report(
     grids: Mapping[str, gpd.GeoDataFrame] | None = None,
     ledger: pd.DataFrame | None = None,
     staff: pd.DataFrame | None = None,
+    entities: gpd.GeoDataFrame | None = None,
     radii: Radii = DEFAULT_RADII,
     institution: str | None = None,
     max_institutions: int = 3,
@@ -178,6 +193,8 @@ def coverage_report(
         tables.
     ledger, staff
         For files against targets, staffing and the assessment.
+    entities
+        Market entities: the county-wide total of merchants and firms (``files``).
     radii
         Service radii (:class:`Radii`).
     institution
@@ -209,7 +226,7 @@ def coverage_report(
     -------
     CoverageReport
         Tables ``territory``, ``kinds``, ``townships``, ``units``, ``grids``,
-        ``institutions``, ``blanks``, ``gaps``, ``indicators``, ``overlap``,
+        ``institutions``, ``no_point``, ``blanks``, ``gaps``, ``indicators``, ``overlap``,
         ``concentration``, ``files_grids``, ``files``, ``staffing``, ``staffing_grids``,
         ``assessment`` (those whose inputs were given).
 
@@ -291,6 +308,9 @@ def coverage_report(
         tables["institutions"] = tables["institutions"].loc[
             tables["institutions"]["institution"] == institution].reset_index(drop=True)
     if units is not None:
+        no_point = units_without_service_point(acc)
+        tables["no_point"] = pd.DataFrame(no_point.drop(columns="geometry"))
+        layers["units_without_service_point"] = no_point
         blanks = service_blanks(acc)
         tables["blanks"] = pd.DataFrame(blanks.drop(columns="geometry"))
         layers["service_blanks"] = blanks
@@ -314,7 +334,8 @@ def coverage_report(
         led = ledger if institution is None else ledger.loc[
             _text(ledger["institution"]) == institution]
         if len(led):
-            files = files_vs_targets(led, units=units, grids=merged, year=year, period=period)
+            files = files_vs_targets(led, units=units, grids=merged, year=year, period=period,
+                                     households=acc.households, entities=entities)
             tables["files_grids"] = files.grids
             tables["files"] = files.institutions
     staffed = None
@@ -345,7 +366,7 @@ def coverage_report(
         "ledger_rows": int(len(ledger)) if ledger is not None else 0,
         "staff": int(len(staff)) if staff is not None else 0,
     }
-    notes = [*screened.notes(), *acc.notes]
+    notes = [*screened.notes(), *acc.notes, *(files.notes if files is not None else [])]
     if outlets is not None:
         closed_outlets = len(outlets) - int((all_touch["kind"] == "outlet").sum())
         if closed_outlets:
@@ -390,24 +411,46 @@ def coverage_report(
 
 #: What each measure means, written into every report.
 DEFINITIONS = {
-    "covered": "a touch point (serving outlet or device) lies within the radius of the "
-               "household's kind of area (urban / rural), measured in the metric CRS",
-    "share": "covered households ÷ households (household points weighted by count)",
-    "service_blank": "a unit none of whose households has a touch point within the radius "
-                     "(a unit without households: its centre)",
-    "d_nearest": "metres from the unit's nearest household to the nearest touch point",
-    "gap_area": "part of the territory beyond the radius of every touch point; its households "
-                "are the uncovered household points inside",
-    "indicators": "IMF Financial Access Survey form: per 10,000 households / residents and "
-                  "per 1,000 km²; touch points counted where they stand",
-    "overlap": "an institution covers a unit when its grids of one level cover at least half "
-               "of the unit's area",
-    "hhi": "Herfindahl-Hirschman index of serving outlets by institution, Σ (100·share)²",
-    "files": "files ÷ totals of the ledger period against the phase targets of plan B7",
+    "covered": "已覆盖：住户所在城乡类型（城镇/农村）的服务半径内有服务触点（营业网点或电子机具），"
+               "在米制坐标系中量算 (a touch point — serving outlet or device — lies within the "
+               "radius of the household's kind of area, measured in the metric CRS)",
+    "share": "覆盖率：已覆盖住户数 ÷ 住户数（住户点按户数加权） (covered households ÷ "
+             "households, household points weighted by count)",
+    "no_point": "无网点无机具的村/社区：村/社区范围内（含边界）没有任何营业网点或电子机具；"
+                "其住户仍可能被村外的触点覆盖（见「覆盖住户数」「服务空白」列）。"
+                "与服务空白分开统计 (a unit with "
+                "no serving outlet or device inside it or on its border; its households may "
+                "still be reached from outside)",
+    "service_blank": "服务空白：村/社区内所有住户到最近服务触点的距离都超过服务半径"
+                     "（无住户点的村/社区按其中心计） (a unit none of whose households has a "
+                     "touch point within the "
+                     "radius; a unit without households: its centre)",
+    "d_nearest": "最近触点距离：村/社区内离触点最近的住户到最近服务触点的距离（米） (metres from "
+                 "the unit's nearest household to the nearest touch point)",
+    "gap_area": "覆盖缺口：辖区内超出所有服务触点服务半径的区域（多边形），"
+                "其住户为落在其中的未覆盖住户点 "
+                "(part of the territory beyond the radius of every touch point; its households "
+                "are the uncovered household points inside)",
+    "indicators": "金融服务可得性指标（参照IMF金融可得性调查）：每万户/每万人、"
+                  "每千平方公里的网点、机具数；触点按所在位置计 (IMF Financial Access Survey "
+                  "form: per 10,000 households / "
+                  "residents and per 1,000 km²; touch points counted where they stand)",
+    "overlap": "跨机构重叠：某机构同一层级网格覆盖村/社区面积一半以上，"
+               "即视为该机构覆盖该村/社区 (an "
+               "institution covers a unit when its grids of one level cover at least half of "
+               "the unit's area)",
+    "hhi": "网点集中度HHI：按机构计营业网点份额，Σ(100×份额)² (Herfindahl-Hirschman index of "
+           "serving outlets by institution)",
+    "files": "建档率：台账期间已建档数 ÷ 总数，对照方案B7的阶段目标；"
+             "机构行为该机构台账之和 (files ÷ "
+             "totals of the ledger period against the phase targets of plan B7; an "
+             "institution's row sums its ledger)",
+    **FILES_RULES,
     "staffing": "一人一格：有网格员（专职或兼职，不含网格管理员）的最细网格 ÷ 最细网格，与 "
                 "gisgrid validate 的无网格员 (no_worker) 同一规则 (a finest grid is staffed "
                 "when a worker or part-time worker, not a manager, is assigned to it)",
-    "blanks_closed": "units an institution alone keeps from being blanks",
+    "blanks_closed": "填补空白：仅靠该机构的触点才不成为服务空白的村/社区数 (units an institution "
+                     "alone keeps from being blanks)",
     "score": "考核总分 = Σ 权重 × 各项得分 (0–1) × 100，权重见「考核权重」（合计为 1）；"
              "某项无数据的机构该项得 0 分并注明 (weighted sum of the criteria × 100; a "
              "criterion without data scores 0, with a note)",

@@ -2,11 +2,12 @@
 staffing and assessment (plan codes B2, B4, B7, B8; ARCHITECTURE.md).
 
 Reads the territory and households (required), outlets, devices, units, townships,
-ledger, staff, institutions and the grid layers; computes
-``gis_grid.coverage.coverage_report``; stores ``coverage_gaps`` and ``service_blanks``
-(with the institution's suffix, ``coverage_gaps__nsh``) and writes ``report.json``, a
-CSV per table with ``coverage.xlsx``, and a GeoJSON file per layer. Run county by
-county, each county's report is its own and the two layers are merged.
+ledger, staff, institutions, entities and the grid layers; computes
+``gis_grid.coverage.coverage_report``; stores ``coverage_gaps``, ``service_blanks`` and
+``units_without_service_point`` (with the institution's suffix, ``coverage_gaps__nsh``)
+and writes ``report.json``, a CSV per table with ``coverage.xlsx``, and a GeoJSON file
+per layer. Run county by county, each county's report is its own and the three layers
+are merged.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from gis_grid.naming import institution_suffix, target_layer
 
 #: The layers the report reads besides the grids, in the order the report lists them.
 LAYERS = ("territory", "households", "outlets", "devices", "units", "townships",
-          "institutions", "ledger", "staff")
+          "institutions", "ledger", "staff", "entities")
 #: Outcome layer role → the layer of the coverage report it is.
-STORED = {"gaps": "coverage_gaps", "blanks": "service_blanks"}
+STORED = {"gaps": "coverage_gaps", "blanks": "service_blanks",
+          "no_point": "units_without_service_point"}
 
 
 def grid_names(params) -> list[str]:
@@ -73,4 +75,4 @@ def _store_as(role: str, params) -> str:
 
 
 COVERAGE = Job("coverage", reads=_reads, compute=_compute, store_as=_store_as,
-               stages=("gaps", "blanks"))
+               stages=("gaps", "blanks", "no_point"))

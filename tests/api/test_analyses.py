@@ -76,8 +76,10 @@ def test_coverage_as_an_administrator_is_its_own(svc):
 
 def test_gaps_overlap_and_assessment(svc):
     gaps = result(svc, run_job(svc, "gaps", svc.keys.regulator), svc.keys.regulator)
-    assert set(gaps["tables"]) == {"blanks", "gaps"}
+    # Both kinds of blank: units without outlet or device, units beyond every radius.
+    assert set(gaps["tables"]) == {"no_point", "blanks", "gaps"}
     assert gaps["layers"]["coverage_gaps"]["type"] == "FeatureCollection"
+    assert gaps["layers"]["units_without_service_point"]["type"] == "FeatureCollection"
     overlap = result(svc, run_job(svc, "overlap", svc.keys.regulator), svc.keys.regulator)
     assert "overlap" in overlap["tables"]
     assert svc.post("/analyses/overlap", svc.keys.admin_a, json={}).status_code == 403

@@ -288,7 +288,8 @@ def test_province_clean_removes_exactly_a_runs_staging_layers_and_rows(province_
     coverage = _run(["province", "clean", "--institution", "NSH", "--job", "coverage"],
                     province_url)
     assert coverage.exit_code == 0, coverage.output
-    gone = {f"{kind}__grids__nsh__c{c}" for kind in ("gaps", "blanks") for c in CODES}
+    gone = {f"{kind}__grids__nsh__c{c}" for kind in ("gaps", "blanks", "no_point")
+            for c in CODES}
     assert _layer_names(province_url) == names - staged - (gone & names)
     assert "coverage_gaps__nsh" in _layer_names(province_url)
 

@@ -90,7 +90,8 @@ def _warn(meta) -> None:
               help="Also write households_access.geojson: every household point with its "
                    "distances (large: about 1 KB per point).")
 @click.option("--no-store-layers", is_flag=True,
-              help="Do not store the coverage_gaps and service_blanks layers.")
+              help="Do not store the coverage_gaps, service_blanks and "
+                   "units_without_service_point layers.")
 @click.option("--strict", is_flag=True, help=_STRICT_HELP)
 @click.option("--out", type=click.Path(file_okay=False), default="coverage-report",
               show_default=True, help="Folder for the report files.")
@@ -123,15 +124,21 @@ def coverage(store, institution, urban_radius, rural_radius, grid_layers, max_in
                  when within the radius of its kind of area
       shares     households covered per territory, urban/rural, township, unit, grid
                  and institution
+      no point   villages / communities with no outlet or device inside them
+                 (无网点无机具的村/社区), whether or not a point outside reaches them
       blanks     villages / communities with no touch point within the radius of any
-                 of their households, with households and distance to the nearest one
+                 of their households (服务空白), with households and distance to the
+                 nearest one
       gaps       the territory beyond the radius of every touch point, as polygons
                  with area and the households inside
       FAS        outlets and devices per 10,000 households / residents and per
                  1,000 km², per township and territory (IMF Financial Access Survey)
       banks      institutions whose grids cover each unit, over-concentration, rural
                  units in no bank's grid, HHI of outlets per township
-      files      ledger files against the phase targets, what is behind and by how much
+      files      ledger files against the phase targets, what is behind and by how much;
+                 the county-wide (全辖) row over the households layer by kind, each
+                 household counted once (per unit the most files of any one bank);
+                 a unit takes part for a bank when its ledger records files or visits
       staffing   one person per grid: a finest grid is staffed when a worker or
                  part-time worker (not a manager) is assigned to it, the rule of
                  gisgrid validate's no_worker
@@ -142,18 +149,19 @@ def coverage(store, institution, urban_radius, rural_radius, grid_layers, max_in
     \b
     Writes to --out: report.json (machines), a CSV per table and coverage.xlsx (people:
     Chinese headers, a 说明 sheet stating radius, data date, counts and layers used),
-    and GeoJSON layers service_blanks, coverage_gaps, units_access (and grid_overlap).
-    Stores the layers coverage_gaps and service_blanks (suffixed __ID for --institution)
-    for maps and the API.
+    and GeoJSON layers units_without_service_point, service_blanks, coverage_gaps,
+    units_access (and grid_overlap). Stores the layers coverage_gaps, service_blanks and
+    units_without_service_point (suffixed __ID for --institution) for maps and the API.
 
     County by county on a Dask cluster (--scheduler ADDRESS or $GISGRID_SCHEDULER): each
     county's report is made by one task from that county's layers, with the options
     above, and written by the worker to OUT/<county>/ (the same files as above; every
     worker must reach OUT at the same path). Touch points across a county border do not
     count for the county's households, and the across-bank tables, ranking and HHI are
-    the county's own. The layers coverage_gaps and service_blanks are the counties'
-    merged, stored all-or-nothing. The default grid layers are those named grids or
-    grids__NAME, without the counties' staging layers (…__c<code>). A territory without
+    the county's own. The layers coverage_gaps, service_blanks and
+    units_without_service_point are the counties' merged, stored all-or-nothing. The
+    default grid layers are those named grids or grids__NAME, without the counties'
+    staging layers (…__c<code>). A territory without
     a county column (one sample county) is one task, whose report is the in-process
     one. A task that fails is retried (--retries); a county that keeps failing is
     printed by code and name, the others complete, and the exit code is 1. Re-running

@@ -10,6 +10,17 @@ centre lies outside that range (a test fixture abroad) falls back to its WGS84 U
 ``MetricFrame`` is one territory's metric CRS with the transforms in and out of it, for
 code that draws in metres and stores in degrees (the synthetic builders).
 
+**Edges are densified whenever they change CRS.** A polygon's edge is straight in the CRS
+it is stored in and curved in any other: a 100 km edge of a territory drawn in
+longitude/latitude (a bounding box, a hull drawn by hand) bows up to about 120 m away
+from the chord between its projected end points at 31°N. ``reproject`` (and ``to_crs``
+for layers) first split every edge longer than ``EDGE_STEP`` metres (500 m) in the
+source CRS, the same way for the two neighbours sharing it (``gis_grid.geometry.
+densify``), then transform the vertices: a 500 m piece stays within about 3 mm of the
+true curve at 31°N (7 mm at 53°N), far inside the 0.1 m snap tolerance of validation, so
+a grid layer and its territory, whatever the lengths of their edges, agree in either
+CRS. Partition, validation, repair and the coverage gaps carry polygons through it.
+
 This module is the one place that knows the policy; everything else asks it::
 
     >>> from gis_grid.crs import metric_crs
@@ -29,7 +40,7 @@ import pyproj
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-from gis_grid.geometry import transform_xy
+from gis_grid.geometry import transform_dense, transform_xy
 from gis_grid.model import STORAGE_CRS
 
 #: EPSG code of CGCS2000 / 3-degree Gauss-Kruger CM 75E; CM 78E is the next code, and so
@@ -37,6 +48,12 @@ from gis_grid.model import STORAGE_CRS
 _GK3_CM75_EPSG = 4534
 _GK3_CM_MIN = 75
 _GK3_CM_MAX = 135
+
+#: Longest edge, in metres, carried from one CRS to another without new vertices (see the
+#: module docstring): its chord then stays within millimetres of the true line.
+EDGE_STEP = 500.0
+#: Metres in a degree of latitude (the longest degree), to turn EDGE_STEP into degrees.
+_METRES_PER_DEGREE = 111_320.0
 
 BoundsLike = Sequence[float]
 GeometryLike = gpd.GeoDataFrame | gpd.GeoSeries | BaseGeometry | np.ndarray | BoundsLike
@@ -141,16 +158,69 @@ def central_meridian(crs: pyproj.CRS) -> float:
     raise ValueError(f"{crs.name} has no central meridian")
 
 
+def edge_step(crs: pyproj.CRS, step: float = EDGE_STEP) -> float:
+    """``step`` metres in the units of ``crs``: degrees for a geographic CRS (a degree of
+    latitude, so that no piece is longer than ``step`` on the ground), else its linear
+    unit."""
+    crs = pyproj.CRS.from_user_input(crs)
+    if crs.is_geographic:
+        return step / _METRES_PER_DEGREE
+    factor = next((a.unit_conversion_factor for a in crs.axis_info
+                   if a.unit_conversion_factor), 1.0)
+    return step / factor
+
+
+def reproject(geoms, source, target, *, step: float = EDGE_STEP):
+    """Shapely geometries (one, or an array) from ``source`` to ``target`` CRS, with every
+    edge longer than ``step`` metres densified in ``source`` first.
+
+    The one helper that carries polygon and line edges between the storage CRS and a
+    metric CRS (see the module docstring); points pass through unchanged but for the
+    transform.
+
+    >>> import shapely
+    >>> edge = shapely.LineString([(110.3, 31.0), (111.0, 31.0)])   # 67 km along 31°N
+    >>> bowed = reproject(edge, 4326, 4546)
+    >>> chord = reproject(edge, 4326, 4546, step=1e6)
+    >>> len(bowed.coords), round(bowed.hausdorff_distance(chord))   # bows 53 m off the chord
+    (157, 53)
+    """
+    source, target = pyproj.CRS.from_user_input(source), pyproj.CRS.from_user_input(target)
+    if source.equals(target):
+        return geoms
+    return transform_dense(geoms, transformer(source, target).transform,
+                           edge_step(source, step))
+
+
+def to_crs(layer: gpd.GeoDataFrame | gpd.GeoSeries, crs, *, step: float = EDGE_STEP
+           ) -> gpd.GeoDataFrame | gpd.GeoSeries:
+    """``layer`` (GeoDataFrame or GeoSeries) in ``crs``, its edges densified on the way
+    (:func:`reproject`); the same as ``layer.to_crs(crs)`` but for the new vertices."""
+    if layer.crs is None:
+        raise ValueError("to_crs: the layer has no CRS; set it first")
+    crs = pyproj.CRS.from_user_input(crs)
+    if layer.crs.equals(crs):
+        return layer
+    geoms = reproject(np.asarray(layer.geometry.array, dtype=object), layer.crs, crs,
+                      step=step)
+    if isinstance(layer, gpd.GeoSeries):
+        return gpd.GeoSeries(geoms, index=layer.index, crs=crs, name=layer.name)
+    out = layer.copy()
+    out[layer.geometry.name] = gpd.GeoSeries(geoms, index=layer.index, crs=crs)
+    return out
+
+
 def to_metric(
     layer: gpd.GeoDataFrame | gpd.GeoSeries, crs: pyproj.CRS | None = None
 ) -> gpd.GeoDataFrame | gpd.GeoSeries:
-    """``layer`` reprojected to ``crs``, by default ``metric_crs(layer)``.
+    """``layer`` reprojected to ``crs``, by default ``metric_crs(layer)``, its edges
+    densified on the way (:func:`to_crs`).
 
     Pass the same ``crs`` to every layer of one territory so they are measured alike.
     """
     if layer.crs is None:
         raise ValueError("to_metric: the layer has no CRS; set it before measuring")
-    return layer.to_crs(crs if crs is not None else metric_crs(layer))
+    return to_crs(layer, crs if crs is not None else metric_crs(layer))
 
 
 def areas(

@@ -22,12 +22,13 @@ from gis_grid.coverage.common import (
     _check_touch_near,
     _choose_crs,
     _fail,
-    _metric,
     _points_xy,
     _text,
     check_layers,
 )
 from gis_grid.coverage.distances import Access
+from gis_grid.crs import to_crs
+from gis_grid.geometry import polygonal
 
 
 def service_blanks(acc: Access) -> gpd.GeoDataFrame:
@@ -119,6 +120,12 @@ def _union_of_discs(xy: np.ndarray, radius: float, quad_segs: int) -> shapely.Ge
     return shapely.union_all(np.asarray(parts, dtype=object))
 
 
+def _dense_metric(frame: gpd.GeoDataFrame, crs: pyproj.CRS) -> np.ndarray:
+    """Polygons of ``frame`` in ``crs`` with their long edges densified on the way
+    (``gis_grid.crs.to_crs``): a territory drawn as a box keeps its true outline."""
+    return np.asarray(to_crs(frame.geometry, crs).array, dtype=object)
+
+
 def gap_areas(
     territory: gpd.GeoDataFrame,
     touch: gpd.GeoDataFrame,
@@ -137,8 +144,12 @@ def gap_areas(
     Each disc is a polygon of ``4 * quad_segs`` sides inscribed in the circle, so a gap is
     at most ``r (1 - cos(π / (4 quad_segs)))`` wider than the true one (6 m for 5 km at
     the default 16). The households inside are the *uncovered* household points of
-    ``acc`` that fall in (or within that tolerance of) each polygon, so that the gaps'
-    households add up to the uncovered households.
+    ``acc`` inside the territory that fall in (or within that tolerance of) each polygon,
+    so that the gaps' households add up to the uncovered households of the territory
+    (one over its border is uncovered, but in no gap). The territory and units are
+    carried into the metric CRS, and the gaps back, with their edges densified
+    (``gis_grid.crs.to_crs``): a territory drawn as a box keeps its true outline, and
+    every uncovered household inside it lies inside a gap polygon.
 
     Parameters
     ----------
@@ -179,13 +190,13 @@ def gap_areas(
         _fail("touch points", "no touch points: the whole territory would be one gap")
     check_layers({"territory": territory, "touch points": touch, "units": units})
     crs = _choose_crs(crs, units, territory)
-    land = shapely.union_all(_metric(territory, crs))
+    land = shapely.union_all(_dense_metric(territory, crs))
     txy = _points_xy(touch, crs)
     _check_touch_near(txy, land, radii.largest)
     urban = shapely.Polygon()
     if units is not None and len(units) and "kind" in units:
         kinds = _text(units["kind"])
-        geoms = _metric(units, crs)
+        geoms = _dense_metric(units, crs)
         if (kinds == "urban").any():
             urban = shapely.intersection(shapely.union_all(geoms[kinds == "urban"]), land)
     elif default_kind == "urban":
@@ -210,6 +221,13 @@ def gap_areas(
     if acc is not None:
         sagitta = radii.largest * (1 - math.cos(math.pi / (4 * quad_segs))) + 1.0
         uncovered = np.flatnonzero(~acc.households["covered"].to_numpy(bool))
+        # Only households inside the territory as stored can be in a gap: one outside it
+        # (a point over the border) is uncovered, but in no gap polygon.
+        stored = acc.households.geometry.array[uncovered]
+        shape = shapely.union_all(np.asarray(to_crs(territory.geometry, acc.households.crs)
+                                             .array, dtype=object))
+        shapely.prepare(shape)
+        uncovered = uncovered[shapely.intersects(shape, np.asarray(stored, dtype=object))]
         gxy = (acc.xy if acc.crs.equals(crs) else _points_xy(acc.households, crs))[uncovered]
         pts = shapely.points(gxy)
         tree = shapely.STRtree(parts)
@@ -230,7 +248,7 @@ def gap_areas(
         out["households"] = np.nan
         out["points"] = np.nan
     if units is not None and len(units) and len(parts):
-        ugeoms = _metric(units, crs)
+        ugeoms = _dense_metric(units, crs)
         gi, ui = shapely.STRtree(ugeoms).query(parts, predicate="intersects")
         touching = shapely.area(shapely.intersection(parts[gi], ugeoms[ui])) >= min_area
         codes = _text(units["code"])
@@ -239,5 +257,12 @@ def gap_areas(
         out["units"] = joined.reindex(range(len(parts))).to_numpy()
     else:
         out["units"] = None
-    result = gpd.GeoDataFrame(out, geometry=parts, crs=crs)
-    return result.to_crs(territory.crs)
+    result = to_crs(gpd.GeoDataFrame(out, geometry=parts, crs=crs), territory.crs)
+    # A ring touching itself (valid) may cross itself by a hair once transformed.
+    geoms = np.asarray(result.geometry.array, dtype=object)
+    bad = ~shapely.is_valid(geoms)
+    if bad.any():
+        geoms[bad] = polygonal(shapely.make_valid(geoms[bad], method="structure"))
+        result = result.set_geometry(gpd.GeoSeries(geoms, index=result.index,
+                                                   crs=result.crs))
+    return result

@@ -3,8 +3,9 @@ see ARCHITECTURE.md).
 
 ``_prepare`` turns a ``grids`` GeoDataFrame, with an optional territory and household
 points, into a ``_Layer``: geometries in the layer's metric CRS
-(``gis_grid.crs.metric_crs``), made valid and polygonal where they are not (GEOS's
-reason kept for the report), and the parsed codes, levels, institutions, parents and
+(``gis_grid.crs.metric_crs``), carried there with their edges densified
+(``gis_grid.crs.to_crs``, as the territory), made valid and polygonal where they are not
+(GEOS's reason kept for the report), and the parsed codes, levels, institutions, parents and
 (institution, level) groups. ``_Tolerances`` holds the three tolerances in metres / m²
 (defaults ``DEFAULT_*``, explained in ``gis_grid.topology``). Shared by
 ``gis_grid.topology.validate`` and ``gis_grid.topology.repair``.
@@ -21,17 +22,17 @@ import pyproj
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-from gis_grid.crs import metric_crs
+from gis_grid.crs import metric_crs, to_crs
 from gis_grid.errors import InputError, Problem
 from gis_grid.geometry import MULTIPOLYGON, POLYGON, polygonal, type_names
 from gis_grid.model import STORAGE_CRS
 
 DEFAULT_GAP_WIDTH = 1.0
 DEFAULT_SLIVER_AREA = 1.0
-#: 10 cm: a straight lon/lat edge projected to metres vertex by vertex becomes a chord up
-#: to a few centimetres off the same edge split at a node (km-long county edges), so one
-#: stored boundary differs from itself by that much in metres; no county boundary is
-#: surveyed finer than this.
+#: 10 cm: grids and territory are densified every 500 m before they are projected
+#: (``gis_grid.crs.EDGE_STEP``), so one stored boundary, split at different nodes, differs
+#: from itself in metres by millimetres at most; no county boundary is surveyed finer than
+#: this.
 DEFAULT_SNAP_TOLERANCE = 0.1
 
 
@@ -100,7 +101,7 @@ def _as_territory(territory, crs: pyproj.CRS) -> BaseGeometry | None:
                                       "has no CRS; set it (e.g. EPSG:4326) before checking")])
     else:
         raise TypeError("territory must be a GeoDataFrame, GeoSeries or shapely geometry")
-    geoms = polygonal(shapely.make_valid(series.to_crs(crs).to_numpy()))
+    geoms = polygonal(shapely.make_valid(to_crs(series, crs).to_numpy()))
     return shapely.union_all(geoms)
 
 
@@ -151,7 +152,7 @@ def _prepare(grids: gpd.GeoDataFrame, territory, households) -> _Layer:
     crs = metric_crs(where) if n or territory is not None else pyproj.CRS.from_epsg(4546)
 
     original = frame.geometry.to_numpy()
-    raw = frame.geometry.to_crs(crs).to_numpy() if n else np.empty(0, dtype=object)
+    raw = to_crs(frame.geometry, crs).to_numpy() if n else np.empty(0, dtype=object)
     missing = shapely.is_missing(raw) | shapely.is_empty(raw)
     is_polygonal = np.isin(shapely.get_type_id(raw), (POLYGON, MULTIPOLYGON))
     # Validity is checked once, in metres (projection keeps topology; where it matters,

@@ -19,8 +19,8 @@ import pandas as pd
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-from gis_grid.crs import transformer
-from gis_grid.geometry import polygonal, transform_xy
+from gis_grid.crs import reproject
+from gis_grid.geometry import polygonal
 from gis_grid.topology.layer import (
     DEFAULT_GAP_WIDTH,
     DEFAULT_SLIVER_AREA,
@@ -174,12 +174,11 @@ def repair_grids(
     before = L.geoms.copy()
     geoms = L.geoms.copy()
     steps = np.zeros((n, len(_STEPS)), dtype=bool)
-    there, back = transformer(L.crs, L.frame.crs), transformer(L.frame.crs, L.crs)
 
     def fragile(polygons: np.ndarray) -> np.ndarray:
         """Whether each polygon turns invalid stored in the layer's CRS and read back."""
-        stored = transform_xy(polygons, there.transform)
-        return ~shapely.is_valid(transform_xy(stored, back.transform))
+        stored = reproject(polygons, L.crs, L.frame.crs)
+        return ~shapely.is_valid(reproject(stored, L.frame.crs, L.crs))
 
     steps[:, 0] = L.fixed
     keep = np.ones(n, dtype=bool)  # False: removed from the layer
@@ -235,7 +234,9 @@ def repair_grids(
 
     changes = _changes(L, before, geoms, steps, keep)
     frame = L.frame.copy()
-    repaired = gpd.GeoSeries(geoms, crs=L.crs).to_crs(frame.crs).to_numpy()
+    # Carried back with the vertices validation densified (``gis_grid.crs.reproject``):
+    # neighbours keep sharing them.
+    repaired = np.asarray(reproject(geoms, L.crs, frame.crs), dtype=object)
     repaired[L.empty] = frame.geometry.to_numpy()[L.empty]
     frame = frame.set_geometry(gpd.GeoSeries(repaired, index=frame.index, crs=frame.crs))
     frame = frame[keep]

@@ -39,8 +39,9 @@ Areas are measured in the metric CRS. A polygon stored in EPSG:4326 has edges st
 longitude / latitude; projected vertex by vertex, a kilometre-long edge becomes a chord a
 centimetre or so off the projected line. Where a child's node sits on such an edge of the
 territory, comparing the two projected vertex by vertex shows centimetre slivers that are
-not in the data; densify in EPSG:4326 (``shapely.segmentize``) before projecting to
-measure what is stored.
+not in the data; densify in EPSG:4326 before projecting to measure what is stored:
+``gis_grid.crs.reproject`` (or ``to_crs``) does, every 500 m, and the report's areas and
+compactness are measured so.
 
 The package
 -----------

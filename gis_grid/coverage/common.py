@@ -26,7 +26,7 @@ import pandas as pd
 import pyproj
 import shapely
 
-from gis_grid.crs import metric_crs, transformer
+from gis_grid.crs import metric_crs, to_crs, transformer
 from gis_grid.errors import InputError, Problem
 from gis_grid.model import DEVICE_TYPES, OUTLET_TIERS
 
@@ -191,9 +191,10 @@ def _points_xy(frame: gpd.GeoDataFrame, crs: pyproj.CRS) -> np.ndarray:
 
 
 def _metric(frame: gpd.GeoDataFrame | gpd.GeoSeries, crs: pyproj.CRS) -> np.ndarray:
-    """Geometries of ``frame`` in ``crs`` as a shapely array."""
-    return np.asarray(frame.geometry.to_crs(crs).array, dtype=object) if isinstance(
-        frame, gpd.GeoDataFrame) else np.asarray(frame.to_crs(crs).array, dtype=object)
+    """Geometries of ``frame`` in ``crs`` as a shapely array, long edges densified on the
+    way (``gis_grid.crs.to_crs``, the one path edges take between CRSs)."""
+    series = frame.geometry if isinstance(frame, gpd.GeoDataFrame) else frame
+    return np.asarray(to_crs(series, crs).array, dtype=object)
 
 
 def _text(values: pd.Series | Iterable) -> np.ndarray:

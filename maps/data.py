@@ -65,7 +65,8 @@ def load_layers(store: str | None = None, *, grids: str | Sequence[str] = "grids
     -------
     dict
         The grid layer(s) and every layer of ``MAP_LAYERS`` the store holds, plus the
-        analysis layers (``service_blanks``, ``coverage_gaps``, ``overlaps…``) it holds.
+        analysis layers (``service_blanks``, ``units_without_service_point``,
+        ``coverage_gaps``, ``overlaps…``) it holds.
 
     Raises
     ------

@@ -490,7 +490,8 @@ def build_map(
         may be given as ``grids__NAME``), and when present ``territory``, ``townships``,
         ``units``, ``institutions``, ``outlets``, ``devices``, ``staff``, ``households``,
         ``ledger`` and the analysis layers ``service_blanks``,
-        ``units_without_service_point``, ``coverage_gaps``, ``overlaps…``. Any CRS; see ``maps.data.load_layers``.
+        ``units_without_service_point``, ``coverage_gaps``, ``overlaps…``. Any CRS; see
+        ``maps.data.load_layers``.
     basemap_url
         A tile URL template of the office's own tile server
         (``http://tiles.intranet/{z}/{x}/{y}.png``); None draws no basemap — the

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import geopandas as gpd
 import numpy as np
@@ -228,7 +228,9 @@ def _choose_crs(crs: pyproj.CRS | None, *frames: gpd.GeoDataFrame | None) -> pyp
             point = shapely.get_type_id(geoms) == 0
             if not point.all():
                 return metric_crs(frame)
-            lon, lat = _xy_of_points(geoms, point & ~shapely.is_empty(geoms))
+            xy = shapely.get_coordinates(geoms)  # fast path: no empty point
+            lon, lat = ((xy[:, 0], xy[:, 1]) if len(xy) == len(geoms) else
+                        _xy_of_points(geoms, point & ~shapely.is_empty(geoms)))
             ok = _lonlat_ok(lon, lat)
             if ok.any():
                 x, y = float(np.median(lon[ok])), float(np.median(lat[ok]))
@@ -271,11 +273,16 @@ class Screened:
         (beyond the largest radius of the territory).
     reach
         That radius, metres.
+    xy
+        Per layer whose kept features are all points, their coordinates in the metric
+        CRS, shape (n, 2), row for row with ``frames`` (measured once here: pass them on
+        to :func:`access` instead of projecting the households again).
     """
 
     frames: dict[str, gpd.GeoDataFrame | None]
     left_out: dict[str, list[tuple[str, str]]]
     reach: float
+    xy: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def problems(self) -> list[Problem]:
@@ -347,6 +354,7 @@ def screen_points(layers: Mapping[str, gpd.GeoDataFrame | None],
         shapely.prepare(land)
     frames: dict[str, gpd.GeoDataFrame | None] = {}
     left_out: dict[str, list[tuple[str, str]]] = {}
+    metric: dict[str, np.ndarray] = {}
     for name, frame in layers.items():
         frames[name] = frame
         if frame is None or not len(frame):
@@ -374,6 +382,11 @@ def screen_points(layers: Mapping[str, gpd.GeoDataFrame | None],
             if len(rest):
                 near[rest] = shapely.dwithin(shapely.points(mx[rest], my[rest]), land, reach)
             far[todo[~near]] = True
+            keep = ~(broken | far)
+            if point[keep].all():
+                at = np.full(len(frame), -1, np.int64)
+                at[todo] = np.arange(len(todo))
+                metric[name] = np.column_stack([mx, my])[at[keep]]
         bad = broken | far
         if not bad.any():
             continue
@@ -383,7 +396,7 @@ def screen_points(layers: Mapping[str, gpd.GeoDataFrame | None],
         left_out[name] = [(str(ids[i]), "broken" if broken[i] else "far")
                           for i in np.flatnonzero(bad)]
         frames[name] = frame.loc[~bad]
-    screened = Screened(frames, left_out, float(reach))
+    screened = Screened(frames, left_out, float(reach), metric)
     if strict and left_out:
         raise InputError(screened.problems, source=source)
     return screened

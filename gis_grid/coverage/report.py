@@ -277,8 +277,10 @@ def coverage_report(
     if len(touch) == 0:
         _fail("touch points", f"institution {institution!r} has no serving outlet or device "
                               f"(known: {sorted(set(all_touch['institution']) - {None})})")
-    _check_near(_points_xy(households, crs), np.array([land]), "households", "the territory",
-                0.5)
+    home_xy = screened.xy.get("households")  # projected once, by screen_points
+    if home_xy is None:
+        home_xy = _points_xy(households, crs)
+    _check_near(home_xy, np.array([land]), "households", "the territory", 0.5)
     merged = (pd.concat([g for g in grids.values() if len(g)], ignore_index=True)
               if any(len(g) for g in grids.values()) else None)
     if merged is not None:
@@ -287,7 +289,7 @@ def coverage_report(
                  if merged is not None and institution is not None and "institution" in merged
                  else merged)
 
-    acc = access(households, touch, units=units, radii=radii, crs=crs)
+    acc = access(households, touch, units=units, radii=radii, crs=crs, xy=home_xy)
     tables: dict[str, pd.DataFrame] = {}
     layers: dict[str, gpd.GeoDataFrame] = {}
     tables["territory"] = coverage_shares(acc, "territory")

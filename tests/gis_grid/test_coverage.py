@@ -643,3 +643,27 @@ def test_commands_have_manual_like_help():
         result = CliRunner().invoke(main, [command, "--help"])
         assert result.exit_code == 0 and "--store" in result.output and "Example" in (
             result.output)
+
+
+@pytest.mark.parametrize("counts", ["whole", "fractional"])
+def test_shares_by_bincount_equal_the_groupby_to_the_last_bit(monkeypatch, counts):
+    """coverage_shares sums per unit by np.bincount when that is exact (whole counts, no
+    missing key), else by groupby: both give the same table, bit for bit."""
+    from gis_grid.coverage import shares
+
+    rng = np.random.default_rng(7)
+    n = 3000
+    w = rng.integers(1, 6, n) if counts == "whole" else rng.uniform(0.1, 5, n)
+    unit = rng.choice(np.array(["U1", "U2", "U10", "甲", "乙"], dtype=object), n)
+    homes = points(rng.uniform(0, 40_000, n), rng.uniform(0, 40_000, n), count=w, unit=unit,
+                   kind=rng.choice(np.array(["urban", "rural"], dtype=object), n))
+    atm = points(rng.uniform(0, 40_000, 30), rng.uniform(0, 40_000, 30),
+                 id=[f"D{i}" for i in range(30)], institution="YCB", type="ATM")
+    acc = access(homes, touch_points(devices=atm), radii=Radii(urban=1000, rural=3000))
+    fast = {by: coverage_shares(acc, by) for by in ("unit", "kind", "territory")}
+    monkeypatch.setattr(shares, "_bincount_sums", lambda t, key: None)
+    for by, table in fast.items():
+        slow = coverage_shares(acc, by)
+        pd.testing.assert_frame_equal(table, slow, check_exact=True)
+        if counts == "whole":
+            assert table["households"].sum() == w.sum()

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gis_grid.coverage import access, coverage_report, touch_points
-from gis_grid.coverage.common import _choose_crs, screen_points, territory_crs
+from gis_grid.coverage.common import _choose_crs, _points_xy, screen_points, territory_crs
 from gis_grid.errors import InputError
 from gis_grid.placement import maximal_covering, screen_inputs
 from layers.synthetic import build_sample
@@ -108,3 +108,24 @@ def test_any_coordinates_are_screened_without_error(coords):
     xy = shapely.get_coordinates(kept.geometry.to_crs(crs).array)
     assert np.isfinite(xy).all()
     assert shapely.dwithin(shapely.points(xy), land, 5000.0 + 1e-6).all()
+    if len(kept):  # the metric coordinates screen_points hands on, row for row
+        np.testing.assert_array_equal(screened.xy["outlets"], _points_xy(kept, crs))
+
+
+def test_access_takes_the_screened_coordinates(zigui):
+    """coverage_report projects the households once (screen_points) and hands the metric
+    coordinates to access: the same households frame, row for row, as projecting again."""
+    homes = _with(zigui["households"], [10**9, 10**9 + 1],
+                  [shapely.Point(0, 0), shapely.Point(110.75, 30.85)])
+    crs = territory_crs(zigui["territory"])
+    land = shapely.union_all(np.asarray(zigui["territory"].geometry.to_crs(crs).array))
+    screened = screen_points({"households": homes}, land, crs, 5000.0)
+    kept = screened.frames["households"]
+    assert len(kept) == len(homes) - 1
+    touch = touch_points(zigui["outlets"], zigui["devices"])
+    given = access(kept, touch, units=zigui["units"], crs=crs, xy=screened.xy["households"])
+    again = access(kept, touch, units=zigui["units"], crs=crs)
+    pd.testing.assert_frame_equal(given.households, again.households, check_exact=True)
+    pd.testing.assert_frame_equal(given.units, again.units, check_exact=True)
+    with pytest.raises(ValueError, match="shape"):
+        access(kept, touch, crs=crs, xy=screened.xy["households"][1:])

@@ -138,13 +138,19 @@ def validate(institution, layer, scheduler, counties, no_resume, retries, store)
 @click.option("--out", type=click.Path(file_okay=False), required=True,
               help="Folder for each county's report: <county>/report.json, coverage.xlsx, "
                    "a CSV per table and the GeoJSON layers.")
+@click.option("--strict", is_flag=True,
+              help="A county whose household, outlet or device points have broken "
+                   "coordinates or lie beyond the largest radius of the county fails, naming "
+                   "each point by layer and id (exit 1 with the others done). Default: leave "
+                   "them out, with a warning in the county's report.")
 @scheduler_option
 @store_option
-def coverage(institution, layer, out, scheduler, counties, no_resume, retries, store):
+def coverage(institution, layer, out, strict, scheduler, counties, no_resume, retries, store):
     """Coverage report per county, written to OUT/<county>/ (report.json, coverage.xlsx,
     CSV tables, GeoJSON layers), as `gisgrid coverage` writes it for a territory."""
     _run("coverage", {"institution": institution, "layer": layer, "out": out_folder(out),
-                      "store_layers": False}, store, scheduler, counties, no_resume, retries)
+                      "store_layers": False, "strict": strict}, store, scheduler, counties,
+         no_resume, retries)
 
 
 @province.command()

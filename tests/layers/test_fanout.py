@@ -198,3 +198,38 @@ def test_a_province_partition_leaves_other_banks_staff_as_they_were(tmp_path) ->
     held = {code for value in after.loc[~after.index.isin(theirs), "grids"].dropna()
             for code in str(value).split(";")}
     assert held and held <= set(grids["code"])
+
+
+def test_province_coverage_strict_names_a_county_s_far_points(tmp_path) -> None:
+    """`province coverage --strict`: a county with an outlet at (0, 0) fails, naming the
+    outlet; the other county is done. Without --strict the outlet is left out with a
+    warning in that county's report."""
+    import json
+
+    from gis_grid.cli import main
+
+    layers = build_province("示范省", counties=2, households_per_county=300)
+    outlets = layers["outlets"].copy()
+    far = outlets.index[outlets["county"] == "990101"][0]
+    outlets.loc[far, "geometry"] = shapely.Point(0, 0)
+    layers["outlets"] = outlets
+    store = str(tmp_path / "p.gpkg")
+    with open_store(store) as target:
+        for name, frame in layers.items():
+            target.write(name, frame)
+    runner = CliRunner()
+    result = runner.invoke(main, ["province", "partition", "--institution", "NSH",
+                                  "--level", "units:townships", "--level", "balanced",
+                                  "--store", store])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "out"
+    result = runner.invoke(main, ["province", "coverage", "--institution", "NSH", "--strict",
+                                  "--retries", "0", "--out", str(out), "--store", store])
+    assert result.exit_code == 1, result.output
+    assert "FAILED 990101" in result.output and str(outlets.loc[far, "id"]) in result.output
+    assert "1 done" in result.output and (out / "990102" / "report.json").exists()
+    result = runner.invoke(main, ["province", "coverage", "--institution", "NSH",
+                                  "--out", str(out), "--store", store])
+    assert result.exit_code == 0, result.output
+    meta = json.loads((out / "990101" / "report.json").read_text(encoding="utf-8"))["meta"]
+    assert str(outlets.loc[far, "id"]) in json.dumps(meta, ensure_ascii=False)

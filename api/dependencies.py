@@ -30,11 +30,19 @@ from api.errors import (
     InvalidProperty,
     NotAcceptable,
 )
+from api.filtering import (
+    FilteredQuery,
+    compile_filter,
+    parse_filter,
+    parse_filter_crs,
+    parse_sortby,
+)
 from api.providers import Provider
 from api.settings import Settings
 
 #: Query parameters of /items that are not property filters.
-ITEMS_PARAMETERS = frozenset({"f", "limit", "offset", "bbox", "bbox-crs", "crs", "datetime"})
+ITEMS_PARAMETERS = frozenset({"f", "limit", "offset", "bbox", "bbox-crs", "crs", "datetime",
+                              "filter", "filter-lang", "filter-crs", "sortby"})
 MAX_LIMIT = 10_000
 _FROM_3857 = pyproj.Transformer.from_crs("EPSG:3857", "EPSG:4326", always_xy=True)
 
@@ -253,6 +261,22 @@ async def items_query(
     datetime: Annotated[str | None, Query(
         description="Accepted for OGC clients; the layers carry no temporal extent, so "
                     "it selects every feature.")] = None,
+    filter: Annotated[str | None, Query(
+        description="A CQL2 filter (OGC API – Features Part 3) on the collection's "
+                    "queryables (`/collections/{collectionId}/queryables`), in "
+                    "`filter-lang`; your role's row scope applies outside it.",
+        examples=["tier = '助农点' AND S_INTERSECTS(geometry, BBOX(110.6,30.8,110.9,31.0))"],
+    )] = None,
+    filter_lang: Annotated[str | None, Query(
+        alias="filter-lang", description="The encoding of `filter`: `cql2-text` (default) "
+        "or `cql2-json` (`cql-text` is read as cql2-text).",
+        json_schema_extra={"enum": ["cql2-text", "cql2-json", "cql-text"]})] = None,
+    filter_crs: Annotated[str | None, Query(
+        alias="filter-crs", description="CRS of the geometries in `filter`: CRS84 "
+        "(default), EPSG:4326 or EPSG:4490 (latitude first), EPSG:3857.")] = None,
+    sortby: Annotated[str | None, Query(
+        description="Sort order: queryables separated by commas, each `+name` or `name` "
+                    "ascending, `-name` descending (`sortby=-households,code`).")] = None,
 ) -> ItemsQuery:
     if limit is None:
         limit = settings.default_limit
@@ -262,7 +286,15 @@ async def items_query(
     if box is not None and not target.info.spatial:
         raise InvalidBBox(f"collection {target.info.name!r} has no geometry to filter by bbox")
     filters = property_filters(request, target)
-    return ItemsQuery(box, filters, limit, offset, parse_crs(crs))
+    where = None
+    if filter is not None:
+        where = compile_filter(parse_filter(filter, filter_lang), target.view,
+                               target.info.name, target.info.spatial,
+                               parse_filter_crs(filter_crs))
+    elif filter_lang is not None or filter_crs is not None:
+        parse_filter_crs(filter_crs)
+    order = parse_sortby(sortby, target.view, target.info.name)
+    return FilteredQuery(box, filters, limit, offset, parse_crs(crs), where, order)
 
 
 Items = Annotated[ItemsQuery, Depends(items_query)]

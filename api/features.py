@@ -40,6 +40,20 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/html",
     "http://www.opengis.net/spec/ogcapi-features-2/1.0/conf/crs",
+    # Part 3 (Filtering) and CQL2: api.filtering.
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/queryables",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/queryables-query-parameters",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/filter",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/features-filter",
+    "http://www.opengis.net/spec/cql2/1.0/conf/cql2-text",
+    "http://www.opengis.net/spec/cql2/1.0/conf/cql2-json",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-cql2",
+    "http://www.opengis.net/spec/cql2/1.0/conf/advanced-comparison-operators",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-functions",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-functions-plus",
+    "http://www.opengis.net/spec/cql2/1.0/conf/spatial-functions",
+    # sortby, as pygeoapi declares it (Features has no sorting class of its own yet).
+    "http://www.opengis.net/spec/ogcapi-records-1/1.0/conf/sorting",
 ]
 GEOJSON = "application/geo+json"
 ProviderDep = Annotated[Provider, Depends(get_provider)]
@@ -163,17 +177,35 @@ async def collection(request: Request, target: Target, fmt: Format) -> Response:
     return _json(doc)
 
 
+#: GeoJSON geometry types as Part 3's queryable formats and geojson.org schemas.
+_GEOMETRY_FORMATS = {"Point": "point", "MultiPoint": "multipoint",
+                     "LineString": "linestring", "MultiLineString": "multilinestring",
+                     "Polygon": "polygon", "MultiPolygon": "multipolygon"}
+
+
 @router.get("/collections/{collectionId}/queryables", summary="Properties to filter on")
 async def queryables(request: Request, target: Target) -> Response:
-    """The properties you may filter items on (``?name=value``), as JSON Schema."""
+    """The properties you may filter and sort items on (CQL2 ``filter``, ``sortby`` and
+    ``?name=value``), as JSON Schema: only the columns your role may read."""
     url = f"{base_url(request)}/collections/{target.info.name}/queryables"
+    properties: dict[str, dict] = {}
+    if target.info.spatial:
+        kind = _GEOMETRY_FORMATS.get(target.info.geometry_type or "")
+        properties["geometry"] = {
+            "title": "geometry",
+            "format": f"geometry-{kind}" if kind else "geometry-any",
+            "$ref": (f"https://geojson.org/schema/{target.info.geometry_type}.json" if kind
+                     else "https://geojson.org/schema/Geometry.json"),
+        }
+    for c in target.view.columns:
+        properties[c.name] = {"title": c.name, "type": JSON_TYPES[c.type],
+                              **({"format": "date"} if c.type == "date" else {}),
+                              **({"format": "date-time"} if c.type == "datetime" else {})}
     doc = {
         "$schema": "https://json-schema.org/draft/2019-09/schema", "$id": url,
         "type": "object", "title": target.info.title,
-        "properties": {c.name: {"type": JSON_TYPES[c.type],
-                                **({"format": "date"} if c.type == "date" else {}),
-                                **({"format": "date-time"} if c.type == "datetime" else {})}
-                       for c in target.view.columns},
+        "properties": properties,
+        "additionalProperties": False,
     }
     return _json(doc, "application/schema+json")
 
@@ -200,8 +232,9 @@ def _page_links(request: Request, name: str, query, matched: int, returned: int)
             responses={200: {"content": {GEOJSON: {}, "text/html": {}}}})
 async def items(request: Request, target: Target, query: Items, fmt: Format,
                 provider: ProviderDep) -> Response:
-    """Features of a collection in your view, filtered by ``bbox`` and properties
-    (``?kind=rural``), ``limit`` per page with ``next`` links, in ``crs``."""
+    """Features of a collection in your view, filtered by ``bbox``, properties
+    (``?kind=rural``) and a CQL2 ``filter``, in ``sortby`` order, ``limit`` per page
+    with ``next`` links (which keep the filter), in ``crs``."""
     info, view = target.info, target.view
     stream = provider.items(info, view, query)
     try:

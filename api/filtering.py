@@ -1,0 +1,905 @@
+"""OGC API – Features Part 3: CQL2 filters and ``sortby``, checked once and run by both stores.
+
+Parsing is pygeofilter's (the CQL2 parser pygeoapi uses): its CQL2-JSON parser as it is,
+and its CQL2-text grammar with the few rules it lacks from the published standard added
+by ``_text_grammar`` — temporal predicates as functions (``T_AFTER(reported_at,
+TIMESTAMP('…'))``; pygeofilter writes them infix), ``INTERVAL`` with dates and open ends
+(``'..'``), ``NOT (a AND b)``, ``''`` inside strings (as GDAL escapes a quote), ``AND``
+binding tighter than ``OR``, and case-insensitive ``DATE``/``TIMESTAMP``/``INTERVAL``.
+
+The AST is then checked against the caller's view (``compile_filter``) into this module's
+own small tree (``Expr``): every property must be a column the caller may read — an unknown
+and a hidden column get the same 400, so a filter cannot probe for hidden columns — and
+every literal is typed as its column. The two providers translate that tree themselves:
+``to_sql`` composes PostgreSQL with ``psycopg.sql`` (identifiers only from the view's
+columns, every value a bound parameter) and ``to_mask`` evaluates it on the GeoPackage
+provider's cached frame with pandas/shapely under SQL's three-valued logic, so both
+stores give the same rows. pygeofilter's own back ends do not fit: they target
+SQLAlchemy, Django, Elasticsearch or plain Python objects, while the PostGIS provider
+builds its statements with ``psycopg.sql`` and the GeoPackage provider filters frames.
+
+The caller's row scope is applied outside the filter by the providers
+(``scope AND (filter)``), so no filter — ``institution='YCB' OR 1=1``, ``NOT (…)`` —
+reaches rows outside it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+import pyproj
+import shapely
+from lark import Lark, v_args
+from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, UnexpectedToken
+from psycopg import sql
+from pygeofilter import ast, values
+from pygeofilter.cql2 import TEMPORAL_PREDICATES_MAP
+from pygeofilter.parsers.cql2_json import parse as parse_cql2_json
+from pygeofilter.parsers.cql2_text import parser as cql2_text_module
+
+from api.catalog import CRS84, Column, ItemsQuery, OutputCRS, View
+from api.errors import InvalidParameter
+
+#: ``filter-lang`` values: the two CQL2 encodings, and the draft name GDAL 3.6 sends.
+FILTER_LANGS = ("cql2-text", "cql2-json")
+LEGACY_LANGS = {"cql-text": "cql2-text", "cql-json": "cql2-json"}
+#: Limits that keep a filter's statement small (PostgreSQL's stack, the parser's time).
+MAX_FILTER_CHARS = 20_000
+MAX_DEPTH = 40
+MAX_TERMS = 500
+#: The geometry's queryable name (``geom`` is accepted too: the stored column's name).
+GEOMETRY = "geometry"
+_GEOMETRY_NAMES = frozenset({GEOMETRY, "geom"})
+_PG_TYPES = {"str": "text", "int": "bigint", "float": "double precision",
+             "bool": "boolean", "date": "date", "datetime": "timestamptz"}
+
+
+class InvalidFilter(InvalidParameter):
+    """A ``filter``, ``filter-lang``, ``filter-crs`` or ``sortby`` the service cannot run."""
+
+    code = "InvalidFilter"
+
+
+# ---------------------------------------------------------------------------- the tree
+
+
+@dataclass(frozen=True)
+class Const:
+    """A condition known without reading a row (``1 = 1``, ``INCLUDE``)."""
+
+    value: bool
+
+
+@dataclass(frozen=True)
+class Compare:
+    """``column op value``: op one of = <> < <= > >=."""
+
+    column: Column
+    op: str
+    value: object
+
+
+@dataclass(frozen=True)
+class Like:
+    """``column LIKE pattern``; ``parts`` is the pattern as (kind, text) runs, kind one of
+    ``lit``, ``any`` (%) and ``one`` (_)."""
+
+    column: Column
+    parts: tuple[tuple[str, str], ...]
+    nocase: bool
+    negate: bool
+
+
+@dataclass(frozen=True)
+class In:
+    column: Column
+    values: tuple
+    negate: bool
+
+
+@dataclass(frozen=True)
+class Between:
+    column: Column
+    low: object
+    high: object
+    negate: bool
+
+
+@dataclass(frozen=True)
+class IsNull:
+    column: Column | None  # None: the geometry
+    negate: bool
+
+
+@dataclass(frozen=True)
+class Spatial:
+    """``S_<op>(geometry, literal)``; ``wkb`` is the literal in longitude/latitude."""
+
+    op: str
+    wkb: bytes
+
+
+@dataclass(frozen=True)
+class Temporal:
+    """A temporal predicate on an instant column against [start, end] (None: open)."""
+
+    op: str  # after, before, during, intersects, equals, disjoint
+    column: Column
+    start: object
+    end: object
+
+
+@dataclass(frozen=True)
+class Not:
+    term: Expr
+
+
+@dataclass(frozen=True)
+class Both:
+    terms: tuple[Expr, ...]
+
+
+@dataclass(frozen=True)
+class Either:
+    terms: tuple[Expr, ...]
+
+
+Expr = Const | Compare | Like | In | Between | IsNull | Spatial | Temporal | Not | Both | Either
+
+
+@dataclass(frozen=True)
+class SortKey:
+    column: Column
+    descending: bool
+
+
+@dataclass(frozen=True)
+class FilteredQuery(ItemsQuery):
+    """An ``/items`` query with a checked CQL2 filter and a sort order."""
+
+    where: Expr | None = None
+    sortby: tuple[SortKey, ...] = ()
+
+
+# ---------------------------------------------------------------------------- parsing
+
+
+def _text_grammar() -> str:
+    """pygeofilter's CQL2-text grammar with the standard's rules it lacks (module doc)."""
+    path = os.path.join(os.path.dirname(cql2_text_module.__file__), "grammar.lark")
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    edits = [
+        # AND binds tighter than OR (pygeofilter reads `a OR b AND c` as `(a OR b) AND c`)
+        ('?condition: condition_1\n'
+         '          | condition "AND"i condition_1                                 -> and_\n'
+         '          | condition "OR"i condition_1                                   -> or_',
+         '?condition: conjunction\n'
+         '          | condition "OR"i conjunction -> or_\n'
+         '?conjunction: condition_1\n'
+         '          | conjunction "AND"i condition_1 -> and_'),
+        ('| "NOT"i "(" predicate ")"', '| "NOT"i "(" condition ")"'),
+        ('?temporal_predicate: expression _binary_temporal_predicate_func expression'
+         ' -> binary_temporal_predicate',
+         '?temporal_predicate: _binary_temporal_predicate_func "(" expression "," expression'
+         ' ")" -> temporal_call'),
+        ('?interval: "INTERVAL" "("  "\'" DATETIME "\'" "," "\'" DATETIME "\'" ")"',
+         '?interval: "INTERVAL"i "(" _bound "," _bound ")"\n'
+         '_bound: "\'" DATETIME "\'" | "\'" DATE "\'" | OPEN_END\n'
+         'OPEN_END: "\'..\'"'),
+        ('SINGLE_QUOTED: "\'" /.*?/ "\'"', "SINGLE_QUOTED: /'(?:[^']|'')*'/"),
+        ('?timestamp: "TIMESTAMP"', '?timestamp: "TIMESTAMP"i'),
+        ('?date: "DATE"', '?date: "DATE"i'),
+        ('%import .wkt.ewkt_geometry', '%import wkt.ewkt_geometry'),
+    ]
+    for old, new in edits:
+        if text.count(old) != 1:  # pragma: no cover — a pygeofilter release changed it
+            raise RuntimeError(f"pygeofilter's CQL2 grammar changed; cannot patch {old!r}")
+        text = text.replace(old, new)
+    return text
+
+
+@v_args(meta=False, inline=True)
+class _Transformer(cql2_text_module.CQLTransformer):
+    def temporal_call(self, op, lhs, rhs):
+        return TEMPORAL_PREDICATES_MAP[str(op).lower()](lhs, rhs)
+
+    def OPEN_END(self, _token):  # noqa: N802 — lark names callbacks after terminals
+        return None
+
+    def SINGLE_QUOTED(self, token):  # noqa: N802
+        return token[1:-1].replace("''", "'")
+
+
+@lru_cache(maxsize=1)
+def _text_parser() -> Lark:
+    return Lark(_text_grammar(), parser="lalr", maybe_placeholders=False,
+                transformer=_Transformer(),
+                import_paths=[os.path.dirname(os.path.dirname(cql2_text_module.__file__))])
+
+
+def _syntax_message(text: str, exc: LarkError) -> str:
+    if isinstance(exc, UnexpectedEOF | UnexpectedToken) and getattr(
+            exc, "token", None) is not None and exc.token.type == "$END":
+        return f"filter {text!r}: the filter ends too early"
+    if isinstance(exc, UnexpectedCharacters | UnexpectedToken):
+        column = getattr(exc, "column", None)
+        pos = getattr(exc, "pos_in_stream", None)
+        if pos is None:
+            pos = (column or 1) - 1
+        near = text[max(0, pos):pos + 20]
+        return (f"filter {text!r}: syntax error at character {pos + 1}"
+                f" (near {near!r})")
+    if isinstance(exc, UnexpectedEOF):
+        return f"filter {text!r}: the filter ends too early"
+    cause = getattr(exc, "orig_exc", None) or exc
+    return f"filter {text!r}: {cause}"
+
+
+def _normalise_json(node):
+    """CQL2-JSON as published, in the shape pygeofilter's JSON parser reads: ``between``
+    with three arguments (pygeofilter expects the bounds as one list), ``not`` and
+    ``isNull`` with their argument list, ``casei`` objects."""
+    if isinstance(node, list):
+        return [_normalise_json(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    if "bbox" in node and isinstance(node["bbox"], list) and len(node) == 1:
+        # pygeofilter reads a bbox's numbers in the wrong order; as a polygon instead.
+        numbers = node["bbox"]
+        if len(numbers) == 6:
+            numbers = [numbers[0], numbers[1], numbers[3], numbers[4]]
+        if len(numbers) != 4 or not all(isinstance(v, int | float) for v in numbers):
+            raise InvalidFilter("filter (cql2-json): a bbox is 4 or 6 numbers")
+        return shapely.geometry.mapping(shapely.box(*numbers))
+    if "op" in node and isinstance(node.get("args"), list):
+        args = [_normalise_json(a) for a in node["args"]]
+        op = node["op"]
+        if op == "between" and len(args) == 3:
+            args = [args[0], [args[1], args[2]]]
+        return {**node, "args": args}
+    return {k: _normalise_json(v) for k, v in node.items()}
+
+
+def parse_filter(text: str, lang: str | None) -> ast.Node:
+    """The pygeofilter AST of ``filter`` in ``filter-lang`` (400 on any problem)."""
+    lang = (lang or "cql2-text").strip().lower()
+    lang = LEGACY_LANGS.get(lang, lang)
+    if lang not in FILTER_LANGS:
+        raise InvalidFilter(f"filter-lang {lang!r} is not offered; use cql2-text or cql2-json")
+    if len(text) > MAX_FILTER_CHARS:
+        raise InvalidFilter(f"filter: longer than {MAX_FILTER_CHARS} characters")
+    if "\x00" in text:
+        raise InvalidFilter("filter: NUL characters are not allowed")
+    if not text.strip():
+        raise InvalidFilter("filter: empty")
+    try:
+        if lang == "cql2-json":
+            try:
+                doc = json.loads(text)
+            except ValueError as exc:
+                raise InvalidFilter(f"filter is not JSON (cql2-json): {exc}") from None
+            if not isinstance(doc, dict):
+                raise InvalidFilter("filter (cql2-json): expected a JSON object such as "
+                                    '{"op": "=", "args": [{"property": "tier"}, "助农点"]}')
+            return parse_cql2_json(_normalise_json(doc))
+        return _text_parser().parse(text)
+    except InvalidFilter:
+        raise
+    except LarkError as exc:
+        raise InvalidFilter(_syntax_message(text, exc)) from None
+    except RecursionError:
+        raise InvalidFilter("filter: nested too deeply") from None
+    except Exception as exc:  # pygeofilter raises plain KeyError/TypeError/ValueError
+        detail = f"{type(exc).__name__}: {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise InvalidFilter(f"filter ({lang}): cannot read it ({detail})") from None
+
+
+# ---------------------------------------------------------------------------- checking
+
+
+def parse_filter_crs(value: str | None) -> OutputCRS:
+    from api.catalog import find_crs
+
+    if value is None:
+        return CRS84
+    crs = find_crs(value)
+    if crs is None:
+        raise InvalidFilter(f"filter-crs {value!r} is not offered; use one of CRS84, "
+                            "EPSG:4326, EPSG:4490, EPSG:3857")
+    return crs
+
+
+_FROM_3857 = pyproj.Transformer.from_crs("EPSG:3857", "EPSG:4326", always_xy=True)
+_COMPARE = {ast.Equal: "=", ast.NotEqual: "<>", ast.LessThan: "<", ast.LessEqual: "<=",
+            ast.GreaterThan: ">", ast.GreaterEqual: ">="}
+_MIRROR = {"=": "=", "<>": "<>", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
+_SPATIAL = {ast.GeometryIntersects: "intersects", ast.GeometryDisjoint: "disjoint",
+            ast.GeometryContains: "contains", ast.GeometryWithin: "within",
+            ast.GeometryTouches: "touches", ast.GeometryCrosses: "crosses",
+            ast.GeometryOverlaps: "overlaps", ast.GeometryEquals: "equals"}
+_TEMPORAL = {ast.TimeAfter: "after", ast.TimeBefore: "before", ast.TimeDuring: "during",
+             ast.TimeOverlaps: "intersects", ast.TimeEquals: "equals",
+             ast.TimeDisjoint: "disjoint", ast.TimeContains: "intersects"}
+_TYPE_WORDS = {"str": "text", "int": "an integer", "float": "a number", "bool": "a boolean",
+               "date": "a date", "datetime": "a timestamp"}
+
+
+class _Checker:
+    def __init__(self, view: View, collection: str, spatial: bool, crs: OutputCRS) -> None:
+        self.columns = {c.name: c for c in view.columns}
+        self.collection = collection
+        self.spatial = spatial
+        self.crs = crs
+        self.terms = 0
+
+    def unknown(self, name: str) -> InvalidFilter:
+        # The same words for a hidden column as for one that does not exist.
+        return InvalidFilter(f"filter: {name!r} is not a queryable of {self.collection} "
+                             f"(see /collections/{self.collection}/queryables)")
+
+    def column(self, node) -> Column:
+        if isinstance(node, ast.Attribute):
+            column = self.columns.get(node.name)
+            if column is None:
+                raise self.unknown(node.name)
+            return column
+        raise InvalidFilter(f"filter: expected a property, found {_show(node)}")
+
+    def condition(self, node, depth: int = 0) -> Expr:
+        if depth > MAX_DEPTH:
+            raise InvalidFilter(f"filter: nested more than {MAX_DEPTH} levels deep")
+        self.terms += 1
+        if self.terms > MAX_TERMS:
+            raise InvalidFilter(f"filter: more than {MAX_TERMS} terms")
+        if isinstance(node, ast.And | ast.Or):
+            kind = Both if isinstance(node, ast.And) else Either
+            parts: list[Expr] = []
+            for side in (node.lhs, node.rhs):
+                part = self.condition(side, depth + 1)
+                parts.extend(part.terms if isinstance(part, kind) else (part,))
+            return kind(tuple(parts))
+        if isinstance(node, ast.Not):
+            return Not(self.condition(node.sub_node, depth + 1))
+        if isinstance(node, ast.Include):
+            return Const(not node.not_)
+        if isinstance(node, bool):
+            return Const(node)
+        if type(node) in _COMPARE:
+            return self.compare(node)
+        if isinstance(node, ast.Like):
+            return self.like(node)
+        if isinstance(node, ast.In):
+            column = self.column(node.lhs)
+            if not isinstance(node.sub_nodes, list) or not node.sub_nodes:
+                raise InvalidFilter(f"filter: IN on {column.name} needs a list of values")
+            return In(column, tuple(self.value(v, column) for v in node.sub_nodes), node.not_)
+        if isinstance(node, ast.Between):
+            column = self.column(node.lhs)
+            if column.type not in ("int", "float", "date", "datetime"):
+                raise InvalidFilter(f"filter: BETWEEN needs a number, date or timestamp "
+                                    f"property; {column.name} is {_TYPE_WORDS[column.type]}")
+            return Between(column, self.value(node.low, column), self.value(node.high, column),
+                           node.not_)
+        if isinstance(node, ast.IsNull):
+            if isinstance(node.lhs, ast.Attribute) and node.lhs.name in _GEOMETRY_NAMES \
+                    and node.lhs.name not in self.columns:
+                return IsNull(None, node.not_)
+            return IsNull(self.column(node.lhs), node.not_)
+        if type(node) in _SPATIAL:
+            return self.spatial_predicate(node)
+        if type(node) in _TEMPORAL:
+            return self.temporal(node)
+        if isinstance(node, ast.BBox):
+            return self.spatial_predicate(ast.GeometryIntersects(node.lhs, ast.Function(
+                "bbox", [node.minx, node.miny, node.maxx, node.maxy])))
+        name = type(node).__name__
+        raise InvalidFilter(f"filter: {name} is not supported here (supported: comparisons, "
+                            "LIKE, IN, BETWEEN, IS NULL, AND/OR/NOT, S_INTERSECTS, S_WITHIN, "
+                            "S_CONTAINS, S_DISJOINT, S_TOUCHES, S_CROSSES, S_OVERLAPS, "
+                            "S_EQUALS, T_AFTER, T_BEFORE, T_DURING, T_INTERSECTS, T_EQUALS, "
+                            "T_DISJOINT)")
+
+    def compare(self, node) -> Expr:
+        op = _COMPARE[type(node)]
+        lhs, rhs = node.lhs, node.rhs
+        if _is_literal(lhs) and _is_literal(rhs):
+            return Const(_constant(op, lhs, rhs))
+        if not isinstance(lhs, ast.Attribute | ast.Function) and isinstance(
+                rhs, ast.Attribute | ast.Function):
+            lhs, rhs, op = rhs, lhs, _MIRROR[op]
+        nocase = False
+        if isinstance(lhs, ast.Function) and lhs.name == "lower" and len(lhs.arguments) == 1:
+            lhs, nocase = lhs.arguments[0], True
+            if isinstance(rhs, ast.Function) and rhs.name == "lower" and len(rhs.arguments) == 1:
+                rhs = rhs.arguments[0]
+        column = self.column(lhs)
+        if isinstance(rhs, ast.Node):
+            hint = " (text literals take single quotes)" if isinstance(rhs, ast.Attribute) \
+                else ""
+            raise InvalidFilter(f"filter: {column.name} {op} {_show(rhs)}: compare a property "
+                                f"with a literal value{hint}")
+        value = self.value(rhs, column)
+        if nocase:
+            if column.type != "str":
+                raise InvalidFilter(f"filter: CASEI needs a text property; {column.name} is "
+                                    f"{_TYPE_WORDS[column.type]}")
+            if op != "=":
+                raise InvalidFilter("filter: CASEI is supported with = and LIKE")
+            return Like(column, tuple(("lit", ch) for ch in str(value)), True, False)
+        return Compare(column, op, value)
+
+    def like(self, node) -> Expr:
+        lhs, pattern, nocase = node.lhs, node.pattern, node.nocase
+        if isinstance(lhs, ast.Function) and lhs.name == "lower" and len(lhs.arguments) == 1:
+            lhs, nocase = lhs.arguments[0], True
+        if isinstance(pattern, ast.Function) and pattern.name == "lower" and len(
+                pattern.arguments) == 1:
+            pattern, nocase = pattern.arguments[0], True
+        column = self.column(lhs)
+        if column.type != "str":
+            raise InvalidFilter(f"filter: LIKE needs a text property; {column.name} is "
+                                f"{_TYPE_WORDS[column.type]}")
+        if not isinstance(pattern, str):
+            raise InvalidFilter(f"filter: LIKE on {column.name} needs a text pattern")
+        _check_text(pattern)
+        parts: list[tuple[str, str]] = []
+        chars = iter(pattern)
+        for ch in chars:
+            if ch == "\\":
+                nxt = next(chars, None)
+                if nxt is None:
+                    raise InvalidFilter(f"filter: LIKE pattern {pattern!r} ends with the "
+                                        "escape character \\")
+                parts.append(("lit", nxt))
+            elif ch == "%":
+                parts.append(("any", ""))
+            elif ch == "_":
+                parts.append(("one", ""))
+            else:
+                parts.append(("lit", ch))
+        return Like(column, tuple(parts), nocase, node.not_)
+
+    def value(self, value, column: Column):
+        """A literal as the column's type (400 if it is not one)."""
+        want = column.type
+        bad = InvalidFilter(f"filter: {column.name} is {_TYPE_WORDS[want]}; "
+                            f"{_show(value)} is not")
+        if isinstance(value, ast.Node | values.Geometry | values.Envelope | list):
+            raise bad
+        if want == "str":
+            if not isinstance(value, str):
+                raise bad
+            _check_text(value)
+            return value
+        if want == "bool":
+            if not isinstance(value, bool):
+                raise bad
+            return value
+        if want in ("int", "float"):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise bad
+            if isinstance(value, float) and not math.isfinite(value):
+                raise bad
+            if want == "int" and isinstance(value, int) and not -(2**63) <= value < 2**63:
+                raise InvalidFilter(f"filter: {value} is out of range for {column.name}")
+            return value
+        if want in ("date", "datetime"):
+            instant = _instant(value, want)
+            if instant is None:
+                raise bad
+            return instant
+        raise bad  # pragma: no cover
+
+    def spatial_predicate(self, node) -> Expr:
+        op = _SPATIAL[type(node)]
+        lhs, rhs = node.lhs, node.rhs
+        if _is_geometry_ref(rhs) and not _is_geometry_ref(lhs):
+            lhs, rhs = rhs, lhs
+            op = {"within": "contains", "contains": "within"}.get(op, op)
+        if not _is_geometry_ref(lhs):
+            raise InvalidFilter(f"filter: S_{op.upper()} compares the property 'geometry' "
+                                "with a geometry literal")
+        if not self.spatial:
+            raise InvalidFilter(f"filter: {self.collection} has no geometry")
+        return Spatial(op, shapely.to_wkb(self.geometry(rhs)))
+
+    def geometry(self, literal) -> shapely.Geometry:
+        try:
+            if isinstance(literal, ast.Function) and literal.name.lower() == "bbox":
+                numbers = [float(v) for v in literal.arguments]
+                if len(numbers) == 6:
+                    numbers = [numbers[0], numbers[1], numbers[3], numbers[4]]
+                if len(numbers) != 4:
+                    raise ValueError("BBOX needs 4 or 6 numbers")
+                geom = shapely.box(*numbers)
+            elif isinstance(literal, values.Envelope):
+                geom = shapely.box(min(literal.x1, literal.x2), min(literal.y1, literal.y2),
+                                   max(literal.x1, literal.x2), max(literal.y1, literal.y2))
+            elif isinstance(literal, values.Geometry):
+                geom = shapely.geometry.shape(literal.geometry)
+            else:
+                raise ValueError(f"{_show(literal)} is not a geometry")
+        except InvalidFilter:
+            raise
+        except Exception as exc:
+            raise InvalidFilter(f"filter: bad geometry literal: {exc}") from None
+        coords = shapely.get_coordinates(geom)
+        if geom.is_empty or not np.isfinite(coords).all():
+            raise InvalidFilter("filter: the geometry literal is empty or not finite")
+        if self.crs.flip:
+            geom = shapely.transform(geom, lambda xy: xy[:, ::-1])
+        elif self.crs.srid == 3857:
+            geom = shapely.transform(geom, lambda xy: np.column_stack(
+                _FROM_3857.transform(xy[:, 0], xy[:, 1])))
+        coords = shapely.get_coordinates(geom)
+        if not np.isfinite(coords).all() or (np.abs(coords[:, 0]) > 180).any() or (
+                np.abs(coords[:, 1]) > 90).any():
+            raise InvalidFilter(f"filter: the geometry literal lies outside longitude "
+                                f"[-180, 180] / latitude [-90, 90] in filter-crs "
+                                f"{self.crs.label}")
+        if not geom.is_valid:
+            raise InvalidFilter(f"filter: the geometry literal is invalid "
+                                f"({shapely.is_valid_reason(geom)})")
+        return geom
+
+    def temporal(self, node) -> Expr:
+        op = _TEMPORAL[type(node)]
+        lhs, rhs = node.lhs, node.rhs
+        if not isinstance(lhs, ast.Attribute) and isinstance(rhs, ast.Attribute):
+            lhs, rhs = rhs, lhs
+            op = {"after": "before", "before": "after"}.get(op, op)
+        column = self.column(lhs)
+        if column.type not in ("date", "datetime"):
+            raise InvalidFilter(f"filter: T_{op.upper()} needs a date or timestamp "
+                                f"property; {column.name} is {_TYPE_WORDS[column.type]}")
+        if isinstance(rhs, values.Interval):
+            start = None if rhs.start is None else self.value(rhs.start, column)
+            end = None if rhs.end is None else self.value(rhs.end, column)
+            if start is not None and end is not None and start > end:
+                raise InvalidFilter("filter: the interval ends before it starts")
+        else:
+            start = end = self.value(rhs, column)
+        if op == "during" and (start is None and end is None):
+            return IsNull(column, True)
+        return Temporal(op, column, start, end)
+
+
+def _is_literal(value) -> bool:
+    return isinstance(value, str | int | float | bool | dt.date)
+
+
+def _constant(op: str, a, b) -> bool:
+    try:
+        return {"=": a == b, "<>": a != b, "<": a < b, "<=": a <= b, ">": a > b,
+                ">=": a >= b}[op]
+    except TypeError:
+        raise InvalidFilter(f"filter: cannot compare {_show(a)} with {_show(b)}") from None
+
+
+def _is_geometry_ref(node) -> bool:
+    return isinstance(node, ast.Attribute) and node.name in _GEOMETRY_NAMES
+
+
+def _check_text(value: str) -> None:
+    if "\x00" in value:
+        raise InvalidFilter("filter: NUL characters are not allowed")
+
+
+def _show(value) -> str:
+    if isinstance(value, ast.Attribute):
+        return f"property {value.name!r}"
+    if isinstance(value, ast.Node):
+        return type(value).__name__
+    if isinstance(value, values.Geometry | values.Envelope):
+        return "a geometry"
+    if isinstance(value, dt.datetime):
+        return f"TIMESTAMP('{value.isoformat()}')"
+    if isinstance(value, dt.date):
+        return f"DATE('{value.isoformat()}')"
+    return repr(value)
+
+
+def _instant(value, want: str):
+    """A date or timestamp literal as the column's type: a date for ``date`` columns, an
+    aware UTC datetime for ``datetime`` ones (None: not a date or time)."""
+    if isinstance(value, str):
+        try:
+            value = (dt.date.fromisoformat(value) if len(value) == 10 else
+                     dt.datetime.fromisoformat(value.replace("Z", "+00:00")))
+        except ValueError:
+            return None
+    if isinstance(value, dt.datetime):
+        stamp = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+        stamp = stamp.astimezone(dt.UTC)
+        return stamp.date() if want == "date" else stamp
+    if isinstance(value, dt.date):
+        return value if want == "date" else dt.datetime(value.year, value.month, value.day,
+                                                        tzinfo=dt.UTC)
+    return None
+
+
+def compile_filter(node: ast.Node, view: View, collection: str, spatial: bool,
+                   crs: OutputCRS = CRS84) -> Expr:
+    """The filter checked against the caller's view of a collection (400 if it names a
+    property the caller may not read, or a value of the wrong type)."""
+    try:
+        return _Checker(view, collection, spatial, crs).condition(node)
+    except RecursionError:
+        raise InvalidFilter("filter: nested too deeply") from None
+
+
+def parse_sortby(text: str | None, view: View, collection: str) -> tuple[SortKey, ...]:
+    """``sortby=+name,-reported_at`` (``+`` or no sign: ascending), checked against the
+    columns the caller may read."""
+    if text is None:
+        return ()
+    columns = {c.name: c for c in view.columns}
+    keys: list[SortKey] = []
+    for raw in text.split(","):
+        item = raw.strip()
+        if not item:
+            raise InvalidFilter(f"sortby {text!r}: an empty item")
+        descending = item.startswith("-")
+        name = item.lstrip("+-").strip()
+        if " " in name:  # "name A" / "name D", an older draft's form
+            name, _, direction = name.partition(" ")
+            if direction.strip().upper() not in ("A", "ASC", "D", "DESC"):
+                raise InvalidFilter(f"sortby {text!r}: {raw!r} is not +name or -name")
+            descending = direction.strip().upper() in ("D", "DESC")
+        column = columns.get(name)
+        if column is None:
+            raise InvalidFilter(f"sortby: {name!r} is not a queryable of {collection} "
+                                f"(see /collections/{collection}/queryables)")
+        if any(k.column.name == name for k in keys):
+            raise InvalidFilter(f"sortby {text!r}: {name!r} appears twice")
+        keys.append(SortKey(column, descending))
+    return tuple(keys)
+
+
+# ---------------------------------------------------------------------------- PostGIS
+
+
+def _param(column: Column) -> sql.Composable:
+    return sql.SQL("%s::{}").format(sql.SQL(_PG_TYPES[column.type]))
+
+
+def _like_pattern(parts) -> str:
+    out = []
+    for kind, text in parts:
+        if kind == "any":
+            out.append("%")
+        elif kind == "one":
+            out.append("_")
+        else:
+            out.append("\\" + text if text in "%_\\" else text)
+    return "".join(out)
+
+
+_PG_SPATIAL = {"intersects": "ST_Intersects", "disjoint": "ST_Disjoint",
+               "contains": "ST_Contains", "within": "ST_Within", "touches": "ST_Touches",
+               "crosses": "ST_Crosses", "overlaps": "ST_Overlaps", "equals": "ST_Equals"}
+
+
+def to_sql(expr: Expr, params: list, alias: str | None = None) -> sql.Composable:
+    """The condition as PostgreSQL; values are appended to ``params`` (bound, never
+    written into the statement)."""
+    def ident(name: str) -> sql.Identifier:
+        return sql.Identifier(alias, name) if alias else sql.Identifier(name)
+
+    def walk(e: Expr) -> sql.Composable:
+        if isinstance(e, Const):
+            return sql.SQL("true" if e.value else "false")
+        if isinstance(e, Both | Either):
+            joiner = sql.SQL(" AND " if isinstance(e, Both) else " OR ")
+            return sql.SQL("({})").format(joiner.join(walk(t) for t in e.terms))
+        if isinstance(e, Not):
+            return sql.SQL("(NOT {})").format(walk(e.term))
+        if isinstance(e, Compare):
+            params.append(e.value)
+            return sql.SQL("({} {} {})").format(ident(e.column.name), sql.SQL(e.op),
+                                                _param(e.column))
+        if isinstance(e, Like):
+            params.append(_like_pattern(e.parts))
+            return sql.SQL("({} {}{} %s)").format(
+                ident(e.column.name), sql.SQL("NOT " if e.negate else ""),
+                sql.SQL("ILIKE" if e.nocase else "LIKE"))
+        if isinstance(e, In):
+            params.append(list(e.values))
+            return sql.SQL("({}{} = ANY(%s::{}[]))").format(
+                sql.SQL("NOT " if e.negate else ""), ident(e.column.name),
+                sql.SQL(_PG_TYPES[e.column.type]))
+        if isinstance(e, Between):
+            params.extend([e.low, e.high])
+            return sql.SQL("({} {}BETWEEN {} AND {})").format(
+                ident(e.column.name), sql.SQL("NOT " if e.negate else ""),
+                _param(e.column), _param(e.column))
+        if isinstance(e, IsNull):
+            target = ident("geom") if e.column is None else ident(e.column.name)
+            return sql.SQL("({} IS {}NULL)").format(target, sql.SQL("NOT " if e.negate else ""))
+        if isinstance(e, Spatial):
+            params.append(e.wkb)
+            return sql.SQL("{}({}, ST_GeomFromWKB(%s, 4326))").format(
+                sql.SQL(_PG_SPATIAL[e.op]), ident("geom"))
+        if isinstance(e, Temporal):
+            return _temporal_sql(e, ident(e.column.name), params)
+        raise TypeError(e)  # pragma: no cover
+
+    return walk(expr)
+
+
+def _temporal_sql(e: Temporal, col: sql.Composable, params: list) -> sql.Composable:
+    cast = sql.SQL(_PG_TYPES[e.column.type])
+
+    def bound(op: str, value) -> sql.Composable:
+        params.append(value)
+        return sql.SQL("{} {} %s::{}").format(col, sql.SQL(op), cast)
+
+    if e.op == "after":
+        return sql.SQL("({})").format(bound(">", e.end)) if e.end is not None else \
+            sql.SQL("false")
+    if e.op == "before":
+        return sql.SQL("({})").format(bound("<", e.start)) if e.start is not None else \
+            sql.SQL("false")
+    strict = e.op == "during"
+    parts = []
+    if e.start is not None:
+        parts.append(bound(">" if strict else ">=", e.start))
+    if e.end is not None:
+        parts.append(bound("<" if strict else "<=", e.end))
+    if not parts:
+        parts.append(sql.SQL("{} IS NOT NULL").format(col))
+    inside = sql.SQL("({})").format(sql.SQL(" AND ").join(parts))
+    if e.op == "disjoint":
+        return sql.SQL("(NOT {})").format(inside)
+    return inside
+
+
+def order_sql(keys: tuple[SortKey, ...], alias: str | None = None) -> sql.Composable:
+    """``ORDER BY`` terms of ``sortby`` then ``fid``; text sorts by code point (``COLLATE
+    "C"``) and NULLs come last either way, as the GeoPackage provider sorts."""
+    parts = []
+    for k in keys:
+        col: sql.Composable = sql.Identifier(alias, k.column.name) if alias else \
+            sql.Identifier(k.column.name)
+        if k.column.type == "str":
+            col = sql.SQL('{} COLLATE "C"').format(col)
+        parts.append(sql.SQL("{} {} NULLS LAST").format(
+            col, sql.SQL("DESC" if k.descending else "ASC")))
+    parts.append(sql.Identifier(alias, "fid") if alias else sql.Identifier("fid"))
+    return sql.SQL(", ").join(parts)
+
+
+# ---------------------------------------------------------------------------- GeoPackage
+
+
+def _series(frame: pd.DataFrame, column: Column) -> pd.Series:
+    s = frame[column.name]
+    if column.type in ("date", "datetime"):
+        s = pd.to_datetime(s, utc=True, errors="coerce")
+        if column.type == "date":
+            s = s.dt.tz_localize(None).dt.normalize()
+    return s
+
+
+def _scalar(value, column: Column):
+    if column.type == "date":
+        return pd.Timestamp(value)
+    if column.type == "datetime":
+        return pd.Timestamp(value).tz_convert("UTC")
+    return value
+
+
+def _known(result, missing: np.ndarray) -> pd.arrays.BooleanArray:
+    """A boolean result with NULL (unknown) where the row's value is missing."""
+    out = pd.array(np.asarray(result, dtype=bool), dtype="boolean")
+    out[missing] = pd.NA
+    return out
+
+
+def to_mask(expr: Expr, frame: pd.DataFrame) -> np.ndarray:
+    """Which rows of ``frame`` satisfy the condition (SQL's three-valued logic: a NULL
+    compared is unknown, and unknown rows are left out, as in PostgreSQL)."""
+    n = len(frame)
+
+    def walk(e: Expr) -> pd.arrays.BooleanArray:
+        if isinstance(e, Const):
+            return pd.array(np.full(n, e.value), dtype="boolean")
+        if isinstance(e, Both | Either):
+            acc = walk(e.terms[0])
+            for t in e.terms[1:]:
+                acc = (acc & walk(t)) if isinstance(e, Both) else (acc | walk(t))
+            return acc
+        if isinstance(e, Not):
+            return ~walk(e.term)
+        if isinstance(e, IsNull):
+            if e.column is None:
+                nulls = shapely.is_missing(np.asarray(frame.geometry.array, dtype=object)) \
+                    | shapely.is_empty(np.asarray(frame.geometry.array, dtype=object))
+            else:
+                nulls = frame[e.column.name].isna().to_numpy()
+            return pd.array(~nulls if e.negate else nulls, dtype="boolean")
+        if isinstance(e, Spatial):
+            geoms = np.asarray(frame.geometry.array, dtype=object)
+            other = shapely.from_wkb(e.wkb)
+            shapely.prepare(other)
+            # predicate(feature, literal); the literal is prepared, so the reversed form.
+            if e.op == "within":
+                hits = shapely.contains(other, geoms)
+            elif e.op == "contains":
+                hits = shapely.within(other, geoms)
+            else:
+                hits = getattr(shapely, e.op)(other, geoms)
+            return _known(hits, shapely.is_missing(geoms))
+        full = _series(frame, e.column)
+        missing = full.isna().to_numpy()
+        # Each test runs on the rows with a value (None < 'a' is a TypeError in Python);
+        # the others stay unknown.
+        s = full[~missing]
+
+        def known(hits) -> pd.arrays.BooleanArray:
+            out = np.zeros(n, dtype=bool)
+            out[~missing] = np.asarray(hits, dtype=bool)
+            return _known(out, missing)
+
+        if isinstance(e, Compare):
+            v = _scalar(e.value, e.column)
+            ops = {"=": s.__eq__, "<>": s.__ne__, "<": s.__lt__, "<=": s.__le__,
+                   ">": s.__gt__, ">=": s.__ge__}
+            return known(ops[e.op](v))
+        if isinstance(e, Like):
+            regex = "".join(".*" if k == "any" else "." if k == "one" else re.escape(t)
+                            for k, t in e.parts)
+            flags = re.IGNORECASE | re.DOTALL if e.nocase else re.DOTALL
+            hits = s.astype(str).str.fullmatch(regex, flags=flags).to_numpy(dtype=bool)
+            return known(~hits if e.negate else hits)
+        if isinstance(e, In):
+            hits = s.isin([_scalar(v, e.column) for v in e.values]).to_numpy(dtype=bool)
+            return known(~hits if e.negate else hits)
+        if isinstance(e, Between):
+            lo, hi = _scalar(e.low, e.column), _scalar(e.high, e.column)
+            hits = ((s >= lo) & (s <= hi)).to_numpy(dtype=bool)
+            return known(~hits if e.negate else hits)
+        if isinstance(e, Temporal):
+            start = None if e.start is None else _scalar(e.start, e.column)
+            end = None if e.end is None else _scalar(e.end, e.column)
+            values_ = s.to_numpy()
+            if e.op == "after":
+                hits = (s > end).to_numpy() if end is not None else np.zeros(len(s), bool)
+            elif e.op == "before":
+                hits = (s < start).to_numpy() if start is not None else np.zeros(len(s), bool)
+            else:
+                strict = e.op == "during"
+                hits = np.ones(len(values_), dtype=bool)
+                if start is not None:
+                    hits &= ((s > start) if strict else (s >= start)).to_numpy()
+                if end is not None:
+                    hits &= ((s < end) if strict else (s <= end)).to_numpy()
+                if e.op == "disjoint":
+                    hits = ~hits
+            return known(hits)
+        raise TypeError(e)  # pragma: no cover
+
+    return walk(expr).fillna(False).to_numpy(dtype=bool)
+
+
+def sort_frame(frame: pd.DataFrame, keys: tuple[SortKey, ...]) -> pd.DataFrame:
+    """The rows in ``sortby`` order, then by ``fid`` (NULLs last; text by code point, as
+    ``order_sql``)."""
+    if not keys:
+        return frame
+    work = pd.DataFrame({f"k{i}": _series(frame, k.column) for i, k in enumerate(keys)},
+                        index=frame.index)
+    work["fid"] = frame["fid"]
+    order = work.sort_values([*(f"k{i}" for i in range(len(keys))), "fid"],
+                             ascending=[*(not k.descending for k in keys), True],
+                             na_position="last", kind="mergesort").index
+    return frame.loc[order]

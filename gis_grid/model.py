@@ -401,3 +401,111 @@ def schema_for(layer: str) -> LayerSchema | None:
     one kind; the kind before ``__`` decides the schema.
     """
     return LAYERS.get(layer_kind(layer))
+
+
+# --------------------------------------------------------------------------- titles, schema
+
+#: Chinese titles of the fields (字段中文名): the column headers of files written for people
+#: (``gisgrid export --headers zh``, every .xlsx), and accepted as column names on import.
+#: A layer kind may override a title (``LAYER_TITLES_ZH``); within a layer they are unique.
+FIELD_TITLES_ZH: dict[str, str] = {
+    "code": "代码", "name": "名称", "level": "级别", "parent": "上级代码",
+    "kind": "城乡类别", "zone": "区域类型", "ur_code": "城乡分类代码",
+    "households": "住户数", "population": "人口", "source": "来源", "id": "编号",
+    "count": "住户数", "unit": "村/社区代码", "type": "类型", "institution": "机构",
+    "tier": "网点层级", "status": "营业状态", "outlet": "所属网点", "role": "角色",
+    "phone": "手机号", "grids": "负责网格", "trained": "培训日期",
+    "manager": "网格管理员", "worker": "网格员", "grid": "网格", "period": "期间",
+    "households_total": "住户总数", "households_files": "已建档住户",
+    "merchants_total": "商户总数", "merchants_files": "已建档商户",
+    "firms_total": "小微企业总数", "firms_files": "已建档小微企业",
+    "surveys": "贷前调查", "checks": "贷后核查", "registered_type": "登记类型",
+    "address": "地址", "reporter": "报告人", "state": "状态", "reported_at": "报告时间",
+    "summary": "摘要", "owner": "负责人", "deadline": "期限", "accepted_at": "受理时间",
+    "resolved_at": "解决时间", "resolved_by": "解决人", "closed_at": "办结时间",
+    "closed_by": "督查人", "updated_at": "更新时间", "version": "版本", "event": "事件",
+    "from_state": "原状态", "to_state": "新状态", "action": "操作", "actor": "操作人",
+    "at": "时间", "note": "备注", "date": "日期", "keywords": "命中关键词",
+    "entity": "市场主体", "inspector": "排查人", "check": "排查项目", "finding": "有无",
+    "detail": "详情", "township": "乡镇街道代码", "route": "流转", "handler": "处理部门",
+    "reason": "原因",
+}
+
+#: Titles that differ by layer kind.
+LAYER_TITLES_ZH: dict[str, dict[str, str]] = {
+    "institutions": {"type": "机构类型"},
+    "outlets": {"name": "网点名称"},
+    "devices": {"type": "机具类型"},
+    "staff": {"name": "姓名", "id": "人员编号"},
+    "grids": {"code": "网格代码", "parent": "上级网格"},
+    "entities": {"id": "主体编号"},
+    "watch_list": {"id": "主体编号", "grid": "所在网格"},
+    "events": {"kind": "事件类型"},
+    "risk_reports": {"checks": "发现问题", "grid": "所在网格"},
+}
+
+#: Chinese titles of the coordinate columns of point layers in CSV and XLSX files.
+LON_ZH, LAT_ZH = "经度", "纬度"
+
+_TYPES_ZH = {"str": "文本", "int": "整数", "float": "数值", "bool": "是/否", "date": "日期",
+             "datetime": "日期时间"}
+
+
+def field_titles_zh(layer: str) -> dict[str, str]:
+    """Field name → Chinese title for every field of ``layer``'s schema ({} if none).
+
+    >>> field_titles_zh("outlets")["tier"], field_titles_zh("entities")["id"]
+    ('网点层级', '主体编号')
+    """
+    schema = schema_for(layer)
+    if schema is None:
+        return {}
+    own = LAYER_TITLES_ZH.get(schema.name, {})
+    return {f.name: own.get(f.name) or FIELD_TITLES_ZH.get(f.name, f.name)
+            for f in schema.fields}
+
+
+def describe_layer(layer: str) -> dict:
+    """The schema of ``layer`` as plain data, the one description every surface gives:
+    ``gisgrid schema`` prints it, the service's schema and queryables can say the same.
+
+    Keys: ``layer``, ``kind``, ``title_zh``, ``description``, ``geometry`` (allowed
+    types, [] for a table), ``geometry_optional``, ``key`` (the identifying field, or the
+    fields unique together), ``fields`` (each: ``name``, ``title_zh``, ``type`` and its
+    Chinese ``type_zh``, ``required``, and when set ``enum``, ``pattern``, ``minimum``,
+    ``maximum``, ``description``, ``references`` as ``layer.field``), and
+    ``not_above`` (pairs of fields where the first may not exceed the second).
+    Raises ``KeyError`` for a layer without a schema.
+
+    >>> describe_layer("outlets")["fields"][2]["enum"]
+    ['一级支行', '二级支行', '分理处', '助农点']
+    """
+    schema = schema_for(layer)
+    if schema is None:
+        raise KeyError(layer)
+    titles = field_titles_zh(layer)
+    refs = REFERENCES.get(schema.name, {})
+    key = [schema.key] if schema.key else list(schema.extra.get("unique", ()))
+    fields = []
+    for f in schema.fields:
+        item: dict = {"name": f.name, "title_zh": titles[f.name], "type": f.dtype,
+                      "type_zh": _TYPES_ZH[f.dtype], "required": f.required}
+        if f.enum is not None:
+            item["enum"] = list(f.enum)
+        if f.pattern is not None:
+            item["pattern"] = f.pattern
+        if f.minimum is not None:
+            item["minimum"] = f.minimum
+        if f.maximum is not None:
+            item["maximum"] = f.maximum
+        if f.description:
+            item["description"] = f.description
+        if f.name in refs:
+            item["references"] = ".".join(refs[f.name])
+        fields.append(item)
+    return {
+        "layer": layer, "kind": schema.name, "title_zh": schema.title_zh,
+        "description": schema.description, "geometry": list(schema.geometry),
+        "geometry_optional": schema.geometry_optional, "key": key, "fields": fields,
+        "not_above": [list(pair) for pair in schema.extra.get("not_above", ())],
+    }

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from gis_grid.cli import analysis, data, demo, grids, maps, province, service, watch
+from gis_grid.cli import analysis, data, demo, grids, maps, province, schema, service, watch
 from gis_grid.cli.common import EXIT_CODES
 from gis_grid.errors import GisGridError
 
@@ -52,5 +52,5 @@ for command in (data.sample, data.import_, data.export, data.layers_, data.delet
                 grids.partition, grids.validate, grids.repair, analysis.coverage,
                 analysis.place, maps.map_command, maps.atlas_command, watch.screen,
                 watch.inspect, watch.events, service.serve, service.keys, province.province,
-                demo.demo):
+                demo.demo, schema.schema):
     main.add_command(command)

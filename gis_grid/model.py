@@ -384,13 +384,23 @@ LAYERS: dict[str, LayerSchema] = {
     )
 }
 
-#: Which layers of the sample refer to which (field → layer.key), for cross-layer checks.
+#: The references between layers, in one place (field → (layer, key field)): every
+#: checked write (``Store.change``: ``gisgrid import``, uploads, restores) refuses a row
+#: pointing at a key the store does not hold, and a change that would leave rows of
+#: another layer pointing at a key it removes; on PostGIS, triggers refuse other clients'
+#: SQL the same way (``layers.integrity``, ``layers.migrations``). A referencing layer
+#: of any name of its kind (``grids__nsh``) refers to the plain target layer
+#: (``institutions``); an empty value refers to nothing (the government grid's owner).
+#: ``staff.grids`` (';'-separated codes of several grid layers) is not checked here.
 REFERENCES: dict[str, dict[str, tuple[str, str]]] = {
     "units": {"parent": ("townships", "code")},
     "households": {"unit": ("units", "code")},
     "outlets": {"institution": ("institutions", "id"), "unit": ("units", "code")},
-    "devices": {"institution": ("institutions", "id"), "outlet": ("outlets", "id")},
+    "devices": {"institution": ("institutions", "id"), "outlet": ("outlets", "id"),
+                "unit": ("units", "code")},
     "staff": {"institution": ("institutions", "id")},
+    "ledger": {"institution": ("institutions", "id")},
+    "grids": {"institution": ("institutions", "id")},
 }
 
 

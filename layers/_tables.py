@@ -98,6 +98,16 @@ class Table:
         return tuple(float(v) for v in bounds)
 
 
+def table_frame(table: Table) -> gpd.GeoDataFrame | pd.DataFrame:
+    """``table``'s rows as a frame, typed as a store reads them back."""
+    data = {c.name: table.data[c.name].reset_index(drop=True) for c in table.columns}
+    if table.geometry is None:
+        return pd.DataFrame(data, index=pd.RangeIndex(table.rows))
+    return gpd.GeoDataFrame(data, index=pd.RangeIndex(table.rows),
+                            geometry=gpd.GeoSeries(table.geometry, crs=STORAGE_CRS),
+                            crs=STORAGE_CRS)
+
+
 def check_layer_name(name: object) -> str:
     """Return ``name`` if it is a safe layer name, else raise ``StoreError``."""
     if not isinstance(name, str) or not LAYER_NAME.match(name) or len(name) > MAX_LAYER_NAME:

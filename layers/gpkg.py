@@ -40,6 +40,7 @@ from pandas.api import types as ptypes
 
 from gis_grid.errors import LayerNotFound, StoreError
 from gis_grid.model import STORAGE_CRS
+from layers import history
 from layers._tables import (
     STORED_GEOMETRY,
     VERSION,
@@ -52,8 +53,10 @@ from layers._tables import (
     prepare,
     refuse_update,
     restore,
+    table_frame,
     where_items,
 )
+from layers.history import HISTORY_TABLE, Actor, Change, logged
 from layers.store import LayerInfo, Store
 
 #: Rows encoded and inserted at a time: bounds the memory a big write needs.
@@ -305,30 +308,85 @@ class GeoPackageStore(Store):
 
     def write(self, name: str, frame: gpd.GeoDataFrame | pd.DataFrame) -> None:
         table = prepare(name, frame)
-        self._swap(name, lambda conn: table)
+        self._change(name, lambda current, present, read: table,
+                     history.default_actor("write"), checked=False)
 
     def modify(self, name: str, change) -> None:
         check_layer_name(name)
         # The read goes through its own connection, which SQLite lets read the last
         # committed state while this one holds the write lock.
-        self._swap(name, lambda conn: prepare(name, change(
-            self.read(name) if _layer_meta(conn, name) is not None else None)))
+        self._change(name, lambda current, present, read: prepare(name, change(current)),
+                     history.default_actor("modify"), checked=False)
 
-    def _swap(self, name: str, make) -> None:
-        """Replace layer ``name`` by the table ``make(conn)`` gives. Not GDAL: its
-        OVERWRITE drops the old layer outside the transaction that loads the new one.
-        Here drop, create, fill and register are one SQLite transaction, whose
-        BEGIN IMMEDIATE takes the file's write lock before ``make`` runs (every writer
-        of the file, in any process, waits for it)."""
+    def _field_types(self, name: str) -> dict[str, str | None]:
+        with self._connect() as conn:
+            meta = _layer_meta(conn, name)
+        if meta is None:
+            raise LayerNotFound(name, self.url)
+        return meta[2]
+
+    def _change(self, name: str, make, actor: Actor, *, checked: bool) -> Change:
+        """Replace layer ``name`` by what ``make`` gives (see ``Store._change``). Not
+        GDAL: its OVERWRITE drops the old layer outside the transaction that loads the
+        new one. Here drop, create, fill, register and the log entry are one SQLite
+        transaction, whose BEGIN IMMEDIATE takes the file's write lock before ``make``
+        runs (every writer of the file, in any process, waits for it); reads on other
+        connections see the last committed state, which under the lock is the
+        current one."""
+        change = None
         with self._transaction(f"write {name}") as conn:
-            table = make(conn)
-            _drop_layer(conn, name)
-            _create_layer(conn, table)
+            meta = _layer_meta(conn, name)
+            if meta is None and _has_table(conn, name):
+                raise StoreError(f"a table named {name!r} that is not a layer is in the way")
+            keep_log = logged(name)
+            current = self.read(name) if meta is not None and (keep_log or checked) else None
+            present = {info.name for info in _layer_infos(conn)}
+
+            def read(layer: str, columns: list[str] | None = None):
+                return self.read(layer, columns=columns)
+
+            after = make(current, present, read)
+            table = after if isinstance(after, Table) or after is None else prepare(name, after)
+            if keep_log:
+                change = history.diff(name, current, None if table is None
+                                      else table_frame(table), actor)
+            if meta is not None:
+                _drop_layer(conn, name)
+            if table is not None:
+                _create_layer(conn, table)
+            if change is not None and not change.empty:
+                change.id = _log(conn, change)
+        return change or Change(name, actor.who, actor.how)
+
+    def history(self, name: str | None = None, *, since: dt.datetime | None = None,
+                since_id: int | None = None, with_old: bool = False) -> list[Change]:
+        if name is not None:
+            check_layer_name(name)
+        with self._connect() as conn:
+            if not _has_table(conn, HISTORY_TABLE):
+                return []
+            columns = ["id", "layer", "at", "who", "how", "added", "changed", "removed",
+                       "rows_before", "rows_after"] + ["old"] * with_old
+            conditions, params = [], []
+            if name is not None:
+                conditions.append("layer = ?")
+                params.append(name)
+            if since is not None:
+                conditions.append("at >= ?")
+                params.append(_stamp(since))
+            if since_id is not None:
+                conditions.append("id >= ?")
+                params.append(int(since_id))
+            where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+            rows = conn.execute(f"SELECT {', '.join(columns)} FROM {HISTORY_TABLE}{where}"
+                                " ORDER BY id", params).fetchall()
+        return [history.decode(dict(zip(columns, row, strict=True)), with_old=with_old)
+                for row in rows]
 
     def append(self, name: str, frame: gpd.GeoDataFrame | pd.DataFrame) -> None:
         check_layer_name(name)
         with self._transaction(f"append to {name}") as conn:
-            _append(conn, name, frame)
+            _append(conn, name, frame, history.default_actor("append"))
 
     def update(
         self,
@@ -349,6 +407,8 @@ class GeoPackageStore(Store):
             table, _, fields = meta
             (key_type, key), typed = check_update(name, key_field, key_value, changes,
                                                   expected_version, fields)
+            before = (self.read(name, where={key_field: key.iloc[0]})
+                      if logged(name) else None)
             new_version = int(expected_version) + 1
             _register_geometry_functions(conn)
             assignments = ", ".join(f"{_quote(c)} = ?" for c in [*typed, VERSION])
@@ -364,27 +424,77 @@ class GeoPackageStore(Store):
                     f"WHERE {_quote(key_field)} = ?", (key_sql,)).fetchall()
                 refuse_update(self.url, name, key_field, key_value, expected_version,
                                [v for (v,) in found])
+            actor = history.default_actor("update")
+            if before is not None and len(before) == 1:
+                count = _count(conn, name)
+                _log(conn, Change(name, actor.who, actor.how,
+                                  changed=history.row_keys(name, before).tolist(),
+                                  old=history.records(before), rows_before=count,
+                                  rows_after=count))
             if append is not None:
-                _append(conn, *append)
+                _append(conn, *append, actor)
             _touch(conn, name)
         return new_version
 
     def delete(self, name: str) -> None:
         check_layer_name(name)
         with self._transaction(f"delete {name}") as conn:
+            before = (self.read(name) if logged(name) and _layer_meta(conn, name) is not None
+                      else None)
             if not _drop_layer(conn, name):
                 raise LayerNotFound(name, self.url)
+            if before is not None:
+                change = history.diff(name, before, None, history.default_actor("delete"))
+                if not change.empty:
+                    _log(conn, change)
 
 
-def _append(conn: sqlite3.Connection, name: str, frame: gpd.GeoDataFrame | pd.DataFrame
-            ) -> None:
+def _stamp(moment: dt.datetime) -> str:
+    """A moment as the log's ``at`` text (UTC, ISO, milliseconds, ``Z``)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+_HISTORY_SQL = f"""CREATE TABLE IF NOT EXISTS {HISTORY_TABLE} (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, layer TEXT NOT NULL, at TEXT NOT NULL,
+  who TEXT NOT NULL, how TEXT NOT NULL, added TEXT NOT NULL, changed TEXT NOT NULL,
+  removed TEXT NOT NULL, old TEXT NOT NULL, rows_before INTEGER, rows_after INTEGER)"""
+
+
+def _log(conn: sqlite3.Connection, change: Change) -> int:
+    """Append ``change`` to the log inside the caller's transaction; its id."""
+    conn.execute(_HISTORY_SQL)
+    conn.execute(f"CREATE INDEX IF NOT EXISTS {HISTORY_TABLE}_layer "
+                 f"ON {HISTORY_TABLE} (layer, id)")
+    row = history.encode(change)
+    change.at = dt.datetime.now(dt.UTC)
+    row["at"] = _stamp(change.at)
+    cursor = conn.execute(
+        f"INSERT INTO {HISTORY_TABLE} ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+        list(row.values()))
+    return int(cursor.lastrowid)
+
+
+def _count(conn: sqlite3.Connection, name: str) -> int:
+    meta = _layer_meta(conn, name)
+    return 0 if meta is None else int(
+        conn.execute(f"SELECT count(*) FROM {_quote(meta[0])}").fetchone()[0])
+
+
+def _append(conn: sqlite3.Connection, name: str, frame: gpd.GeoDataFrame | pd.DataFrame,
+            actor: Actor) -> None:
     """Insert the rows of ``frame`` into layer ``name`` (created if missing), inside the
-    caller's transaction: rows and their R-tree entries go in together."""
+    caller's transaction: rows and their R-tree entries go in together, and the log
+    entry."""
     meta = _layer_meta(conn, name)
     if meta is None:
         if _has_table(conn, name):
             raise StoreError(f"a table named {name!r} that is not a layer is in the way")
-        _create_layer(conn, prepare(name, frame))
+        table = prepare(name, frame)
+        _create_layer(conn, table)
+        if logged(name):
+            _log(conn, history.diff(name, None, table_frame(table), actor))
         return
     stored, geometry_column, fields = meta
     geometry_type = None
@@ -395,6 +505,8 @@ def _append(conn: sqlite3.Connection, name: str, frame: gpd.GeoDataFrame | pd.Da
     table = conform(prepare(name, frame, types=fields), fields, geometry_type)
     if table.rows == 0:
         return
+    if logged(name):
+        _log(conn, history.appended(name, table_frame(table), _count(conn, name), actor))
     _register_geometry_functions(conn)
     names = [c.name for c in table.columns] + [geometry_column] * table.spatial
     insert = (f"INSERT INTO {_quote(stored)} ({', '.join(map(_quote, names))}) "

@@ -27,6 +27,22 @@ on each layer table: INSERT, UPDATE, DELETE, TRUNCATE). A reader that saw genera
 knows that the rows are the same as in any snapshot showing G, which is what lets the
 service cache vector tiles exactly (``api.providers.TileCache``). A sequence rather than
 a counter per row, so a layer deleted and written again never repeats an old value.
+
+Migration 4 adds the change log and the references (issue 15). ``gisgrid_history`` holds
+one row per change of a layer (``layers.history``): the store writes it in the
+transaction of its own replacing writes; for rows inserted, updated or deleted by SQL —
+the store's appends and row updates, and any other client's — the statement triggers
+``gisgrid_rows_insert`` / ``_update`` / ``_delete`` (function ``gisgrid_after_rows``,
+transition tables ``gisgrid_new`` / ``gisgrid_old``) write it, with ``who`` from the
+setting ``gisgrid.who`` (the store sets it) else ``session_user (application_name)``.
+The same triggers refuse (``foreign_key_violation``) other clients' SQL that leaves a
+reference of ``gis_grid.model.REFERENCES`` pointing at a missing key: new rows whose
+reference is not in the target layer, and updated or deleted keys that rows of a
+referencing layer still point at. The store's own appends and updates set
+``gisgrid.trusted`` and are not checked there (the checked path is ``Store.change``,
+which checks in Python before it writes). The reference table and the keys of the
+layer kinds are the SQL functions ``gisgrid_references()`` and ``gisgrid_layer_keys()``,
+made from the model and brought up to date by every ``migrate`` when the model changed.
 """
 
 from __future__ import annotations
@@ -36,6 +52,8 @@ from dataclasses import dataclass
 
 import psycopg
 from psycopg import sql
+
+from gis_grid.model import LAYERS, REFERENCES
 
 MIGRATIONS_TABLE = "gisgrid_migrations"
 CATALOG_TABLE = "gisgrid_layers"
@@ -271,11 +289,263 @@ $do$""").format(catalog=catalog, schema=sql.Literal(schema),
     ]
 
 
+HISTORY_TABLE = "gisgrid_history"
+ROW_TRIGGERS = ("gisgrid_rows_insert", "gisgrid_rows_update", "gisgrid_rows_delete")
+_STAGING = r"__c[0-9]{6}([0-9]{6})?$"
+
+
+def _model_functions(schema: str) -> list[sql.Composable]:
+    """``gisgrid_references()`` and ``gisgrid_layer_keys()`` from the model."""
+    s = sql.Identifier(schema)
+    refs = [sql.SQL("({}, {}, {}, {})").format(*map(sql.Literal, (kind, field, target, key)))
+            for kind, fields in sorted(REFERENCES.items())
+            for field, (target, key) in sorted(fields.items())]
+    keys = []
+    for kind, layer in sorted(LAYERS.items()):
+        columns = (layer.key,) if layer.key else tuple(layer.extra.get("unique", ()))
+        if columns:
+            keys.append(sql.SQL("({}, {}::text[])").format(sql.Literal(kind),
+                                                          sql.Literal(list(columns))))
+    return [
+        sql.SQL("CREATE OR REPLACE FUNCTION {s}.gisgrid_references() RETURNS TABLE "
+                "(kind text, field text, target text, target_key text) LANGUAGE sql "
+                "IMMUTABLE AS $fn$ VALUES {v} $fn$").format(s=s, v=sql.SQL(", ").join(refs)),
+        sql.SQL("CREATE OR REPLACE FUNCTION {s}.gisgrid_layer_keys() RETURNS TABLE "
+                "(kind text, columns text[]) LANGUAGE sql IMMUTABLE AS $fn$ VALUES {v} $fn$"
+                ).format(s=s, v=sql.SQL(", ").join(keys)),
+    ]
+
+
+_KEY_EXPR = """
+CREATE OR REPLACE FUNCTION {s}.gisgrid_key_expr(tbl regclass, v_kind text, alias text)
+RETURNS text LANGUAGE plpgsql STABLE AS $fn$
+DECLARE
+    keys text[];
+    cols text[];
+    k text;
+    parts text[] := '{{}}';
+BEGIN
+    SELECT array_agg(attname::text) INTO cols FROM pg_attribute
+     WHERE attrelid = tbl AND attnum > 0 AND NOT attisdropped;
+    SELECT lk.columns INTO keys FROM {s}.gisgrid_layer_keys() lk WHERE lk.kind = v_kind;
+    IF keys IS NULL OR NOT keys <@ cols THEN
+        RETURN format('md5((to_jsonb(%s) - ''fid'')::text)', alias);
+    END IF;
+    FOREACH k IN ARRAY keys LOOP
+        parts := parts || format('coalesce(%s.%I::text, '''')', alias, k);
+    END LOOP;
+    RETURN 'concat_ws(''|'', ' || array_to_string(parts, ', ') || ')';
+END
+$fn$"""
+
+_AFTER_ROWS = """
+CREATE OR REPLACE FUNCTION {s}.gisgrid_after_rows()
+RETURNS trigger LANGUAGE plpgsql AS $fn$
+DECLARE
+    layer text := TG_TABLE_NAME;
+    v_kind text := split_part(TG_TABLE_NAME, '__', 1);
+    trusted boolean := coalesce(current_setting('gisgrid.trusted', true), '') = 'on';
+    cols text[];
+    ref record;
+    referrer text;
+    target regclass;
+    found bigint;
+    sample text;
+    unchanged text;
+    key_expr text;
+    row_expr text;
+    v_added jsonb := '[]';
+    v_changed jsonb := '[]';
+    v_removed jsonb := '[]';
+    v_old jsonb := '[]';
+    n_delta bigint := 0;
+    n_after bigint;
+BEGIN
+    IF layer ~ {staging} THEN
+        RETURN NULL;
+    END IF;
+    SELECT array_agg(attname::text) INTO cols FROM pg_attribute
+     WHERE attrelid = TG_RELID AND attnum > 0 AND NOT attisdropped;
+    -- 1. the new rows' references
+    IF NOT trusted AND TG_OP IN ('INSERT', 'UPDATE') THEN
+        FOR ref IN SELECT r.field, r.target, r.target_key FROM {s}.gisgrid_references() r
+                    WHERE r.kind = v_kind ORDER BY r.field LOOP
+            CONTINUE WHEN NOT ref.field = ANY(cols);
+            target := to_regclass(format('%I.%I', TG_TABLE_SCHEMA, ref.target));
+            -- an UPDATE is checked for values it brings, not for those already there
+            unchanged := CASE WHEN TG_OP = 'UPDATE' THEN format(
+                ' AND n.%1$I::text NOT IN (SELECT o.%1$I::text FROM gisgrid_old o'
+                ' WHERE o.%1$I IS NOT NULL)', ref.field) ELSE '' END;
+            IF target IS NULL OR NOT EXISTS (
+                    SELECT 1 FROM pg_attribute a WHERE a.attrelid = target
+                       AND a.attname = ref.target_key AND NOT a.attisdropped) THEN
+                EXECUTE format('SELECT count(*), array_to_string((array_agg(v ORDER BY v))'
+                               '[1:10], '', '') FROM (SELECT DISTINCT n.%1$I::text v'
+                               ' FROM gisgrid_new n WHERE nullif(n.%1$I::text, '''')'
+                               ' IS NOT NULL %2$s) x', ref.field, unchanged)
+                    INTO found, sample;
+            ELSE
+                EXECUTE format('SELECT count(*), array_to_string((array_agg(v ORDER BY v))'
+                               '[1:10], '', '') FROM (SELECT DISTINCT n.%1$I::text v'
+                               ' FROM gisgrid_new n WHERE nullif(n.%1$I::text, '''')'
+                               ' IS NOT NULL AND NOT EXISTS (SELECT 1 FROM %2$s t'
+                               ' WHERE t.%3$I::text = n.%1$I::text) %4$s) x',
+                               ref.field, target, ref.target_key, unchanged)
+                    INTO found, sample;
+            END IF;
+            IF found > 0 THEN
+                RAISE EXCEPTION USING ERRCODE = 'foreign_key_violation',
+                    MESSAGE = format('%s.%s: %s value(s) not in layer %s: %s%s', layer,
+                                     ref.field, found, ref.target, sample,
+                                     CASE WHEN found > 10 THEN ' …' ELSE '' END),
+                    HINT = 'add them to the referenced layer first';
+            END IF;
+        END LOOP;
+    END IF;
+    -- 2. rows of other layers pointing at keys that are gone
+    IF NOT trusted AND TG_OP IN ('UPDATE', 'DELETE') THEN
+        FOR ref IN SELECT r.kind AS rkind, r.field, r.target_key
+                     FROM {s}.gisgrid_references() r
+                    WHERE r.target = layer ORDER BY r.kind, r.field LOOP
+            CONTINUE WHEN NOT ref.target_key = ANY(cols);
+            FOR referrer IN SELECT c.name FROM {catalog} c
+                             WHERE split_part(c.name, '__', 1) = ref.rkind
+                               AND c.name !~ {staging}
+                               AND to_regclass(format('%I.%I', TG_TABLE_SCHEMA, c.name))
+                                   IS NOT NULL
+                             ORDER BY c.name LOOP
+                target := to_regclass(format('%I.%I', TG_TABLE_SCHEMA, referrer));
+                CONTINUE WHEN NOT EXISTS (SELECT 1 FROM pg_attribute a
+                    WHERE a.attrelid = target AND a.attname = ref.field AND NOT a.attisdropped);
+                EXECUTE format('SELECT count(*), array_to_string((array_agg(id ORDER BY id))'
+                               '[1:10], '', '') FROM (SELECT %5$s id FROM %1$s x'
+                               ' WHERE x.%2$I::text IN (SELECT o.%3$I::text FROM gisgrid_old o)'
+                               ' AND NOT EXISTS (SELECT 1 FROM %4$s t'
+                               ' WHERE t.%3$I::text = x.%2$I::text)) y',
+                               target, ref.field, ref.target_key, TG_RELID::regclass,
+                               {s}.gisgrid_key_expr(target, ref.rkind, 'x'))
+                    INTO found, sample;
+                IF found > 0 THEN
+                    RAISE EXCEPTION USING ERRCODE = 'foreign_key_violation',
+                        MESSAGE = format('%s: %s row(s) of layer %s refer through %s to'
+                                         ' keys this change removes: %s%s', layer, found,
+                                         referrer, ref.field, sample,
+                                         CASE WHEN found > 10
+                                              THEN format(' … (%s in all)', found)
+                                              ELSE '' END),
+                        HINT = 'change or remove those rows first';
+                END IF;
+            END LOOP;
+        END LOOP;
+    END IF;
+    -- 3. the change log
+    key_expr := {s}.gisgrid_key_expr(TG_RELID, v_kind, 'x');
+    row_expr := '(to_jsonb(x) - ''fid'' - ''geom'')' || CASE WHEN 'geom' = ANY(cols)
+        THEN ' || jsonb_build_object(''geom'', encode(ST_AsBinary(x.geom), ''hex''))'
+        ELSE '' END;
+    IF TG_OP = 'INSERT' THEN
+        EXECUTE format('SELECT coalesce(jsonb_agg(%s), ''[]''), count(*)'
+                       ' FROM gisgrid_new x', key_expr) INTO v_added, n_delta;
+    ELSIF TG_OP = 'DELETE' THEN
+        EXECUTE format('SELECT coalesce(jsonb_agg(%s), ''[]''), coalesce(jsonb_agg(%s),'
+                       ' ''[]''), -count(*) FROM gisgrid_old x', key_expr, row_expr)
+            INTO v_removed, v_old, n_delta;
+    ELSE
+        EXECUTE format(
+            'WITH o AS (SELECT %1$s k, %2$s r FROM gisgrid_old x),'
+            ' n AS (SELECT %1$s k, %2$s r FROM gisgrid_new x)'
+            ' SELECT coalesce((SELECT jsonb_agg(n.k) FROM n WHERE n.k NOT IN'
+            '   (SELECT k FROM o)), ''[]''),'
+            ' coalesce((SELECT jsonb_agg(o.k) FROM o WHERE o.k NOT IN (SELECT k FROM n)),'
+            '   ''[]''),'
+            ' coalesce((SELECT jsonb_agg(o.k) FROM o JOIN n USING (k)'
+            '   WHERE o.r IS DISTINCT FROM n.r), ''[]''),'
+            ' coalesce((SELECT jsonb_agg(o.r) FROM o WHERE o.k NOT IN (SELECT k FROM n)'
+            '   OR EXISTS (SELECT 1 FROM n WHERE n.k = o.k AND n.r IS DISTINCT FROM o.r)),'
+            '   ''[]''),'
+            ' (SELECT count(*) FROM n) - (SELECT count(*) FROM o)', key_expr, row_expr)
+            INTO v_added, v_removed, v_changed, v_old, n_delta;
+    END IF;
+    IF v_added = '[]' AND v_removed = '[]' AND v_changed = '[]' THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE format('SELECT count(*) FROM %s', TG_RELID::regclass) INTO n_after;
+    INSERT INTO {history} (layer, who, how, added, changed, removed, old, rows_before,
+                           rows_after)
+    VALUES (layer,
+            coalesce(nullif(current_setting('gisgrid.who', true), ''),
+                     session_user || ' (' || coalesce(nullif(current_setting(
+                         'application_name', true), ''), 'SQL') || ')'),
+            coalesce(nullif(current_setting('gisgrid.how', true), ''), 'SQL ' || TG_OP),
+            v_added, v_changed, v_removed, v_old, n_after - n_delta, n_after);
+    RETURN NULL;
+END
+$fn$"""
+
+_GUARD = """
+CREATE OR REPLACE FUNCTION {s}.gisgrid_guard(tbl regclass)
+RETURNS void LANGUAGE plpgsql AS $fn$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl
+                   AND tgname = 'gisgrid_rows_insert') THEN
+        EXECUTE format('CREATE TRIGGER gisgrid_rows_insert AFTER INSERT ON %s REFERENCING'
+                       ' NEW TABLE AS gisgrid_new FOR EACH STATEMENT EXECUTE FUNCTION'
+                       ' %I.gisgrid_after_rows()', tbl, {schema});
+        EXECUTE format('CREATE TRIGGER gisgrid_rows_update AFTER UPDATE ON %s REFERENCING'
+                       ' OLD TABLE AS gisgrid_old NEW TABLE AS gisgrid_new FOR EACH'
+                       ' STATEMENT EXECUTE FUNCTION %I.gisgrid_after_rows()', tbl, {schema});
+        EXECUTE format('CREATE TRIGGER gisgrid_rows_delete AFTER DELETE ON %s REFERENCING'
+                       ' OLD TABLE AS gisgrid_old FOR EACH STATEMENT EXECUTE FUNCTION'
+                       ' %I.gisgrid_after_rows()', tbl, {schema});
+    END IF;
+END
+$fn$"""
+
+_GUARD_ALL = """
+DO $do$
+DECLARE layer text;
+BEGIN
+    FOR layer IN SELECT c.name FROM {catalog} c
+                  WHERE to_regclass(format('%I.%I', {schema}, c.name)) IS NOT NULL LOOP
+        PERFORM {s}.gisgrid_guard(format('%I.%I', {schema}, layer)::regclass);
+    END LOOP;
+END
+$do$"""
+
+
+def _v4_history_and_references(schema: str) -> list[sql.Composable]:
+    """The change log table, the row triggers' functions, and the triggers on every
+    layer table already there (see the module doc)."""
+    s = sql.Identifier(schema)
+    history = sql.Identifier(schema, HISTORY_TABLE)
+    catalog = sql.Identifier(schema, CATALOG_TABLE)
+    return [
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {} (id bigserial PRIMARY KEY, layer text NOT NULL,"
+            " at timestamptz NOT NULL DEFAULT clock_timestamp(), who text NOT NULL,"
+            " how text NOT NULL, added jsonb NOT NULL, changed jsonb NOT NULL,"
+            " removed jsonb NOT NULL, old jsonb NOT NULL, rows_before bigint,"
+            " rows_after bigint)").format(history),
+        sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (layer, id)").format(
+            sql.Identifier(f"{HISTORY_TABLE}_layer"), history),
+        *_model_functions(schema),
+        # The SQL expression of a row's key (as layers.history.row_keys makes it) for a
+        # table of a kind, the row being `alias`.
+        sql.SQL(_KEY_EXPR).format(s=s),
+        sql.SQL(_AFTER_ROWS).format(s=s, catalog=catalog, history=history,
+                                    staging=sql.Literal(_STAGING)),
+        sql.SQL(_GUARD).format(s=s, schema=sql.Literal(schema)),
+        sql.SQL(_GUARD_ALL).format(s=s, catalog=catalog, schema=sql.Literal(schema)),
+    ]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "postgis extension and layer catalog", _v1_catalog),
     Migration(2, "grid invariants: check functions and row trigger", _v2_grid_invariants),
     Migration(3, "layer generations: sequence, catalog column, statement trigger",
               _v3_generation),
+    Migration(4, "change log, references: history table, row triggers",
+              _v4_history_and_references),
 )
 
 
@@ -308,4 +578,21 @@ def migrate(conn: psycopg.Connection, schema: str) -> list[int]:
                     sql.Identifier(schema, MIGRATIONS_TABLE)),
                 [migration.version, migration.name])
             applied_now.append(migration.version)
+        if 4 not in applied_now:
+            _refresh_model_functions(conn, schema)
     return applied_now
+
+
+def _refresh_model_functions(conn: psycopg.Connection, schema: str) -> None:
+    """Re-create ``gisgrid_references()`` / ``gisgrid_layer_keys()`` when the model's
+    tables changed since they were made (inside ``migrate``'s transaction and lock)."""
+    wanted = [statement.as_string(conn) for statement in _model_functions(schema)]
+    found = dict(conn.execute(
+        "SELECT p.proname, p.prosrc FROM pg_proc p JOIN pg_namespace n"
+        " ON n.oid = p.pronamespace WHERE n.nspname = %s AND p.proname IN"
+        " ('gisgrid_references', 'gisgrid_layer_keys')", [schema]).fetchall())
+    for name, statement in zip(("gisgrid_references", "gisgrid_layer_keys"), wanted,
+                               strict=True):
+        body = statement.split("$fn$")[1].strip()
+        if found.get(name, "").strip() != body:
+            conn.execute(statement)

@@ -18,7 +18,6 @@ import hashlib
 import re
 import secrets
 import threading
-from collections.abc import Callable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import geopandas as gpd
@@ -31,6 +30,7 @@ from psycopg.types.json import Jsonb
 
 from gis_grid.errors import LayerNotFound, StoreError
 from gis_grid.model import STORAGE_CRS, schema_for
+from layers import history, integrity
 from layers._tables import (
     LAYER_NAME,
     STORED_GEOMETRY,
@@ -44,12 +44,15 @@ from layers._tables import (
     prepare,
     refuse_update,
     restore,
+    table_frame,
     where_items,
 )
+from layers.history import Actor, Change, logged
 from layers.migrations import (
     CATALOG_TABLE,
     GENERATION_SEQUENCE,
     GRID_TRIGGER,
+    HISTORY_TABLE,
     TOUCH_FUNCTION,
     TOUCH_TRIGGER,
     migrate,
@@ -225,27 +228,114 @@ class PostGISStore(Store):
 
     def write(self, name: str, frame: gpd.GeoDataFrame | pd.DataFrame) -> None:
         table = prepare(name, frame)
-        self._swap(name, lambda: table)
+        self._change(name, lambda current, present, read: table,
+                     history.default_actor("write"), checked=False)
 
     def modify(self, name: str, change) -> None:
         check_layer_name(name)
-        self._swap(name, lambda: prepare(name, change(
-            self.read(name) if self._meta(name) is not None else None)))
+        self._change(name, lambda current, present, read: prepare(name, change(current)),
+                     history.default_actor("modify"), checked=False)
 
-    def _swap(self, name: str, make: Callable[[], Table]) -> None:
-        """Replace layer ``name`` by the table ``make()`` gives, in one transaction that
-        holds the layer's lock from before ``make`` runs: every writer of the layer takes
-        it first, so what ``make`` reads stays the layer's until the swap."""
+    def _field_types(self, name: str) -> dict[str, str | None]:
+        with self._lock:
+            meta = self._meta(name)
+        if meta is None:
+            raise LayerNotFound(name, self.url)
+        return dict(meta[1])
+
+    def _change(self, name: str, make, actor: Actor, *, checked: bool) -> Change:
+        """Replace layer ``name`` by what ``make`` gives (see ``Store._change``), in one
+        transaction that holds the layer's lock — and, for a checked change, the locks
+        of the layers it refers to or that refer to it, taken in name order — from
+        before ``make`` reads: every writer of a layer takes its lock first, so what
+        ``make`` reads stays as it is until the swap. The log entry goes in the same
+        transaction."""
         stage = f"gisgrid_stage_{secrets.token_hex(6)}"
+        change = None
         with self._lock:
             try:
                 with self._conn.transaction():
-                    self._lock_layer(name)
-                    self._replace(name, make(), stage)
+                    self._act(actor)
+                    present = {info.name for info in self.layers()}
+                    locked = {name} | (integrity.related(name, present) if checked else set())
+                    for layer in sorted(locked):
+                        self._lock_layer(layer)
+                    meta = self._meta(name)
+                    keep_log = logged(name)
+                    current = (self.read(name) if meta is not None and (keep_log or checked)
+                               else None)
+
+                    def read(layer: str, columns: list[str] | None = None):
+                        return self.read(layer, columns=columns)
+
+                    after = make(current, present, read)
+                    table = (after if isinstance(after, Table) or after is None
+                             else prepare(name, after))
+                    if keep_log:
+                        change = history.diff(name, current, None if table is None
+                                              else table_frame(table), actor)
+                    if table is not None:
+                        self._replace(name, table, stage)
+                    elif meta is not None:
+                        self._drop(name)
+                    if change is not None and not change.empty:
+                        self._log(change)
             except psycopg.errors.CheckViolation as exc:
+                raise _refused(self.url, "write", name, exc) from None
+            except psycopg.errors.ForeignKeyViolation as exc:
                 raise _refused(self.url, "write", name, exc) from None
             except psycopg.Error as exc:
                 raise StoreError(f"{self.url}: cannot write {name}: {_cause(exc)}") from exc
+        return change or Change(name, actor.who, actor.how)
+
+    def _act(self, actor: Actor) -> None:
+        """Tell the row triggers (``layers.migrations``, migration 4) who writes, how, and
+        that the store's own writes are checked before they reach the database."""
+        self._conn.execute("SELECT set_config('gisgrid.who', %s, true), "
+                           "set_config('gisgrid.how', %s, true), "
+                           "set_config('gisgrid.trusted', 'on', true)",
+                           [actor.who, actor.how])
+
+    def _log(self, change: Change) -> None:
+        row = history.encode(change)
+        columns = list(row)
+        jsonish = {"added", "changed", "removed", "old"}
+        values = sql.SQL(", ").join(
+            sql.SQL("%s::jsonb") if c in jsonish else sql.Placeholder() for c in columns)
+        change.id, change.at = self._conn.execute(
+            sql.SQL("INSERT INTO {} ({}) VALUES ({}) RETURNING id, at").format(
+                self._table(HISTORY_TABLE), sql.SQL(", ").join(map(sql.Identifier, columns)),
+                values), list(row.values())).fetchone()
+
+    def _drop(self, name: str) -> None:
+        self._conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(self._table(name)))
+        self._conn.execute(sql.SQL("DELETE FROM {} WHERE name = %s").format(
+            self._table(CATALOG_TABLE)), [name])
+
+    def history(self, name: str | None = None, *, since=None, since_id: int | None = None,
+                with_old: bool = False) -> list[Change]:
+        if name is not None:
+            check_layer_name(name)
+        columns = ["id", "layer", "at", "who", "how", "added", "changed", "removed",
+                   "rows_before", "rows_after"] + ["old"] * with_old
+        conditions, params = [], []
+        for column, op, value in (("layer", "=", name), ("at", ">=", since),
+                                  ("id", ">=", since_id)):
+            if value is not None:
+                conditions.append(sql.SQL("{} " + op + " %s").format(sql.Identifier(column)))
+                params.append(value)
+        query = sql.SQL("SELECT {} FROM {}").format(
+            sql.SQL(", ").join(map(sql.Identifier, columns)), self._table(HISTORY_TABLE))
+        if conditions:
+            query += sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions)
+        with self._lock:
+            try:
+                rows = self._conn.execute(query + sql.SQL(" ORDER BY id"), params).fetchall()
+            except psycopg.Error as exc:
+                raise StoreError(f"{self.url}: cannot read the change log: {_cause(exc)}"
+                                 ) from exc
+        return [history.decode(dict(zip(columns, row, strict=True)), with_old=with_old)
+                for row in rows]
 
     def _replace(self, name: str, table: Table, stage: str) -> None:
         """Build ``table`` as ``stage`` and swap it in for layer ``name`` (inside the
@@ -275,6 +365,7 @@ class PostGISStore(Store):
         with self._lock:
             try:
                 with self._conn.transaction():
+                    self._act(history.default_actor("append"))
                     self._append(name, frame)
             except psycopg.errors.CheckViolation as exc:
                 raise _refused(self.url, "append to", name, exc) from None
@@ -288,7 +379,11 @@ class PostGISStore(Store):
         self._lock_layer(name)
         meta = self._meta(name)
         if meta is None:
-            self._replace(name, prepare(name, frame), f"gisgrid_stage_{secrets.token_hex(6)}")
+            table = prepare(name, frame)
+            self._replace(name, table, f"gisgrid_stage_{secrets.token_hex(6)}")
+            if logged(name):
+                self._log(history.diff(name, None, table_frame(table),
+                                       history.default_actor("append")))
             return
         geometry_type, fields = meta
         table = conform(prepare(name, frame, types=fields), fields, geometry_type)
@@ -322,6 +417,7 @@ class PostGISStore(Store):
         with self._lock:
             try:
                 with self._conn.transaction():
+                    self._act(history.default_actor("update"))
                     self._lock_layer(name)
                     meta = self._meta(name)
                     if meta is None:
@@ -365,10 +461,13 @@ class PostGISStore(Store):
                     self._lock_layer(name)
                     if self._meta(name) is None:
                         raise LayerNotFound(name, self.url)
-                    self._conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(
-                        self._table(name)))
-                    self._conn.execute(sql.SQL("DELETE FROM {} WHERE name = %s").format(
-                        self._table(CATALOG_TABLE)), [name])
+                    before = self.read(name) if logged(name) else None
+                    self._drop(name)
+                    if before is not None:
+                        change = history.diff(name, before, None,
+                                              history.default_actor("delete"))
+                        if not change.empty:
+                            self._log(change)
             except psycopg.Error as exc:
                 raise StoreError(f"{self.url}: cannot delete {name}: {_cause(exc)}") from exc
 
@@ -441,6 +540,9 @@ class PostGISStore(Store):
             " FOR EACH STATEMENT EXECUTE FUNCTION {}()").format(
             sql.Identifier(TOUCH_TRIGGER), self._table(stage),
             sql.Identifier(self.schema, TOUCH_FUNCTION)))
+        # Other clients' SQL is logged and its references checked (migration 4).
+        self._conn.execute(sql.SQL("SELECT {}(%s::regclass)").format(
+            sql.Identifier(self.schema, "gisgrid_guard")), [f'"{self.schema}"."{stage}"'])
 
     def _rename(self, stage: str, table: Table) -> None:
         self._conn.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(

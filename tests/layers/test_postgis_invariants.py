@@ -137,6 +137,9 @@ def test_refused_write_keeps_the_old_layer(pg):
 
 
 def test_direct_sql_is_refused(pg, postgis_url):
+    # the grids' institution must exist (issue 15: references are checked on SQL too)
+    pg.write("institutions", pd.DataFrame({"id": ["NSH"], "name": ["秭归农商行"],
+                                           "type": ["农村商业银行"]}))
     pg.write("grids__nsh", _grids(VALID))
     table = sql.Identifier(pg.schema, "grids__nsh")
     with psycopg.connect(postgis_url) as conn:

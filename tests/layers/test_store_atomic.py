@@ -61,13 +61,14 @@ def _assert_clean(store_location) -> None:
             tables = {r[0] for r in conn.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE "
                 "'gpkg%' AND name NOT LIKE 'rtree%' AND name NOT LIKE 'sqlite%'")}
-        assert tables == {"households", "outlets"}
+        assert tables == {"households", "outlets", "gisgrid_history"}
     else:
         with psycopg.connect(store_location.url, autocommit=True) as conn:
             tables = {r[0] for r in conn.execute(
                 "SELECT tablename FROM pg_tables WHERE schemaname = %s",
                 [store_location.schema])}
-        assert tables == {"households", "outlets", "gisgrid_layers", "gisgrid_migrations"}
+        assert tables == {"households", "outlets", "gisgrid_layers", "gisgrid_migrations",
+                          "gisgrid_history"}
 
 
 @pytest.fixture

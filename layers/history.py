@@ -1,0 +1,354 @@
+"""The change log of a store's layers: what changed, when, by whom and how, with the old
+values, so that a change can be listed and undone (``gisgrid history``).
+
+Every change of a layer's rows appends one entry to the store's own table
+``gisgrid_history`` in the same transaction as the change (``layers.gpkg``,
+``layers.postgis``; on PostGIS a trigger also records other clients' SQL). An entry holds:
+
+- ``id`` (increasing), ``layer``, ``at`` (UTC), ``who`` (the OS user for the CLI, the API
+  key's role and institution for the service, ``current_user`` / ``application_name``
+  for other SQL clients) and ``how`` (the mode and the command or endpoint);
+- the keys ``added``, ``changed`` and ``removed``, by the layer's key (``key_columns``);
+- ``old``: the rows as they were before the change, for the changed and removed keys
+  (geometry as hex WKB, dates and datetimes as ISO text);
+- ``rows_before`` (None when the change created the layer) and ``rows_after`` (None when
+  it deleted the layer).
+
+Keys are text: the key field's value; for the ledger ``grid|institution|period``; for a
+layer without a key a digest of the whole row (with ``#n`` for its n-th repeat).
+
+Staging layers of a fan-out (``<layer>__c<code>``) are bookkeeping and are not logged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import hashlib
+import json
+import math
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+
+from gis_grid.errors import InputError, Problem, StoreError
+from gis_grid.model import schema_for
+from gis_grid.naming import is_staging
+from layers._tables import restore as restore_values
+
+HISTORY_TABLE = "gisgrid_history"
+#: The separator of the parts of a key made of several fields (the ledger's).
+KEY_JOIN = "|"
+#: The column the old rows hold their geometry in (hex WKB).
+GEOMETRY_FIELD = "geom"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who makes a change and how: ``who`` (a person or a key), ``how`` (the mode and
+    the command or endpoint)."""
+
+    who: str
+    how: str
+
+
+def default_actor(how: str) -> Actor:
+    """The OS user, and ``how`` with the command line when it is ``gisgrid``'s."""
+    try:
+        who = getpass.getuser()
+    except (OSError, KeyError):  # no name for the uid (a container)
+        who = f"uid {os.getuid()}" if hasattr(os, "getuid") else "unknown"
+    program = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    if program == "gisgrid" and len(sys.argv) > 1:
+        how = f"{how}: gisgrid {' '.join(sys.argv[1:])}"[:500]
+    return Actor(who, how)
+
+
+@dataclass
+class Change:
+    """One entry of the log (see the module doc)."""
+
+    layer: str
+    who: str
+    how: str
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    old: list[dict] = field(default_factory=list)
+    rows_before: int | None = None
+    rows_after: int | None = None
+    id: int | None = None
+    at: dt.datetime | None = None
+
+    @property
+    def empty(self) -> bool:
+        return (not self.added and not self.changed and not self.removed
+                and (self.rows_before is None) == (self.rows_after is None))
+
+    @property
+    def keys(self) -> set[str]:
+        return set(self.added) | set(self.changed) | set(self.removed)
+
+    def summary(self) -> dict:
+        """What ``gisgrid history --json`` prints of one entry (without the old rows)."""
+        return {"id": self.id, "layer": self.layer,
+                "at": self.at.isoformat() if self.at else None, "who": self.who,
+                "how": self.how, "added": self.added, "changed": self.changed,
+                "removed": self.removed, "rows_before": self.rows_before,
+                "rows_after": self.rows_after}
+
+
+def logged(name: str) -> bool:
+    """Whether changes of layer ``name`` go into the log (not a fan-out's staging)."""
+    return not is_staging(name)
+
+
+def key_columns(name: str, columns: Sequence[str]) -> tuple[str, ...]:
+    """The fields identifying a row of layer ``name``: the schema's key, the ledger's
+    unique fields, else none (rows are then identified by their whole content)."""
+    schema = schema_for(name)
+    if schema is None:
+        return ()
+    if schema.key:
+        return (schema.key,) if schema.key in columns else ()
+    unique = tuple(schema.extra.get("unique", ()))
+    return unique if unique and all(c in columns for c in unique) else ()
+
+
+def _text(values: pd.Series) -> pd.Series:
+    """Values as text for keys and comparisons: numbers without a trailing ``.0``
+    difference between int and float, null as ``None``."""
+    out = values.astype(object).map(_plain, na_action="ignore")
+    return out.astype(object).where(values.notna().to_numpy(), None)
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    if isinstance(value, dt.date | dt.datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def row_keys(name: str, frame: pd.DataFrame) -> pd.Series:
+    """The key of each row of ``frame`` as text (see the module doc)."""
+    frame = frame.reset_index(drop=True)
+    key = key_columns(name, [c for c in frame.columns])
+    if key:
+        parts = [_text(frame[c]).fillna("") for c in key]
+        out = parts[0].astype(str)
+        for part in parts[1:]:
+            out = out + KEY_JOIN + part.astype(str)
+        return out.reset_index(drop=True)
+    digests = row_digests(frame)
+    repeat = digests.groupby(digests).cumcount()
+    return digests.where(repeat == 0, digests + "#" + repeat.astype(str))
+
+
+def row_digests(frame: pd.DataFrame) -> pd.Series:
+    """A digest of each row's content (columns by name, geometry as WKB)."""
+    frame = frame.reset_index(drop=True)
+    if len(frame) == 0:
+        return pd.Series([], dtype=object)
+    parts = []
+    for col in sorted(c for c in frame.columns if c != _geometry_name(frame)):
+        parts.append(col + "=" + _text(frame[col]).fillna("\x00"))
+    geometry = _geometry_name(frame)
+    if geometry is not None:
+        wkb = shapely.to_wkb(np.asarray(frame.geometry.array, dtype=object), hex=True,
+                             output_dimension=2)
+        parts.append(pd.Series(wkb, dtype=object).fillna("\x00"))
+    joined = parts[0].astype(str) if parts else pd.Series([""] * len(frame))
+    for part in parts[1:]:
+        joined = joined + "\x1f" + part.astype(str)
+    return joined.map(lambda s: hashlib.sha1(s.encode()).hexdigest()[:16])
+
+
+def _geometry_name(frame: pd.DataFrame) -> str | None:
+    if isinstance(frame, gpd.GeoDataFrame) and frame.active_geometry_name in frame.columns:
+        return frame.active_geometry_name
+    return None
+
+
+def records(frame: pd.DataFrame) -> list[dict]:
+    """Rows as JSON-ready dicts: plain values, geometry as hex WKB under ``geom``."""
+    frame = frame.reset_index(drop=True)
+    geometry = _geometry_name(frame)
+    columns = {}
+    for col in frame.columns:
+        if col == geometry:
+            continue
+        columns[col] = [_json_value(v) for v in frame[col].astype(object).tolist()]
+    if geometry is not None:
+        geoms = np.asarray(frame.geometry.array, dtype=object)
+        wkb = shapely.to_wkb(geoms, hex=True, output_dimension=2)
+        columns[GEOMETRY_FIELD] = [None if g is None else str(g) for g in wkb]
+    return [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(),
+                                                                        strict=True)] \
+        if columns else [{} for _ in range(len(frame))]
+
+
+def _json_value(value: object) -> object:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, pd.Timestamp | dt.datetime):
+        return pd.Timestamp(value).isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def frame_from_records(rows: list[dict], spatial: bool) -> pd.DataFrame:
+    """``records`` back as a frame (values still plain; the store types them)."""
+    data = pd.DataFrame(rows)
+    if not spatial:
+        return data.drop(columns=[GEOMETRY_FIELD], errors="ignore")
+    wkb = data.pop(GEOMETRY_FIELD) if GEOMETRY_FIELD in data.columns else pd.Series(
+        [None] * len(data))
+    geometry = shapely.from_wkb(wkb.to_numpy(dtype=object))
+    return gpd.GeoDataFrame(data, geometry=gpd.GeoSeries(geometry, crs="EPSG:4326"),
+                            crs="EPSG:4326")
+
+
+def diff(name: str, before: pd.DataFrame | None, after: pd.DataFrame | None,
+         actor: Actor) -> Change:
+    """The change that turns layer ``before`` into ``after`` (None: no layer), both as
+    a store reads them (typed alike)."""
+    change = Change(name, actor.who, actor.how,
+                    rows_before=None if before is None else len(before),
+                    rows_after=None if after is None else len(after))
+    old_keys = row_keys(name, before) if before is not None else pd.Series([], dtype=object)
+    new_keys = row_keys(name, after) if after is not None else pd.Series([], dtype=object)
+    old_set, new_set = set(old_keys), set(new_keys)
+    change.added = [k for k in new_keys if k not in old_set]
+    removed = ~old_keys.isin(new_set).to_numpy(dtype=bool)
+    change.removed = old_keys[removed].tolist()
+    changed = np.zeros(len(old_keys), dtype=bool)
+    if before is not None and after is not None and len(before) and len(after):
+        both = ~removed
+        if both.any():
+            old_digest = pd.Series(row_digests(before).to_numpy(), index=old_keys.to_numpy())
+            new_digest = pd.Series(row_digests(after).to_numpy(), index=new_keys.to_numpy())
+            new_digest = new_digest[~new_digest.index.duplicated()]
+            common = old_keys[both]
+            differs = (old_digest[both].to_numpy()
+                       != new_digest.reindex(common.to_numpy()).to_numpy())
+            changed[np.flatnonzero(both)[differs]] = True
+    change.changed = old_keys[changed].tolist()
+    if before is not None and (removed.any() or changed.any()):
+        change.old = records(before.reset_index(drop=True)[removed | changed])
+    return change
+
+
+def appended(name: str, frame: pd.DataFrame, rows_before: int | None, actor: Actor
+             ) -> Change:
+    """The change of appending ``frame``'s rows (keys by ``row_keys``)."""
+    return Change(name, actor.who, actor.how, added=row_keys(name, frame).tolist(),
+                  rows_before=rows_before, rows_after=(rows_before or 0) + len(frame))
+
+
+def encode(change: Change) -> dict[str, object]:
+    """The entry's columns for a store's history table (lists and rows as JSON text)."""
+    return {"layer": change.layer, "who": change.who, "how": change.how,
+            "added": json.dumps(change.added, ensure_ascii=False),
+            "changed": json.dumps(change.changed, ensure_ascii=False),
+            "removed": json.dumps(change.removed, ensure_ascii=False),
+            "old": json.dumps(change.old, ensure_ascii=False),
+            "rows_before": change.rows_before, "rows_after": change.rows_after}
+
+
+def decode(row: Mapping[str, object], *, with_old: bool = True) -> Change:
+    """An entry as a store's history table gives it back."""
+
+    def listed(value):
+        if value is None:
+            return []
+        return json.loads(value) if isinstance(value, str | bytes) else list(value)
+
+    at = row.get("at")
+    if isinstance(at, str):
+        at = dt.datetime.fromisoformat(at.replace("Z", "+00:00"))
+    return Change(str(row["layer"]), str(row["who"]), str(row["how"]),
+                  added=listed(row.get("added")), changed=listed(row.get("changed")),
+                  removed=listed(row.get("removed")),
+                  old=listed(row.get("old")) if with_old else [],
+                  rows_before=row.get("rows_before"), rows_after=row.get("rows_after"),
+                  id=int(row["id"]), at=at)
+
+
+def restored(name: str, change: Change, current: pd.DataFrame | None,
+             later: list[Change], spatial: bool, types: Mapping[str, str | None]
+             ) -> pd.DataFrame | None:
+    """Layer ``name`` as it was before ``change``, made from the layer as it is now
+    (``current``; None when there is none) and the change's old rows, typed as the
+    stored columns (``types``: column → field type). None means no layer (the change
+    created it).
+
+    Refused (``InputError``, exit 3) when a later change (``later``) touched a key the
+    change touched: undoing it would silently undo those too; restore those first,
+    newest first.
+    """
+    clashes = [c for c in later if c.keys & change.keys or
+               (c.rows_after is None or c.rows_before is None)]
+    if clashes:
+        problems = []
+        for c in clashes:
+            keys = sorted(c.keys & change.keys)
+            what = (f"keys {_first(keys)}" if keys else
+                    "the whole layer (created or deleted)")
+            problems.append(Problem(f"history {name}", f"change {c.id}", None,
+                                    f"({c.at:%Y-%m-%d %H:%M} by {c.who}, {c.how}) later "
+                                    f"touched {what}"))
+        raise InputError(problems, source=f"restore of change {change.id} of {name}")
+    if change.rows_before is None:
+        return None
+    if current is None:
+        raise StoreError(f"{name}: the layer no longer exists; cannot restore change "
+                         f"{change.id}")
+    current = current.reset_index(drop=True)
+    keys = row_keys(name, current)
+    drop = keys.isin(set(change.added) | set(change.changed)).to_numpy()
+    kept = current[~drop]
+    old = frame_from_records(change.old, spatial) if change.old else None
+    if old is None or not len(old):
+        return kept.reset_index(drop=True)
+    for col in old.columns:
+        if col in types and types[col] is not None and col != _geometry_name(old):
+            old[col] = _typed(old[col], types[col])
+    if isinstance(kept, gpd.GeoDataFrame) and not isinstance(old, gpd.GeoDataFrame):
+        old = gpd.GeoDataFrame(old, geometry=gpd.GeoSeries([None] * len(old),
+                                                            crs="EPSG:4326"))
+    merged = pd.concat([kept, old], ignore_index=True)
+    if isinstance(kept, gpd.GeoDataFrame):
+        merged = gpd.GeoDataFrame(merged, geometry=kept.active_geometry_name, crs="EPSG:4326")
+    return merged
+
+
+def _typed(values: pd.Series, ftype: str) -> pd.Series:
+    """Plain values from the log in the dtype a read of a ``ftype`` column gives."""
+    if ftype == "date":
+        stamps = pd.to_datetime(values, format="ISO8601")
+        out = pd.Series(stamps.dt.date, dtype=object)
+        return out.where(stamps.notna(), None)
+    return restore_values(values, ftype)
+
+
+def _first(keys: list[str], n: int = 10) -> str:
+    shown = ", ".join(keys[:n])
+    return shown + (f" … ({len(keys)} in all)" if len(keys) > n else "")

@@ -30,7 +30,9 @@ This module is the one place that knows the policy; everything else asks it::
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
 import geopandas as gpd
@@ -118,6 +120,39 @@ def transformer(source: pyproj.CRS, target: pyproj.CRS) -> pyproj.Transformer:
     county of a province, uses the same few again and again. pyproj transformers are
     thread-safe (pyproj ≥ 3.1), so one per pair serves every thread."""
     return pyproj.Transformer.from_crs(source, target, always_xy=True)
+
+
+#: From how many points :func:`transform_points` splits the work over the cores.
+PARALLEL_POINTS = 200_000
+
+
+@lru_cache(maxsize=1)
+def _pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=os.cpu_count() or 1,
+                              thread_name_prefix="gisgrid-proj")
+
+
+def transform_points(source: pyproj.CRS, target: pyproj.CRS, x: np.ndarray, y: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """``x``, ``y`` moved from ``source`` to ``target`` (always x/lon first), in pieces
+    on every core when there are many: pyproj releases the GIL while PROJ works and its
+    transformers are thread-safe, so 10^6 households take half the time on 2 cores. The
+    same numbers as one ``transform`` call, point by point."""
+    move = transformer(source, target)
+    x = np.asarray(x, float)
+    y = np.asarray(y, float)
+    cores = os.cpu_count() or 1
+    if len(x) < PARALLEL_POINTS or cores < 2:
+        return move.transform(x, y)
+    bounds = np.linspace(0, len(x), cores + 1).astype(int)
+    out_x, out_y = np.empty_like(x), np.empty_like(y)
+
+    def piece(k: int) -> None:
+        a, b = bounds[k], bounds[k + 1]
+        out_x[a:b], out_y[a:b] = move.transform(x[a:b], y[a:b])
+
+    list(_pool().map(piece, range(cores)))
+    return out_x, out_y
 
 
 def metric_crs(where: GeometryLike) -> pyproj.CRS:

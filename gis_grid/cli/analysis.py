@@ -12,44 +12,17 @@ from pathlib import Path
 import click
 
 from gis_grid.cli.common import (
+    assessment_options,
     check_store,
     display,
     fanout_options,
     out_folder,
+    radius_options,
     refuse_fanout_only,
+    resolve_weights,
     run_fanout,
     store_option,
 )
-
-
-def _radius_options(f):
-    f = click.option("--rural-radius", type=click.FloatRange(min=0, min_open=True),
-                     default=5000.0, show_default=True, metavar="METRES",
-                     help="Service radius in rural units (villages); 5 km is the threshold "
-                          "India's regulator uses for villages.")(f)
-    f = click.option("--urban-radius", type=click.FloatRange(min=0, min_open=True),
-                     default=2000.0, show_default=True, metavar="METRES",
-                     help="Service radius in urban units (communities, business areas, "
-                          "parks, campuses).")(f)
-    return f
-
-
-def _weight_pairs(ctx, param, values) -> tuple[tuple[str, float], ...]:
-    """``--weight CRITERION=W`` as (criterion, weight) pairs; the values are checked with
-    the other weights (``gis_grid.coverage.ranking.assessment_weights``)."""
-    pairs = []
-    for value in values:
-        name, sep, number = value.partition("=")
-        if not sep or not name.strip():
-            raise click.BadParameter(f"{value!r}: write CRITERION=WEIGHT, e.g. files=0.3",
-                                     ctx, param)
-        try:
-            pairs.append((name.strip(), float(number)))
-        except ValueError:
-            raise click.BadParameter(f"{value!r}: {number!r} is not a number", ctx,
-                                     param) from None
-    return tuple(pairs)
-
 
 _STRICT_HELP = ("Refuse (exit 3) household, outlet and device points (and candidates) with "
                 "broken coordinates (missing, non-finite, not a longitude/latitude) or "
@@ -69,7 +42,7 @@ def _warn(meta) -> None:
               help="Measure access through this institution's outlets and devices only, "
                    "and restrict grids, ledger and staff to it (a bank's own view). The "
                    "across-bank tables still use every bank.")
-@_radius_options
+@radius_options
 @click.option("--grids", "grid_layers", multiple=True, metavar="LAYER",
               help="Grid layer(s) to use, repeatable. Default: every layer named grids or "
                    "grids__NAME in the store.")
@@ -95,17 +68,7 @@ def _warn(meta) -> None:
 @click.option("--strict", is_flag=True, help=_STRICT_HELP)
 @click.option("--out", type=click.Path(file_okay=False), default="coverage-report",
               show_default=True, help="Folder for the report files.")
-@click.option("--assessment", "assessment_file", type=click.Path(dir_okay=False),
-              default=None, metavar="FILE",
-              help="The assessment's criteria and weights, TOML (*.toml) or JSON: "
-                   "criterion = weight, at the top level or under [weights]. Criteria: "
-                   "coverage, files, staffing, blanks_closed; weights ≥ 0 summing to 1; "
-                   "a criterion not named weighs 0.")
-@click.option("--weight", "weight_options", multiple=True, metavar="CRITERION=W",
-              callback=_weight_pairs,
-              help="Weight of one criterion (repeatable). Over --assessment's weights "
-                   "when both are given; alone, the criteria named are the assessment's. "
-                   "Default coverage=0.3 files=0.3 staffing=0.2 blanks_closed=0.2.")
+@assessment_options
 @fanout_options
 def coverage(store, institution, urban_radius, rural_radius, grid_layers, max_institutions,
              year, period, data_date, households_geojson, no_store_layers, strict, out,
@@ -176,22 +139,13 @@ def coverage(store, institution, urban_radius, rural_radius, grid_layers, max_in
       gisgrid coverage --store zigui.gpkg --weight coverage=0.5 --weight files=0.5
       gisgrid coverage --store postgresql://… --out /shared/report --scheduler tcp://A:8786
     """
-    from gis_grid.coverage.ranking import assessment_weights, read_assessment
     from gis_grid.jobs import COVERAGE
     from gis_grid.naming import grid_layers as grid_layers_in
     from layers.runner import available_layers, run_job
     from layers.store import open_store, resolve_store_url
 
     refuse_fanout_only(scheduler)
-    if assessment_file:
-        weights, weights_source = (read_assessment(assessment_file, overrides=weight_options),
-                                   str(assessment_file) + (" + --weight" if weight_options
-                                                           else ""))
-    elif weight_options:
-        weights, weights_source = (assessment_weights(dict(weight_options),
-                                                      source="--weight"), "--weight")
-    else:
-        weights, weights_source = assessment_weights(), "default"
+    weights, weights_source = resolve_weights(assessment_file, weight_options)
     url = resolve_store_url(store)
     if scheduler:
         check_store(store, scheduler)
@@ -241,7 +195,7 @@ def coverage(store, institution, urban_radius, rural_radius, grid_layers, max_in
 @click.option("--radius", type=click.FloatRange(min=0, min_open=True), default=None,
               metavar="METRES", help="One radius for urban and rural areas alike; overrides "
                                      "--urban-radius and --rural-radius.")
-@_radius_options
+@radius_options
 @click.option("--institution", default=None, metavar="ID",
               help="Count only this institution's touch points as existing (a bank planning "
                    "its own network). Default: every bank's.")

@@ -159,3 +159,66 @@ def run_fanout(job, params: dict, store, scheduler, counties, no_resume, retries
         click.echo(line, err=as_json)
     if not run.ok:
         sys.exit(1)
+
+
+def _weight_pairs(ctx, param, values) -> tuple[tuple[str, float], ...]:
+    """``--weight CRITERION=W`` as (criterion, weight) pairs; the values are checked with
+    the other weights (``gis_grid.coverage.ranking.assessment_weights``)."""
+    pairs = []
+    for value in values:
+        name, sep, number = value.partition("=")
+        if not sep or not name.strip():
+            raise click.BadParameter(f"{value!r}: write CRITERION=WEIGHT, e.g. files=0.3",
+                                     ctx, param)
+        try:
+            pairs.append((name.strip(), float(number)))
+        except ValueError:
+            raise click.BadParameter(f"{value!r}: {number!r} is not a number", ctx,
+                                     param) from None
+    return tuple(pairs)
+
+
+def assessment_options(f):
+    """``--assessment FILE`` and ``--weight CRITERION=W``: the assessment's criteria and
+    weights, the same options wherever the assessment table is printed (coverage, atlas)."""
+    f = click.option("--weight", "weight_options", multiple=True, metavar="CRITERION=W",
+                     callback=_weight_pairs,
+                     help="Weight of one criterion (repeatable). Over --assessment's "
+                          "weights when both are given; alone, the criteria named are the "
+                          "assessment's. Default coverage=0.3 files=0.3 staffing=0.2 "
+                          "blanks_closed=0.2.")(f)
+    return click.option("--assessment", "assessment_file", type=click.Path(dir_okay=False),
+                        default=None, metavar="FILE",
+                        help="The assessment's criteria and weights, TOML (*.toml) or "
+                             "JSON: criterion = weight, at the top level or under "
+                             "[weights]. Criteria: coverage, files, staffing, "
+                             "blanks_closed; weights ≥ 0 summing to 1; a criterion not "
+                             "named weighs 0.")(f)
+
+
+def resolve_weights(assessment_file: str | None,
+                    weight_options: tuple[tuple[str, float], ...]) -> tuple[dict, str]:
+    """The weights of :func:`assessment_options` and where they came from (the file, the
+    options, or ``default``); bad weights are an ``InputError`` (exit 3)."""
+    from gis_grid.coverage.ranking import assessment_weights, read_assessment
+
+    if assessment_file:
+        return (read_assessment(assessment_file, overrides=weight_options),
+                str(assessment_file) + (" + --weight" if weight_options else ""))
+    if weight_options:
+        return assessment_weights(dict(weight_options), source="--weight"), "--weight"
+    return assessment_weights(), "default"
+
+
+def radius_options(f):
+    """``--urban-radius`` and ``--rural-radius``: the service radii of the coverage figures
+    (coverage, place, and the atlas's assessment table)."""
+    f = click.option("--rural-radius", type=click.FloatRange(min=0, min_open=True),
+                     default=5000.0, show_default=True, metavar="METRES",
+                     help="Service radius in rural units (villages); 5 km is the threshold "
+                          "India's regulator uses for villages.")(f)
+    f = click.option("--urban-radius", type=click.FloatRange(min=0, min_open=True),
+                     default=2000.0, show_default=True, metavar="METRES",
+                     help="Service radius in urban units (communities, business areas, "
+                          "parks, campuses).")(f)
+    return f

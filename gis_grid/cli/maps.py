@@ -13,10 +13,13 @@ import click
 
 from gis_grid.cli.common import (
     EXIT_CODES,
+    assessment_options,
     check_store,
     fanout_options,
     out_folder,
+    radius_options,
     refuse_fanout_only,
+    resolve_weights,
     run_fanout,
     store_option,
 )
@@ -88,10 +91,14 @@ def map_command(grids_layers: tuple[str, ...], basemap: str | None, basemap_attr
 @click.option("--out", type=click.Path(file_okay=False), default="gisgrid-atlas",
               show_default=True, metavar="DIR",
               help="Folder to write atlas-urban.pdf and atlas-rural.pdf into.")
+@radius_options
+@assessment_options
 @fanout_options
 @store_option
 def atlas_command(grids_layer: str, level: int, volumes: tuple[str, ...], mask_phones: bool,
-                  date: str | None, limit: int | None, out: str, scheduler: str | None,
+                  date: str | None, limit: int | None, out: str, urban_radius: float,
+                  rural_radius: float, assessment_file: str | None,
+                  weight_options: tuple[tuple[str, float], ...], scheduler: str | None,
                   counties: tuple[str, ...], no_resume: bool, retries: int,
                   store: str | None) -> None:
     """Print the atlas (图集): PDF volumes on B5 paper, urban (城区卷) and rural (农村卷).
@@ -101,8 +108,13 @@ def atlas_command(grids_layer: str, level: int, volumes: tuple[str, ...], mask_p
       物理网点分布图        outlets by tier
       电子机具分布图        devices by type
       网格人员及服务分布图  staff by role, grids shaded by files % (建档率)
-    then one page per big grid (default level 2: a village or a community) with its
-    children, outlets, devices, staff and households.
+    then the assessment table (考核评分表, plan B8) of every institution: the coverage
+    report's table (`gisgrid coverage`), the same figures with the same radii and weights
+    (--urban-radius, --rural-radius, --assessment, --weight), computed from the same
+    layers; it is left out, with a
+    warning, when the store lacks what the assessment needs (households, outlets or
+    devices). Then one page per big grid (default level 2: a village or a community) with
+    its children, outlets, devices, staff and households.
 
     Every page has a title, the map fitted to its grids, an inset locating it in the
     county, a legend, a scale bar, a north arrow, the page number, a table (grid code,
@@ -130,8 +142,11 @@ def atlas_command(grids_layer: str, level: int, volumes: tuple[str, ...], mask_p
     from maps.jobs import ATLAS
 
     refuse_fanout_only(scheduler)
+    weights, weights_source = resolve_weights(assessment_file, weight_options)
     params = {"layer": grids_layer, "level": level, "volumes": list(volumes) or None,
-              "show_phones": not mask_phones, "date": date, "limit": limit}
+              "show_phones": not mask_phones, "date": date, "limit": limit,
+              "weights": weights, "weights_source": weights_source,
+              "radii": {"urban": urban_radius, "rural": rural_radius}}
     if scheduler:
         check_store(store, scheduler)
         run_fanout(ATLAS, {**params, "out": out_folder(out)}, store, scheduler, counties,
@@ -148,6 +163,8 @@ def atlas_command(grids_layer: str, level: int, volumes: tuple[str, ...], mask_p
                 f"partition` or import one with `gisgrid import FILE --layer {grids_layer}`")
         ran = run_job(source, ATLAS, {**params, "progress": True}, out=out)
     summary = ran.outcome.summary
+    for warning in summary.get("warnings", []):
+        click.echo(f"warning: {warning}", err=True)
     for volume, path in zip(summary["pages"], ran.written, strict=True):
         click.echo(f"wrote {path} ({summary['pages'][volume]} pages)")
     click.echo(f"atlas done in {summary['seconds']:.1f} s")

@@ -26,7 +26,7 @@ import pandas as pd
 import pyproj
 import shapely
 
-from gis_grid.crs import metric_crs, to_crs, transformer
+from gis_grid.crs import metric_crs, to_crs, transform_points
 from gis_grid.errors import InputError, Problem
 from gis_grid.model import DEVICE_TYPES, OUTLET_TIERS
 
@@ -186,7 +186,7 @@ def _points_xy(frame: gpd.GeoDataFrame, crs: pyproj.CRS) -> np.ndarray:
                                              "or empty geometries)")])
     if frame.crs.equals(crs):
         return xy
-    x, y = transformer(frame.crs, crs).transform(xy[:, 0], xy[:, 1])
+    x, y = transform_points(frame.crs, crs, xy[:, 0], xy[:, 1])
     return np.column_stack([x, y])
 
 
@@ -201,6 +201,8 @@ def _text(values: pd.Series | Iterable) -> np.ndarray:
     """Values as an object array of str, missing values as None (vectorised: 10^6 unit
     codes take a fraction of a second)."""
     s = values if isinstance(values, pd.Series) else pd.Series(list(values), dtype=object)
+    if isinstance(s.dtype, pd.StringDtype):  # already text: only the missing become None
+        return s.to_numpy(dtype=object, na_value=None)
     missing = s.isna().to_numpy()
     out = s.astype(str).astype(object).to_numpy(copy=True)
     out[missing] = None
@@ -214,6 +216,10 @@ def _positions(keys: np.ndarray, values: np.ndarray) -> np.ndarray:
     return first.reindex(pd.Index(values, dtype=object)).fillna(-1).to_numpy(np.int64)
 
 
+#: How many points of a point layer :func:`_choose_crs` takes the median of.
+CRS_SAMPLE = 65_536
+
+
 def _choose_crs(crs: pyproj.CRS | None, *frames: gpd.GeoDataFrame | None) -> pyproj.CRS:
     """``crs`` if given, else the metric CRS of the first non-empty frame: of its extent
     for areas (territory, units, townships), of its median point for a point layer, so
@@ -225,6 +231,9 @@ def _choose_crs(crs: pyproj.CRS | None, *frames: gpd.GeoDataFrame | None) -> pyp
             if frame.crs.is_projected:
                 return frame.crs
             geoms = np.asarray(frame.geometry.array, dtype=object)
+            # The median of a regular sample (at most CRS_SAMPLE points) stands for the
+            # median of all: the same zone, without reading 10^6 coordinates twice.
+            geoms = geoms[::max(1, len(geoms) // CRS_SAMPLE)]
             point = shapely.get_type_id(geoms) == 0
             if not point.all():
                 return metric_crs(frame)
@@ -371,7 +380,7 @@ def screen_points(layers: Mapping[str, gpd.GeoDataFrame | None],
             if frame.crs.equals(crs):
                 mx, my = x[todo], y[todo]
             else:
-                mx, my = transformer(frame.crs, crs).transform(x[todo], y[todo])
+                mx, my = transform_points(frame.crs, crs, x[todo], y[todo])
                 mx, my = np.asarray(mx, float), np.asarray(my, float)
             finite = np.isfinite(mx) & np.isfinite(my)
             broken[todo[~finite]] = True

@@ -14,7 +14,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pyproj
-from scipy.spatial import cKDTree
+from pykdtree.kdtree import KDTree
 
 from gis_grid.coverage.common import (
     DEFAULT_RADII,
@@ -79,6 +79,28 @@ class Access:
     notes: list[str] = field(default_factory=list)
 
 
+def _query(points: np.ndarray, xy: np.ndarray, bound: float | None = None
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Distance from each of ``xy`` to the nearest of ``points`` (both (n, 2), metres) and
+    its index; with ``bound``, only neighbours nearer than it are looked for (inf and
+    index -1 for the others: callers test ``d <= radius`` themselves, the bound only
+    prunes).
+
+    pykdtree's k-d tree (OpenMP on every core) rather than scipy's ``cKDTree``: the same
+    distances and indices, in half the time on 10^6 households × 2·10^4 touch points
+    (0.11 s against 0.22 s with ``workers=-1`` on 2 cores), the query that dominates
+    :func:`access`."""
+    tree = KDTree(np.ascontiguousarray(points, dtype=np.float64))
+    query = np.ascontiguousarray(xy, dtype=np.float64)
+    if bound is None:
+        d, i = tree.query(query, k=1)
+    else:
+        d, i = tree.query(query, k=1, distance_upper_bound=bound * (1 + 1e-9))
+    i = i.astype(np.int64)
+    i[~np.isfinite(d)] = -1
+    return d, i
+
+
 #: From how many k-d trees queried on the households on a Z-order pays for itself.
 Z_ORDER_TREES = 3
 
@@ -104,48 +126,61 @@ def _spatial_order(xy: np.ndarray, bits: int = 16) -> np.ndarray:
     return np.argsort(spread(q[:, 0]) | (spread(q[:, 1]) << np.uint64(1)), kind="stable")
 
 
+def _distance_columns(keys: np.ndarray) -> list[str]:
+    """The distance columns for touch points of categories ``keys``: every standard one
+    (:data:`DISTANCE_COLUMNS`), then any other category's."""
+    return list(DISTANCE_COLUMNS) + [f"d_{k}" for k in np.unique(keys)
+                                     if f"d_{k}" not in DISTANCE_COLUMNS]
+
+
 def _nearest(touch_xy: np.ndarray, keys: np.ndarray, kinds: np.ndarray, xy: np.ndarray,
-             order: np.ndarray | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+             order: np.ndarray | None = None, out: np.ndarray | None = None
+             ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Distance from each point of ``xy`` to the nearest touch point of each category, and
     the index (into the touch points) of the nearest of all. One k-d tree per category;
     the distance to any outlet / device / touch point is the least over categories.
-    ``order`` is the order to query in (default: as given)."""
+    ``order`` is the order to query in (default: as given). The distances are written in
+    the rows of ``out`` (shape (len(_distance_columns(keys)), len(xy)), NaN where there
+    is no touch point of that kind; allocated when not given), one row per column, so the
+    caller can make them one block of its frame without a copy; the dict maps each column
+    name to its row."""
     n = len(xy)
+    columns = _distance_columns(keys)
+    if out is None:
+        out = np.empty((len(columns), n))
+    out.fill(np.nan)
+    rows = {col: out[i] for i, col in enumerate(columns)}
+
+    def put(col: str, values: np.ndarray) -> None:  # back from query order
+        if order is None:
+            rows[col][:] = values
+        else:
+            rows[col][order] = values
+
     xs = xy if order is None else xy[order]
-    out: dict[str, np.ndarray] = {}
     best = np.full(n, np.inf)
     best_idx = np.full(n, -1, np.int64)
-    group_min = {"outlet": np.full(n, np.inf), "device": np.full(n, np.inf)}
+    group: dict[str, np.ndarray] = {}  # least distance per kind (outlet, device)
     for key in np.unique(keys):
         members = np.flatnonzero(keys == key)
-        d, i = cKDTree(touch_xy[members]).query(xs, workers=-1)
-        out[f"d_{key}"] = d
+        d, i = _query(touch_xy[members], xs)
+        put(f"d_{key}", d)
         kind = kinds[members[0]]
-        np.minimum(group_min[kind], d, out=group_min[kind])
+        if kind in group:
+            np.minimum(group[kind], d, out=group[kind])
+        else:
+            group[kind] = d.copy()
         closer = d < best
         best[closer] = d[closer]
         best_idx[closer] = members[i[closer]]
-    out["d_outlet"] = group_min["outlet"]
-    out["d_device"] = group_min["device"]
-    out["d_any"] = best
-    columns = list(DISTANCE_COLUMNS) + [f"d_{k}" for k in np.unique(keys)
-                                        if f"d_{k}" not in DISTANCE_COLUMNS]
-    result = {}
-    for col in columns:  # back from Z-order; inf (no such touch point) as NaN
-        values = np.full(n, np.nan)
-        found = out.get(col)
-        if found is not None:
-            found = np.where(np.isfinite(found), found, np.nan)
-            if order is None:
-                values = found
-            else:
-                values[order] = found
-        result[col] = values
+    put("d_any", best)
+    for kind, d in group.items():
+        put(f"d_{kind}", d)
     if order is None:
-        return result, best_idx
+        return rows, best_idx
     nearest = np.empty(n, np.int64)
     nearest[order] = best_idx
-    return result, nearest
+    return rows, nearest
 
 
 def access(
@@ -228,8 +263,9 @@ def access(
     keys = touch["key"].to_numpy(dtype=object)
     kinds = touch["kind"].to_numpy(dtype=object)
 
+    n = len(xy)
     h: dict[str, np.ndarray] = {
-        "id": households["id"].to_numpy() if "id" in households else np.arange(len(xy)),
+        "id": households["id"].to_numpy() if "id" in households else np.arange(n),
         "count": counts}
     if units is not None and len(units):
         given = (_positions(_text(units["code"]), _text(households["unit"]))
@@ -246,16 +282,21 @@ def access(
         h["unit"] = ucode[uidx]
         h["township"] = uparent[uidx]
         h["kind"] = ukind[uidx]
+        household_radius = radii.for_kinds(ukind)[uidx]  # per unit, not per household
     else:
         h["unit"] = (_text(households["unit"]) if "unit" in households
-                     else np.full(len(xy), None, dtype=object))
-        h["township"] = np.full(len(xy), None, dtype=object)
+                     else np.full(n, None, dtype=object))
+        h["township"] = np.full(n, None, dtype=object)
         h["kind"] = (_text(households["kind"]) if "kind" in households
-                     else np.full(len(xy), default_kind, dtype=object))
+                     else np.full(n, default_kind, dtype=object))
         notes.append("no units layer: every household is of kind "
                      f"{default_kind!r} unless its own 'kind' says otherwise")
-    radius = radii.for_kinds(h["kind"])
-    h["radius"] = radius
+        household_radius = radii.for_kinds(h["kind"])
+    # The radius and the distances are one float block of the result, written in place.
+    distance_columns = _distance_columns(keys)
+    floats = np.empty((1 + len(distance_columns), n))
+    radius = floats[0]
+    radius[:] = household_radius
 
     inst = touch["institution"].to_numpy(dtype=object)
     names = sorted({i for i in inst if i is not None}) if by_institution else []
@@ -263,37 +304,59 @@ def access(
     # Z_ORDER_TREES on; one kind of touch point and no per-institution flags: one tree).
     order = (_spatial_order(xy) if len(np.unique(keys)) + len(names) >= Z_ORDER_TREES
              else None)
-    dist, nearest = _nearest(txy, keys, kinds, xy, order)
-    h.update(dist)
-    h["nearest"] = touch["id"].to_numpy(dtype=object)[nearest]
-    h["nearest_institution"] = touch["institution"].to_numpy(dtype=object)[nearest]
-    h["nearest_kind"] = kinds[nearest]
+    dist, nearest = _nearest(txy, keys, kinds, xy, order, out=floats[1:])
+    touch_ids = touch["id"].to_numpy(dtype=object)
+    near = {"nearest": touch_ids[nearest],
+            "nearest_institution": inst[nearest],
+            "nearest_kind": kinds[nearest]}
+    flags = np.empty((3, n), bool)
     with np.errstate(invalid="ignore"):
-        h["covered"] = dist["d_any"] <= radius
-        h["covered_outlet"] = dist["d_outlet"] <= radius
-        h["covered_device"] = dist["d_device"] <= radius
+        np.less_equal(dist["d_any"], radius, out=flags[0])
+        np.less_equal(dist["d_outlet"], radius, out=flags[1])
+        np.less_equal(dist["d_device"], radius, out=flags[2])
+    covered = flags[0]
 
     by: dict[str, np.ndarray] = {}
     if by_institution:
         # Only households some touch point covers can be covered by an institution's (in
         # Z-order when there is one); the search is bounded by the largest radius (the
-        # bound is exclusive, hence ``reach``: a point at the radius is covered).
-        rows = (order[h["covered"][order]] if order is not None
-                else np.flatnonzero(h["covered"]))
+        # bound only prunes: a point at exactly the radius is covered).
+        rows = order[covered[order]] if order is not None else np.flatnonzero(covered)
         for name in names:
             members = np.flatnonzero(inst == name)
-            d, _ = cKDTree(txy[members]).query(xy[rows], workers=-1,
-                                               distance_upper_bound=radii.reach)
-            flag = np.zeros(len(xy), bool)
+            d, _ = _query(txy[members], xy[rows], bound=radii.largest)
+            flag = np.zeros(n, bool)
             flag[rows] = d <= radius[rows]
             by[name] = flag
-    covered_by = pd.DataFrame(by, index=pd.RangeIndex(len(xy)))
-    # The geometry array as given (not through an object array: 0.25 s per 10^6 points).
-    house = gpd.GeoDataFrame(h, geometry=households.geometry.array, crs=households.crs)
+    covered_by = pd.DataFrame(by, index=pd.RangeIndex(n))
+    house = _households_frame(
+        h, floats, ["radius", *distance_columns], near, flags,
+        ["covered", "covered_outlet", "covered_device"], households)
     unit_table = (_unit_access(house, units, touch, txy, keys, kinds, crs, radii, households,
                                xy)
                   if units is not None and len(units) else None)
     return Access(house, unit_table, covered_by, touch, crs, radii, xy, notes)
+
+
+def _households_frame(head: dict[str, np.ndarray], floats: np.ndarray, float_names: list[str],
+                      near: dict[str, np.ndarray], flags: np.ndarray, flag_names: list[str],
+                      households: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """The households result frame, made of the blocks as computed: no column is copied
+    into a consolidated block (pandas would copy the eleven distance columns and infer a
+    string dtype for each text column: 0.2 s per 10^6 households), and the geometry is
+    the given GeometryArray (not through an object array: 0.25 s per 10^6 points)."""
+    index = pd.RangeIndex(floats.shape[1])
+    parts = [
+        pd.DataFrame({"id": head["id"], "count": head["count"]}, index=index),
+        pd.DataFrame({k: head[k] for k in ("unit", "township", "kind")}, index=index,
+                     dtype=object),
+        pd.DataFrame(floats.T, columns=float_names, index=index, copy=False),
+        pd.DataFrame(near, index=index, dtype=object),
+        pd.DataFrame(flags.T, columns=flag_names, index=index, copy=False),
+        pd.DataFrame({"geometry": households.geometry.array}, index=index, copy=False),
+    ]
+    return gpd.GeoDataFrame(pd.concat(parts, axis=1), geometry="geometry",
+                            crs=households.crs, copy=False)
 
 
 def _unit_access(house: gpd.GeoDataFrame, units: gpd.GeoDataFrame, touch: gpd.GeoDataFrame,

@@ -78,6 +78,8 @@ def build_atlas(
     limit: int | None = None,
     progress: bool = True,
     font_families: Sequence[str] | None = None,
+    assessment: pd.DataFrame | None = None,
+    assessment_meta: dict | None = None,
 ) -> AtlasResult:
     """Write the atlas volumes ``atlas-urban.pdf`` and ``atlas-rural.pdf`` into ``out_dir``.
 
@@ -106,6 +108,9 @@ def build_atlas(
         Show a progress bar on stderr.
     font_families
         CJK font families to try (default ``maps.fonts.CJK_FAMILIES``).
+    assessment, assessment_meta
+        The coverage report's ``assessment`` table and its ``meta["assessment"]``
+        (weights, source): printed as a page of each volume after the overview maps.
 
     Returns
     -------
@@ -153,7 +158,8 @@ def build_atlas(
                            f"{' or '.join(volumes)}")
 
     result = AtlasResult()
-    total = sum(len(OVERVIEW_MAPS) + len(p) for _, _, p in plan)
+    extra = 1 if assessment is not None and len(assessment) else 0  # the assessment page
+    total = sum(len(OVERVIEW_MAPS) + extra + len(p) for _, _, p in plan)
     with matplotlib.rc_context(rc_params(font)), strict_glyphs():
         scene = _Scene(layers, grids, facts, crs)
         painter = _Painter(scene, font, territory_name=territory_name,
@@ -165,13 +171,18 @@ def build_atlas(
         try:
             for volume, focus, pages in plan:
                 path = out / f"atlas-{volume}.pdf"
-                count = len(OVERVIEW_MAPS) + len(pages)
+                count = len(OVERVIEW_MAPS) + extra + len(pages)
                 bar.set_description(f"atlas {VOLUME_TITLES[volume]}")
                 with PdfPages(path, metadata=PDF_METADATA) as pdf:
                     for n, which in enumerate(OVERVIEW_MAPS, start=1):
                         painter.overview(pdf, volume, which, focus, n, count)
                         bar.update()
-                    for n, k in enumerate(pages, start=len(OVERVIEW_MAPS) + 1):
+                    if extra:
+                        painter.assessment_page(pdf, volume, assessment,
+                                                dict(assessment_meta or {}),
+                                                len(OVERVIEW_MAPS) + 1, count)
+                        bar.update()
+                    for n, k in enumerate(pages, start=len(OVERVIEW_MAPS) + extra + 1):
                         painter.grid_page(pdf, volume, int(k), n, count)
                         bar.update()
                 result.paths[volume] = path

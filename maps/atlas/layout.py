@@ -177,6 +177,31 @@ class _Sheet:
             text.remove()
 
 
+class _TableSheet:
+    """A page that is a table only (the assessment table): a landscape B5 figure whose
+    table axes fill the page between the title block and the footer, with ``notes``
+    lines below the table."""
+
+    def __init__(self, rows: int) -> None:
+        long_, short = B5_MM[1], B5_MM[0]
+        page = (long_, short)
+        table_y = 40.0
+        table_h = min(max(rows, 2) * _ROW_MM, short - 24 - 6 - table_y)
+        top = short - 24 - 6
+        none = (0.0, 0.0, 0.0, 0.0)
+        self.lay = _Layout(size=(long_ * _MM, short * _MM),
+                           title=(10 / long_, (short - 9) / short), map=none, inset=none,
+                           legend=none, table=_rect(page, 10, top - table_h, long_ - 20,
+                                                    table_h),
+                           footer=6 / short)
+        self.notes_top = (top - table_h - 4) / short
+        self.fig = Figure(figsize=self.lay.size)
+        self.table = self.fig.add_axes(self.lay.table)
+        self.table.axis("off")
+        self.table.set_xlim(0, 1)
+        self.table.set_ylim(0, 1)
+
+
 def _frame(sheet: _Sheet, *, title: str, subtitle: str, heading: str, note: str,
            page: int, pages: int) -> None:
     """The title block (title, subtitle, and the atlas and volume at the right) and the
@@ -304,7 +329,8 @@ def _ordered(legend: dict) -> list:
 
 
 def _table(sheet: _Sheet, rows: list[tuple[str, ...]], bold_first: bool,
-           font: CJKFont) -> None:
+           font: CJKFont, header: Sequence[str] = TABLE_HEADER,
+           widths: Sequence[float] = TABLE_WIDTHS) -> None:
     """The page's table, drawn as one text per column over ruled rows.
 
     matplotlib's ``Table`` makes a text and a rectangle per cell, and text is the
@@ -312,13 +338,13 @@ def _table(sheet: _Sheet, rows: list[tuple[str, ...]], bold_first: bool,
     the row height, prints the same in a tenth of the time.
     """
     ax, lay = sheet.table, sheet.lay
-    rows = rows or [("—",) * len(TABLE_HEADER)]
+    rows = rows or [("—",) * len(header)]
     n = len(rows) + 1
     height_in = lay.table[3] * lay.size[1]
     row_in = min(_ROW_MM * _MM, height_in / n)
     fontsize = float(np.clip(row_in * 72 * 0.6, 4.0, 6.8))
     h = row_in / height_in  # a row in axes fraction
-    edges = np.r_[0.0, np.cumsum(TABLE_WIDTHS)] / sum(TABLE_WIDTHS)
+    edges = np.r_[0.0, np.cumsum(widths)] / sum(widths)
     centres = (edges[:-1] + edges[1:]) / 2
     ax.add_patch(Rectangle((0, 1 - h), 1, h, facecolor="#e8eef5", edgecolor="none",
                            zorder=0))
@@ -333,7 +359,7 @@ def _table(sheet: _Sheet, rows: list[tuple[str, ...]], bold_first: bool,
     # Line pitch = linespacing × the font's line height (matplotlib ≥ 3.11, numeric
     # linespacing): set it to the row height so line i sits in row i.
     spacing = row_in * 72 / (fontsize * font.line_height)
-    for c, label in enumerate(TABLE_HEADER):
+    for c, label in enumerate(header):
         ax.text(centres[c], 1 - h / 2, label, fontsize=fontsize, fontweight="bold",
                 ha="center", va="center", zorder=2)
         ax.text(centres[c], 1 - h, "\n".join(row[c] for row in rows), fontsize=fontsize,

@@ -33,6 +33,8 @@ from maps.atlas.layout import (
     _scale_bar,
     _Sheet,
     _table,
+    _TableSheet,
+    _wrap,
 )
 from maps.atlas.scene import (
     _LEVEL_ZH,
@@ -62,6 +64,34 @@ from maps.symbology import (
     UNCOVERED_COLOUR,
     area_style,
 )
+
+#: The assessment page's columns (the coverage report's ``assessment`` table, B8), their
+#: relative widths, and those printed as percentages (as the report's xlsx shows them).
+ASSESSMENT_COLUMNS = ("rank", "institution", "name", "coverage", "files", "staffing",
+                      "blanks_closed", "blanks_closed_score", "score", "note")
+ASSESSMENT_WIDTHS = (0.5, 0.8, 2.2, 0.8, 0.8, 0.8, 1.3, 0.9, 0.7, 3.4)
+_ASSESSMENT_PERCENT = ("coverage", "files", "staffing", "blanks_closed_score")
+#: The criteria in the weights line, in Chinese.
+_CRITERIA_ZH = {"coverage": "覆盖", "files": "建档", "staffing": "人员",
+                "blanks_closed": "填补空白"}
+
+
+def assessment_cell(column: str, value) -> str:
+    """How the atlas prints a value of the assessment table: scores 0–1 as percentages
+    with one decimal (the xlsx's ``0.0%``), the total score with one decimal, counts and
+    ranks as integers, a note by its Chinese part."""
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "—"
+    if column in _ASSESSMENT_PERCENT:
+        return f"{100 * float(value):.1f}%"
+    if column == "score":
+        return f"{float(value):.1f}"
+    if column in ("rank", "blanks_closed"):
+        return str(int(value))
+    if column == "note":  # "人员得 0 分：无网格 (staffing 0: no grids); …" → the Chinese
+        return "；".join(part.split(" (")[0] for part in str(value).split("; "))
+    return str(value)
+
 
 #: Files % classes of the service map (建档率), with their colours (light to dark green).
 FILES_BINS = (0, 20, 40, 60, 80, 100.0001)
@@ -349,4 +379,35 @@ class _Painter:
         rows = [_fact_row(scene, k, self.show_phones)]
         rows += [_fact_row(scene, c, self.show_phones) for c in children]
         _table(sheet, rows, bold_first=True, font=self.font)
+        pdf.savefig(sheet.fig)
+
+    # -- the assessment table --------------------------------------------------------
+
+    def assessment_page(self, pdf: PdfPages, volume: str, table, meta: dict, page: int,
+                        pages: int) -> None:
+        """The assessment table (考核评分表, B8) of every institution, as the coverage
+        report computes it (``gis_grid.coverage.ranking.assessment``), with its weights
+        and the definition of each criterion."""
+        from gis_grid.coverage.ranking import CRITERIA
+        from layers.reports import COLUMNS_ZH
+
+        rows = [tuple(assessment_cell(c, r[c]) for c in ASSESSMENT_COLUMNS)
+                for r in table.to_dict("records")]
+        sheet = _TableSheet(len(rows) + 1)
+        weights = meta.get("weights") or {}
+        line = " · ".join(f"{_CRITERIA_ZH.get(k, k)} {v:g}" for k, v in weights.items())
+        subtitle = (f"{self.territory_name} · 全辖各金融机构 · 总分 = Σ 权重 × 得分 × 100"
+                    f" ｜ 权重：{line}（来源：{meta.get('source', 'default')}）")
+        self._page_frame(sheet, title="金融服务网格化考核评分表", subtitle=subtitle,
+                         volume=volume, page=page, pages=pages)
+        header = [COLUMNS_ZH.get(c, c) for c in ASSESSMENT_COLUMNS]
+        header[1] = "机构编码"
+        _table(sheet, rows, bold_first=False, font=self.font, header=header,
+               widths=ASSESSMENT_WIDTHS)
+        width_mm = (1 - 2 * sheet.lay.title[0]) * sheet.lay.size[0] / _MM
+        notes = ["得分说明（各项得分 0–100%）：", *CRITERIA.values()]
+        notes += ["某项无数据的机构该项得 0 分，并在备注中说明。"]
+        lines = [w for n in notes for w in _wrap(n, width_mm, 6.0)]
+        sheet.fig.text(sheet.lay.title[0], sheet.notes_top, "\n".join(lines), fontsize=6.0,
+                       va="top", ha="left", color="#333333", linespacing=1.4)
         pdf.savefig(sheet.fig)

@@ -126,3 +126,36 @@ def test_weights_from_the_file_are_printed_and_used(county):
     notes = {r[0]: r[1] for r in book["说明"].iter_rows(values_only=True)}
     assert str(notes["考核权重 人员得分 (staffing)"]).startswith("0.3")
     assert notes["考核权重来源"].endswith("weights.toml")
+
+
+def test_the_atlas_prints_the_reports_assessment_table(county, tmp_path):
+    """The atlas's 考核评分表 page is the coverage report's assessment (same weights from
+    the same file): rank, criteria and score of every bank read back from the PDF's text
+    equal report.json's, printed as the xlsx formats them (0.0 % and one decimal)."""
+    import subprocess
+
+    from maps.atlas.painter import assessment_cell
+
+    bank = BANKS[county["code"]][0]
+    out = tmp_path / "atlas"
+    output = _run("atlas", "--store", county["store"], "--grids", f"grids__{bank.lower()}",
+                  "--limit", "0", "--volume", "rural", "--out", str(out),
+                  "--assessment", str(county["folder"] / "weights.toml"))
+    assert "warning" not in output
+    text = subprocess.run(["pdftotext", "-layout", "-f", "4", "-l", "4",
+                           str(out / "atlas-rural.pdf"), "-"], capture_output=True,
+                          text=True, check=True).stdout
+    assert "考核评分表" in text and "人员 0.3" in text and "weights.toml" in text
+    rows = {}
+    for line in text.splitlines():
+        cells = line.split()
+        if len(cells) > 2 and cells[0].isdigit():
+            rows[cells[1]] = cells
+    scores = county["report"]["tables"]["assessment"]
+    assert len(rows) == len(scores) > 1
+    for record in scores:
+        printed = rows[record["institution"]]
+        for col in ("rank", "coverage", "files", "staffing", "blanks_closed",
+                    "blanks_closed_score", "score"):
+            assert assessment_cell(col, record[col]) in printed, (record, col, printed)
+        assert printed[0] == str(record["rank"])

@@ -243,7 +243,8 @@ def events() -> None:
               help="Grid code; or give --lon/--lat to find it (the finest grid there, or the "
                    "village / community when the store has no grids).")
 @click.option("--lon", type=float, default=None, callback=_degrees(180),
-              help="Where (WGS84 longitude).")
+              help="Where (WGS84 longitude). A point farther than the largest service "
+                   "radius (5 km) outside the territory is refused (exit 3), named.")
 @click.option("--lat", type=float, default=None, callback=_degrees(90),
               help="Where (WGS84 latitude).")
 @click.option("--grids", default=None, metavar="LAYER",
@@ -272,6 +273,8 @@ def report(kind, reporter, grid, lon, lat, grids, summary, at, event_id, resolve
         base = limits.get(kind, TimeLimit())
         limits[kind] = TimeLimit(base.respond, pd.Timedelta(hours=resolve_within))
     with open_store(store) as target:
+        if point is not None:
+            _check_place(target, point)
         if grid is None and point is not None:
             import geopandas as gpd
 
@@ -289,6 +292,31 @@ def report(kind, reporter, grid, lon, lat, grids, summary, at, event_id, resolve
     deadline = "" if pd.isna(row["deadline"]) else f", due {_local(row['deadline'])}"
     grid = row["grid"] if isinstance(row["grid"], str) else "-"
     click.echo(f"reported {row['id']} ({kind}) in grid {grid}{deadline}")
+
+
+def _check_place(source, point) -> None:
+    """Refuse (InputError, exit 3) an event point with unusable coordinates or farther
+    than the largest service radius outside the territory: the rule coverage leaves such
+    points out by (``gis_grid.coverage.screen_points``), here for one point, so a report
+    at (0, 0) is named, not stored without a grid."""
+    import geopandas as gpd
+    import numpy as np
+    import shapely
+
+    from gis_grid.coverage import DEFAULT_RADII
+    from gis_grid.coverage.common import screen_points, territory_crs
+    from gis_grid.crs import to_crs
+    from gis_grid.model import STORAGE_CRS
+    from layers.runner import available_layers
+
+    territory = source.read("territory") if "territory" in available_layers(source) else None
+    if territory is None or not len(territory):
+        return
+    crs = territory_crs(territory)
+    land = shapely.union_all(np.asarray(to_crs(territory.geometry, crs).array))
+    where = gpd.GeoDataFrame({"id": ["--lon/--lat"]}, geometry=[point], crs=STORAGE_CRS)
+    screen_points({"events": where}, land, crs, DEFAULT_RADII.largest, strict=True,
+                  source="events report")
 
 
 @events.command()

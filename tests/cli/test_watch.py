@@ -189,3 +189,20 @@ def test_imported_events_are_adopted(store, tmp_path):
     assert "added columns summary, owner" in run("events", "adopt", "--store", store)
     assert "version 2" in run("events", "move", "EV-7", "accept", "--actor", "王伟",
                               "--store", store)
+
+
+@pytest.mark.parametrize("lon, lat", [(0.0, 0.0), (116.4, 39.9)])  # the Gulf of Guinea, Beijing
+def test_an_event_far_outside_the_territory_is_refused(store, lon, lat):
+    """An event point beyond the largest service radius outside the territory is named
+    and refused (exit 3), as coverage leaves such points out; nothing is stored."""
+    gpkg = GeoPackageStore(store)
+    before = len(gpkg.read("events")) if gpkg.has("events") else 0
+    out = run("events", "report", "--kind", "general", "--reporter", "王伟", "--lon",
+              str(lon), "--lat", str(lat), "--summary", "x", "--store", store, code=3)
+    assert "--lon/--lat" in out and "outside the territory" in out
+    assert "Traceback" not in out
+    assert (len(gpkg.read("events")) if gpkg.has("events") else 0) == before
+    edge = gpkg.read("territory").geometry.iloc[0].representative_point()
+    run("events", "report", "--kind", "general", "--reporter", "王伟", "--lon",
+        str(edge.x), "--lat", str(edge.y), "--summary", "x", "--store", store)
+    assert len(gpkg.read("events")) == before + 1

@@ -7,7 +7,9 @@ where it is (the file, the row or feature, the field) and what is wrong.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from collections import Counter
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,9 @@ class Problem:
     where: str | None
     field: str | None
     message: str
+    #: What kind of problem, without the row's value (``is not one of 营业, 停业, 筹建``),
+    #: for the summary by field and kind; None: the message with its values blanked.
+    kind: str | None = field(default=None, compare=False)
 
     def __str__(self) -> str:
         loc = self.source
@@ -34,6 +39,25 @@ class Problem:
     def as_dict(self) -> dict:
         return {"source": self.source, "where": self.where, "field": self.field,
                 "message": self.message}
+
+    @property
+    def kind_text(self) -> str:
+        """The kind of problem: ``kind``, else the message with quoted values and numbers
+        replaced by ``…``."""
+        if self.kind is not None:
+            return self.kind
+        return _VALUES.sub("…", self.message)
+
+
+#: Quoted values and numbers in a message, blanked to find its kind.
+_VALUES = re.compile(r"'[^']*'|\"[^\"]*\"|(?<![\w\[-])-?\d+(?:\.\d+)?(?:e[-+]?\d+)?(?![\w])")
+
+
+def summarize(problems: list[Problem]) -> list[tuple[str | None, str, int]]:
+    """(field, kind, count) of ``problems``, most frequent first (ties in first-seen
+    order): what a user fixes column by column before reading row by row."""
+    counts = Counter((p.field, p.kind_text) for p in problems)
+    return sorted(((f, k, n) for (f, k), n in counts.items()), key=lambda item: -item[2])
 
 
 class GisGridError(Exception):
@@ -52,13 +76,21 @@ class InputError(GisGridError):
         self.source = source or (self.problems[0].source if self.problems else "input")
         super().__init__(self.report())
 
+    #: More problems than this get a summary by field and kind before the list.
+    SUMMARY_FROM = 5
+
     def report(self, limit: int | None = 50) -> str:
         n = len(self.problems)
         head = f"{self.source}: {n} problem{'s' if n != 1 else ''}; nothing was stored"
+        lines = [head]
+        if n > self.SUMMARY_FROM:
+            lines.append("  by kind (field: problem × how many):")
+            lines += [f"    {f or '(file)'}: {k} × {c}" for f, k, c in summarize(self.problems)]
+            lines.append("  by row:")
         shown = self.problems if limit is None else self.problems[:limit]
-        lines = [head, *(f"  {p}" for p in shown)]
+        lines += [f"  {p}" for p in shown]
         if limit is not None and n > limit:
-            lines.append(f"  … and {n - limit} more")
+            lines.append(f"  … and {n - limit} more (--problems FILE lists every one)")
         return "\n".join(lines)
 
 

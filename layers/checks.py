@@ -10,16 +10,20 @@ vectorised); Python only formats the messages of rows already found bad.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pyproj
 import shapely
 
 from gis_grid.errors import Problem
 from gis_grid.geometry import MULTIPOLYGON, polygonal, type_names
-from gis_grid.model import STORAGE_CRS, Field, LayerSchema, schema_for
+from gis_grid.model import STORAGE_CRS, Field, LayerSchema, field_titles_zh, schema_for
+from gis_grid.naming import layer_kind
 
 _TRUE = {"true", "1", "yes", "y", "t", "是", "真"}
 _FALSE = {"false", "0", "no", "n", "f", "否", "假"}
@@ -32,6 +36,38 @@ def _labels(frame: pd.DataFrame, schema: LayerSchema | None, labels: Sequence[st
     if key and key in frame.columns:
         return [f"feature {i + 1} ({key}={v})" for i, v in enumerate(frame[key].astype(str))]
     return [f"feature {i + 1}" for i in range(len(frame))]
+
+
+def field_columns(columns: Sequence, layer: str) -> dict[str, str]:
+    """Input column → field name for the columns of a file that name a field of
+    ``layer``'s schema other than by its exact name: by its Chinese title (主体编号,
+    名称, 网点层级 …, see ``gisgrid schema``) or its name in other capitals (``ID``). A
+    field already present under its own name keeps it; every field is taken once."""
+    schema = schema_for(layer)
+    if schema is None:
+        return {}
+    names = set(schema.field_names)
+    by_title = {title: name for name, title in field_titles_zh(layer).items()}
+    by_lower = {name.lower(): name for name in names}
+    taken = {c for c in columns if c in names}
+    renamed: dict[str, str] = {}
+    for column in columns:  # the header: a handful of names
+        if column in names:
+            continue
+        text = str(column).strip()
+        name = by_title.get(text) or by_lower.get(text.lower())
+        if name is not None and name not in taken:
+            renamed[column] = name
+            taken.add(name)
+    return renamed
+
+
+def _closest(name: str, title: str, unused: list[str]) -> str:
+    """`` (closest header: 'tire')`` when a header not taken by any field looks like the
+    missing field's name or title; "" when none does."""
+    near = (difflib.get_close_matches(name, unused, n=1, cutoff=0.6)
+            or difflib.get_close_matches(title, unused, n=1, cutoff=0.5))
+    return f" (closest header: {near[0]!r})" if near else ""
 
 
 def _is_blank(values: pd.Series) -> np.ndarray:
@@ -123,19 +159,27 @@ def check_layer(
     rows = _labels(frame, schema, labels)
     problems: list[Problem] = []
 
-    def report(mask: np.ndarray, field: str | None, message) -> None:
+    def report(mask: np.ndarray, field: str | None, message, kind: str | None = None) -> None:
         for i in np.flatnonzero(mask):
             text = message(i) if callable(message) else message
-            problems.append(Problem(source, rows[i], field, text))
+            problems.append(Problem(source, rows[i], field, text, kind))
 
     if schema is not None:
+        renamed = field_columns(list(frame.columns), layer)
+        if renamed:
+            frame = frame.rename(columns=renamed)
+        titles = field_titles_zh(layer)
+        geometry_name = frame.geometry.name if isinstance(frame, gpd.GeoDataFrame) else None
+        unused = [str(c) for c in frame.columns
+                  if c not in schema.field_names and c != geometry_name]
         for f in schema.fields:
             if f.name not in frame.columns:
                 if f.required:
-                    columns = ", ".join(map(str, frame.columns))
-                    problems.append(Problem(source, None, f.name,
-                                            f"is required but the input has no {f.name!r} "
-                                            f"column (columns: {columns})"))
+                    problems.append(Problem(
+                        source, None, f.name,
+                        f"is required but the input has no {f.name!r} column (or "
+                        f"{titles[f.name]}){_closest(f.name, titles[f.name], unused)}",
+                        "column is missing"))
                 continue
             raw = frame[f.name]
             blank = _is_blank(raw)
@@ -144,24 +188,27 @@ def check_layer(
             values, bad, why = _convert(f, raw, blank)
             if bad.any():
                 shown = raw.astype("string")
-                report(bad, f.name, lambda i, s=shown, w=why: f"{s.iloc[i]!r} {w}")
+                report(bad, f.name, lambda i, s=shown, w=why: f"{s.iloc[i]!r} {w}", why)
             ok = ~blank & ~bad
             if f.enum is not None:
                 outside = ok & ~values.isin(f.enum).to_numpy(dtype=bool, na_value=False)
-                allowed = ", ".join(f.enum)
+                allowed = f"is not one of {', '.join(f.enum)}"
                 report(outside, f.name,
-                       lambda i, v=values, a=allowed: f"{v.iloc[i]!r} is not one of {a}")
+                       lambda i, v=values, a=allowed: f"{v.iloc[i]!r} {a}", allowed)
             if f.pattern is not None:
                 mismatch = ok & ~values.astype("string").str.fullmatch(f.pattern).to_numpy(
                     dtype=bool, na_value=False)
+                expected = f"does not match {f.pattern}"
                 report(mismatch, f.name,
-                       lambda i, v=values, p=f.pattern: f"{v.iloc[i]!r} does not match {p}")
+                       lambda i, v=values, e=expected: f"{v.iloc[i]!r} {e}", expected)
             if f.minimum is not None:
                 low = ok & (values < f.minimum).to_numpy(dtype=bool, na_value=False)
-                report(low, f.name, lambda i, v=values, m=f.minimum: f"{v.iloc[i]} is below {m:g}")
+                report(low, f.name, lambda i, v=values, m=f.minimum: f"{v.iloc[i]} is below {m:g}",
+                       f"is below {f.minimum:g}")
             if f.maximum is not None:
                 high = ok & (values > f.maximum).to_numpy(dtype=bool, na_value=False)
-                report(high, f.name, lambda i, v=values, m=f.maximum: f"{v.iloc[i]} is above {m:g}")
+                report(high, f.name, lambda i, v=values, m=f.maximum: f"{v.iloc[i]} is above {m:g}",
+                       f"is above {f.maximum:g}")
             frame[f.name] = values
         key = schema.key
         if key and key in frame.columns:
@@ -204,7 +251,8 @@ def _check_unique(frame, columns, rows, source, problems) -> None:
         if k in first:
             shown = "/".join(map(str, k))
             problems.append(Problem(source, rows[i], "/".join(columns),
-                                    f"{shown!r} is a duplicate (also {rows[first[k]]})"))
+                                    f"{shown!r} is a duplicate (also {rows[first[k]]})",
+                                    "is a duplicate"))
         else:
             first[k] = i
 
@@ -264,3 +312,238 @@ def _check_geometry(frame, schema, rows, source, problems, fix_geometry):
                 problems.append(Problem(source, rows[i], "geometry",
                                         f"is invalid: {why} (use --fix-geometry to repair)"))
     return frame
+
+
+# --------------------------------------------------------------------------- place checks
+
+#: How far outside the territory a point or shape may lie before it is refused (metres).
+MAX_OUTSIDE_M = 20_000.0
+
+#: Layers the place check leaves alone: the territory itself and the fan-out's books.
+_NOT_PLACED = ("territory",)
+
+
+@dataclass(frozen=True)
+class Territory:
+    """What the place check measures against: polygons in EPSG:4326 and how they were
+    found (``territory`` layer, or the extent of the divisions when it is missing)."""
+
+    area: object  # one shapely (Multi)Polygon
+    what: str
+
+
+def find_territory(store) -> tuple[Territory | None, str | None]:
+    """The store's territory for the place check, and a note to show when there is none
+    (the check is then skipped) or only the divisions' extent stands in for it."""
+    present = {info.name: info for info in store.layers()}
+    if "territory" in present and present["territory"].count:
+        frame = store.read("territory")
+        geoms = np.asarray(frame.geometry.values, dtype=object)
+        geoms = geoms[~shapely.is_missing(geoms) & ~shapely.is_empty(geoms)]
+        if len(geoms):
+            area = shapely.union_all(shapely.make_valid(geoms))
+            return Territory(area, "the territory (layer territory)"), None
+    for layer in ("units", "townships"):
+        info = present.get(layer)
+        if info is not None and info.count and info.bbox:
+            note = (f"no territory layer in the store: places are checked against the "
+                    f"extent of layer {layer} instead")
+            return Territory(shapely.box(*info.bbox), f"the extent of layer {layer}"), note
+    return None, ("no territory layer in the store: places were not checked against one "
+                  "(import the county boundary as layer territory first)")
+
+
+def place_problems(
+    frame: pd.DataFrame,
+    layer: str,
+    territory: Territory,
+    *,
+    source: str,
+    labels: Sequence[str],
+    max_outside: float = MAX_OUTSIDE_M,
+    crs=None,
+    datum: str | None = None,
+) -> list[Problem]:
+    """Points or shapes of ``frame`` farther than ``max_outside`` metres outside
+    ``territory``, one problem per row, each with the likely cause when one fits:
+
+    - at (0, 0): the coordinates are missing and were written as zeros;
+    - swapped: with longitude and latitude exchanged it lies inside;
+    - a wrong CRS: the file was read in a projected ``crs`` but its numbers are degrees
+      that lie inside (EPSG:3857 given to longitude/latitude);
+    - an offset datum: read as GCJ-02 / BD-09 (or as WGS84) it would lie inside — the
+      Amap/Tencent/Baidu offsets are 100–700 m, so this shows with a small ``--max-outside``.
+
+    Inside or not is decided in longitude/latitude (prepared polygon, vectorised); the
+    distance of the few rows outside is measured in metres, in the territory's metric CRS.
+    """
+    from gis_grid.crs import metric_crs
+    from layers.datum import from_wgs84, to_wgs84
+
+    if not isinstance(frame, gpd.GeoDataFrame) or layer_kind(layer) in _NOT_PLACED:
+        return []
+    geoms = np.asarray(frame.geometry.values, dtype=object)
+    present = ~shapely.is_missing(geoms) & ~shapely.is_empty(geoms)
+    bounds = shapely.bounds(geoms)
+    with np.errstate(invalid="ignore"):
+        sane = present & (np.abs(bounds[:, [0, 2]]) <= 180).all(axis=1) & (
+            np.abs(bounds[:, [1, 3]]) <= 90).all(axis=1)
+    area = territory.area
+    shapely.prepare(area)
+    outside = np.zeros(len(geoms), bool)
+    outside[sane] = ~shapely.intersects(area, geoms[sane])
+    at = np.flatnonzero(outside)
+    if not len(at):
+        return []
+    metric = metric_crs(area)
+    area_m = _to_metric(np.array([area], dtype=object), metric)[0]
+    far_m = shapely.distance(area_m, _to_metric(geoms[at], metric))
+    far_m = np.where(np.isfinite(far_m), far_m, np.inf)
+    refused = far_m > max_outside
+    at, far_m = at[refused], far_m[refused]
+    if not len(at):
+        return []
+    near = shapely.buffer(area_m, max_outside, quad_segs=4)
+    shapely.prepare(near)
+
+    def inside(candidates: np.ndarray) -> np.ndarray:
+        ok = np.zeros(len(candidates), bool)
+        valid = ~shapely.is_missing(candidates)
+        b = shapely.bounds(candidates)
+        with np.errstate(invalid="ignore"):
+            valid &= (np.abs(b[:, [0, 2]]) <= 180).all(axis=1) & (
+                np.abs(b[:, [1, 3]]) <= 90).all(axis=1)
+        if valid.any():
+            moved = _to_metric(candidates[valid], metric)
+            ok[valid] = shapely.intersects(near, moved)
+        return ok
+
+    chosen = geoms[at]
+    causes = np.full(len(at), "", dtype=object)
+    kinds = np.full(len(at), "", dtype=object)
+    x0, y0 = shapely.get_x(chosen), shapely.get_y(chosen)
+    points = shapely.get_type_id(chosen) == shapely.GeometryType.POINT
+    zero = points & (np.abs(x0) < 1e-9) & (np.abs(y0) < 1e-9)
+    causes[zero] = "; it is at (0, 0): are the coordinates missing (written as 0)?"
+    kinds[zero] = " at (0, 0)"
+
+    def suggest(mask: np.ndarray, cause: str, kind: str) -> None:
+        todo = (causes == "") & mask
+        causes[todo], kinds[todo] = cause, kind
+
+    swapped = shapely.transform(chosen, lambda xy: xy[:, ::-1])
+    suggest(inside(swapped), "; longitude and latitude look swapped (exchanged, it lies "
+            "inside): check which column is which", " (lon/lat swapped?)")
+    if crs is not None and not pyproj.CRS.from_user_input(crs).is_geographic:
+        src = pyproj.CRS.from_user_input(crs)
+        raw = _transform(chosen, pyproj.CRS.from_user_input(STORAGE_CRS), src)
+        name = ":".join(src.to_authority()) if src.to_authority() else src.name
+        suggest(inside(raw), f"; its numbers are longitude/latitude degrees but were read as "
+                f"{name}: give --crs EPSG:4326 (or leave --crs out)",
+                f" (degrees read as {name}?)")
+    if datum is None:
+        for offset, who in (("gcj02", "GCJ-02 (Amap, Tencent)"), ("bd09", "BD-09 (Baidu)")):
+            suggest(inside(to_wgs84(chosen, offset)),
+                    f"; it looks like {who} coordinates read as WGS84: give --crs {offset}",
+                    f" ({offset} read as WGS84?)")
+    else:
+        suggest(inside(from_wgs84(chosen, datum)),
+                f"; it looks like WGS84 already, shifted again by --crs {datum}: leave "
+                "--crs out", f" (WGS84 shifted as {datum}?)")
+    limit = f"{max_outside / 1000:g} km"
+    problems = []
+    for i, d, cause, kind in zip(at, far_m, causes, kinds, strict=True):
+        distance = "far" if not np.isfinite(d) else f"{d / 1000:,.1f} km"
+        problems.append(Problem(
+            source, labels[i], "geometry",
+            f"lies {distance} outside {territory.what} (more than {limit}){cause}",
+            f"lies more than {limit} outside the territory{kind}"))
+    return problems
+
+
+def _transform(geoms: np.ndarray, source, target) -> np.ndarray:
+    from gis_grid.crs import transform_points
+
+    def fn(xy: np.ndarray) -> np.ndarray:
+        x, y = transform_points(source, target, xy[:, 0], xy[:, 1])
+        return np.column_stack([x, y])
+
+    with np.errstate(all="ignore"):
+        return shapely.transform(geoms, fn)
+
+
+def _to_metric(geoms: np.ndarray, metric) -> np.ndarray:
+    # Straight from degrees, vertex by vertex: a measure of kilometres outside, not the
+    # territory's area, so the 500 m densified edges of gis_grid.crs.reproject are moot.
+    return _transform(geoms, pyproj.CRS.from_user_input(STORAGE_CRS), metric)
+
+
+# --------------------------------------------------------------------------- the ledger
+
+
+def ledger_problems(store, frame: pd.DataFrame, *, source: str,
+                    labels: Sequence[str]) -> list[Problem]:
+    """A ledger row (台账) belongs to a finest grid of its institution's grid layer
+    (``grids__<institution>``, ``gis_grid.naming.grid_layer``). Rows of an institution
+    whose layer is not partitioned yet are refused with that reason; a grid code not in
+    the layer, or of a grid that has sub-grids, is refused by row."""
+    from gis_grid.naming import grid_layer
+    from gis_grid.staffing import finest_grids
+
+    if "grid" not in frame.columns or "institution" not in frame.columns:
+        return []
+    present = {info.name for info in store.layers()}
+    institution = frame["institution"].astype("string")
+    grid = frame["grid"].astype("string")
+    problems: list[Problem] = []
+    for bank in institution.dropna().unique():  # a few institutions per ledger
+        rows = (institution == bank).to_numpy(dtype=bool, na_value=False)
+        layer = grid_layer(str(bank))
+        if layer not in present:
+            why = (f"the grid layer {layer} of institution {bank!r} is not in the store: "
+                   f"partition it first (gisgrid partition --institution {bank}); ledger "
+                   "rows belong to its finest grids")
+            problems += [Problem(source, labels[i], "grid", why, "grid layer not partitioned")
+                         for i in np.flatnonzero(rows)]
+            continue
+        grids = store.read(layer, columns=["code", "level", "parent"])
+        codes = grids["code"].astype("string")
+        leaf = set(codes[finest_grids(grids)])
+        known = set(codes)
+        have = grid[rows]
+        unknown = ~have.isin(known).to_numpy(dtype=bool, na_value=True)
+        coarse = ~unknown & ~have.isin(leaf).to_numpy(dtype=bool, na_value=False)
+        idx = np.flatnonzero(rows)
+        for i in idx[unknown & have.notna().to_numpy()]:
+            problems.append(Problem(source, labels[i], "grid",
+                                    f"{grid.iloc[i]!r} is not a grid of {layer}",
+                                    "is not a grid of the institution's layer"))
+        for i in idx[coarse]:
+            problems.append(Problem(source, labels[i], "grid",
+                                    f"{grid.iloc[i]!r} has sub-grids in {layer}; ledger rows "
+                                    "belong to its finest grids", "is not a finest grid"))
+    return problems
+
+
+def store_problems(
+    store, layer: str, frame: pd.DataFrame, *, source: str, labels: Sequence[str],
+    max_outside: float | None = MAX_OUTSIDE_M, crs=None, datum: str | None = None,
+) -> tuple[list[Problem], list[str]]:
+    """The checks that need the store as it is: places against its territory
+    (``max_outside`` metres; None skips them) and the ledger against its grid layers.
+    Returns the problems and notes to show (a check skipped, and why). The import
+    (``layers.transfer.import_file``, hence ``gisgrid import`` and uploads) runs these."""
+    problems: list[Problem] = []
+    notes: list[str] = []
+    schema = schema_for(layer)
+    if (max_outside is not None and isinstance(frame, gpd.GeoDataFrame)
+            and layer_kind(layer) not in _NOT_PLACED and (schema is None or schema.spatial)):
+        territory, note = find_territory(store)
+        if note:
+            notes.append(note)
+        if territory is not None:
+            problems += place_problems(frame, layer, territory, source=source, labels=labels,
+                                       max_outside=max_outside, crs=crs, datum=datum)
+    if layer_kind(layer) == "ledger":
+        problems += ledger_problems(store, frame, source=source, labels=labels)
+    return problems, notes

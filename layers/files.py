@@ -1,4 +1,4 @@
-"""Layer files: GeoJSON, GeoPackage, Shapefile (zipped or bare) and CSV, in and out.
+"""Layer files: GeoJSON, GeoPackage, Shapefile (zipped or bare), CSV and XLSX, in and out.
 
 This module is the one place that knows file formats. ``read_file`` turns a file into a
 frame in the storage CRS (EPSG:4326) plus every parsing-level problem found in it (bad
@@ -6,10 +6,13 @@ coordinates, unclosed rings, missing geometries), each naming the row or feature
 schema checks (``layers.checks``) then judge the frame's fields. ``write_file`` writes a
 frame back out, atomically.
 
-Reading is vectorised: pyogrio (GDAL) for the vector formats, pandas for CSV. Chinese
-offices export GBK, so CSV (and a Shapefile whose .dbf names no encoding) falls back from
-UTF-8 to GB18030, a superset of GBK. Every CSV value is read as text so codes keep their
-leading zeros; type conversion is left to the checks.
+Reading is vectorised: pyogrio (GDAL) for the vector formats, pandas for CSV and XLSX
+(openpyxl). Chinese offices export GBK, so CSV (and a Shapefile whose .dbf names no
+encoding) falls back from UTF-8 to GB18030, a superset of GBK. Every CSV and XLSX value is
+read as text so codes keep their leading zeros; type conversion is left to the checks.
+CSV and XLSX hold points as longitude/latitude columns (``lon``/``lat``, or the Chinese
+``经度``/``纬度`` found when the default names are absent) or a table; written with
+``titles``, their headers are the schema's Chinese titles, which the checks accept back.
 
 Unclosed rings: GDAL's GeoJSON reader (GDAL 3.12 as bundled with pyogrio) accepts a ring
 whose last position differs from its first, warns "Non closed ring detected", and hands
@@ -38,6 +41,7 @@ import struct
 import tempfile
 import warnings
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
@@ -70,9 +74,14 @@ FORMATS: dict[str, str] = {
     ".zip": "zipped Shapefile (.shp, .shx, .dbf, .prj, .cpg)",
     ".shp": "Shapefile beside its .shx, .dbf, .prj (read only; write .zip)",
     ".csv": "CSV: points from longitude/latitude columns, or a table; UTF-8 or GBK/GB18030",
+    ".xlsx": "Excel workbook (first sheet, or the one named by the layer option): points "
+             "from longitude/latitude columns, or a table",
 }
 
-_WRITABLE = (".geojson", ".json", ".gpkg", ".zip", ".csv")
+_WRITABLE = (".geojson", ".json", ".gpkg", ".zip", ".csv", ".xlsx")
+
+#: Coordinate column names tried, in order, when the default ``lon``/``lat`` are absent.
+_COORDINATE_NAMES = (("lon", "lat"), ("经度", "纬度"), ("longitude", "latitude"))
 
 #: Fields that identify a feature, tried in order, to label it "feature 3 (id=O-17)".
 _ID_FIELDS = ("id", "code")
@@ -111,6 +120,12 @@ class RawLayer:
     labels: list[str] | None
     problems: list[Problem] = field(default_factory=list)
     source: str = ""
+    #: The CSV / XLSX columns the coordinates were read from, when they were.
+    coordinates: tuple[str, str] | None = None
+    #: What the coordinates were read as: the source CRS (None: WGS84) and the offset
+    #: datum undone (gcj02 / bd09), for the place checks' hints (``layers.checks``).
+    crs: pyproj.CRS | None = None
+    datum: str | None = None
 
 
 # --------------------------------------------------------------------------- reading
@@ -182,6 +197,8 @@ def read_file(
     given = _parse_crs(crs, source)
     if ext == ".csv":
         return _read_csv(path, source, given, crs, lon, lat, encoding)
+    if ext == ".xlsx":
+        return _read_xlsx(path, source, layer, given, crs, lon, lat)
     return _read_vector(path, ext, source, layer, given, crs, encoding)
 
 
@@ -327,7 +344,89 @@ def _read_csv(
         _fail(source, "is empty: no header row")
     except pd.errors.ParserError as err:
         _fail(source, f"is not well-formed CSV: {_parser_message(err)}")
-    frame.columns = frame.columns.str.strip()
+    return _text_table(frame, source, given, crs_text, lon, lat)
+
+
+def _read_xlsx(
+    path: Path, source: str, sheet: str | None, given: _GivenCRS | None,
+    crs_text: str | None, lon: str, lat: str,
+) -> RawLayer:
+    import openpyxl
+
+    try:
+        with warnings.catch_warnings():
+            # "Workbook contains no default style": harmless, from other tools' files.
+            warnings.simplefilter("ignore", UserWarning)
+            book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception as err:  # noqa: BLE001 — openpyxl raises many kinds for a bad file
+        _fail(source, f"is not a readable .xlsx workbook: {type(err).__name__}: {err}")
+    try:
+        names = book.sheetnames
+        if sheet is not None and sheet not in names:
+            _fail(source, f"has no sheet {sheet!r}; it holds {', '.join(names)}")
+        rows = list(book[sheet or names[0]].iter_rows(values_only=True))
+    finally:
+        book.close()
+    if not rows or all(v is None for v in rows[0]):
+        _fail(source, "is empty: no header row")
+    header = ["" if v is None else str(v) for v in rows[0]]
+    while header and header[-1] == "":  # formatting may widen the sheet with blank columns
+        header.pop()
+    width = len(header)
+    body = [row[:width] + (None,) * (width - len(row)) for row in rows[1:]]
+    frame = pd.DataFrame(body, columns=header, dtype=object)
+    frame = frame.apply(_cell_text)
+    return _text_table(frame, source, given, crs_text, lon, lat)
+
+
+def _cell_text(column: pd.Series) -> pd.Series:
+    """Excel cells as the text a CSV would hold: numbers whole without ".0", floats as
+    their shortest round-tripping form, dates ISO, blanks "" (as a CSV read here)."""
+    values = column.to_numpy(dtype=object)
+    out = np.full(len(values), "", dtype=object)
+    present = ~pd.isna(column).to_numpy()
+    kinds = np.array([type(v).__name__ for v in values[present]], dtype=object)
+    picked = values[present]
+    text = np.empty(len(picked), dtype=object)
+    for kind in np.unique(kinds):  # a handful of cell types, not a loop over cells
+        at = kinds == kind
+        chunk = picked[at]
+        if kind == "float":
+            numbers = chunk.astype(float)
+            whole = np.isfinite(numbers) & (numbers % 1 == 0) & (np.abs(numbers) < 2**53)
+            shown = np.array([repr(v) for v in numbers.tolist()], dtype=object)
+            shown[whole] = numbers[whole].astype(np.int64).astype(str)
+            text[at] = shown
+        elif kind == "datetime":
+            stamps = pd.to_datetime(pd.Series(chunk))
+            midnight = (stamps == stamps.dt.normalize()).to_numpy()
+            shown = stamps.dt.strftime("%Y-%m-%dT%H:%M:%S").to_numpy(dtype=object)
+            shown[midnight] = stamps[midnight].dt.strftime("%Y-%m-%d").to_numpy(dtype=object)
+            text[at] = shown
+        elif kind == "bool":
+            text[at] = np.where(chunk.astype(bool), "true", "false")
+        else:
+            text[at] = [str(v) for v in chunk]
+    out[present] = text
+    return pd.Series(out, index=column.index, dtype=str)
+
+
+def _coordinate_columns(columns: pd.Index, lon: str, lat: str) -> tuple[str | None, str | None]:
+    lon_col, lat_col = _find_column(columns, lon), _find_column(columns, lat)
+    if lon_col is None and lat_col is None and (lon, lat) == _COORDINATE_NAMES[0]:
+        for x, y in _COORDINATE_NAMES[1:]:
+            lon_col, lat_col = _find_column(columns, x), _find_column(columns, y)
+            if lon_col is not None or lat_col is not None:
+                break
+    return lon_col, lat_col
+
+
+def _text_table(
+    frame: pd.DataFrame, source: str, given: _GivenCRS | None, crs_text: str | None,
+    lon: str, lat: str,
+) -> RawLayer:
+    """A CSV or a sheet read as text: points from its coordinate columns, or a table."""
+    frame.columns = frame.columns.astype(str).str.strip()
     rows = np.arange(len(frame)) + 2  # the header is row 1
     blank = (frame.apply(lambda column: column.str.strip()) == "").all(axis=1).to_numpy()
     if blank.any():
@@ -335,11 +434,13 @@ def _read_csv(
         rows = rows[~blank]
     labels = ("row " + pd.Series(rows, dtype=str)).to_numpy(dtype=object)
 
-    lon_col, lat_col = _find_column(frame.columns, lon), _find_column(frame.columns, lat)
+    lon_col, lat_col = _coordinate_columns(frame.columns, lon, lat)
     if lon_col is None and lat_col is None:
         return RawLayer(frame, labels.tolist(), [], source)
     if lon_col is None or lat_col is None:
-        have, lack = (lat_col, lon) if lon_col is None else (lon_col, lat)
+        pair = next(((x, y) for x, y in _COORDINATE_NAMES if lon_col in (x, None)
+                     and lat_col in (y, None)), (lon, lat))
+        have, lack = (lat_col, pair[0]) if lon_col is None else (lon_col, pair[1])
         problem = Problem(source, None, None,
                           f"has a {have!r} column but no {lack!r} column; both are needed "
                           "for points")
@@ -366,7 +467,8 @@ def _read_csv(
         points, more = _range_problems(
             points, labels, source, f"; check that the coordinates are in {_crs_name(src)}")
         problems += [problem for _, problem in more]
-    return RawLayer(points, labels.tolist(), problems, source)
+    return RawLayer(points, labels.tolist(), problems, source, (lon_col, lat_col),
+                    None if _is_wgs84(src) else src, datum)
 
 
 def _parser_message(err: Exception) -> str:
@@ -575,7 +677,8 @@ def _read_vector(
     frame, more = _range_problems(frame, labels, source, hint)
     problems += more
     problems.sort(key=lambda item: item[0])
-    return RawLayer(frame, labels.tolist(), [p for _, p in problems], source)
+    return RawLayer(frame, labels.tolist(), [p for _, p in problems], source,
+                    crs=None if _is_wgs84(src) else src, datum=datum)
 
 
 def _geometry_problems(
@@ -671,6 +774,7 @@ def write_file(
     encoding: str = "utf-8",
     lon: str = "lon",
     lat: str = "lat",
+    titles: Mapping[str, str] | None = None,
 ) -> None:
     """Write a layer to a file, atomically: a failed export leaves no half-written file.
 
@@ -684,7 +788,8 @@ def write_file(
         (other layers already in the file are kept; ``layer`` replaces its namesake),
         ``.zip`` (a zipped Shapefile in UTF-8 with a ``.cpg``; field names longer than
         Shapefile's 10 bytes are shortened, with a warning listing the new names) or
-        ``.csv`` (points as ``lon`` / ``lat`` columns, a table as is).
+        ``.csv`` (points as ``lon`` / ``lat`` columns, a table as is) or ``.xlsx`` (one
+        sheet named ``layer``, as CSV; codes stay text cells, numbers number cells).
     layer
         Layer name inside a GeoPackage, or the Shapefile's name inside the zip.
         Default: the file's stem.
@@ -693,7 +798,10 @@ def write_file(
         shows Chinese rather than mojibake; every reader here skips the BOM. Use
         ``"gb18030"`` or ``"gbk"`` for older Excel set-ups that expect the ANSI code page.
     lon, lat
-        CSV column names for the point coordinates.
+        CSV / XLSX column names for the point coordinates.
+    titles
+        CSV / XLSX only: column → header (the schema's Chinese titles,
+        ``gis_grid.model.field_titles_zh``); columns not in it keep their names.
 
     Raises
     ------
@@ -733,8 +841,11 @@ def write_file(
                 _write_ogr(frame, staged, name, driver="GPKG", promote_to_multi=False)
             elif ext == ".zip":
                 _write_zipped_shapefile(frame, staged, name, target)
+            elif ext == ".xlsx":
+                _write_xlsx(_text_columns(frame, target, lon, lat, titles), staged, name)
             else:
-                staged.write_bytes(_csv_bytes(frame, target, encoding, lon, lat))
+                table = _text_columns(frame, target, lon, lat, titles)
+                staged.write_bytes(_csv_bytes(table, target, encoding))
             os.replace(staged, path)
     except InputError:
         raise
@@ -793,23 +904,44 @@ def _write_zipped_shapefile(frame: pd.DataFrame, path: Path, name: str, target: 
             archive.write(part, arcname=part.name)
 
 
-def _csv_bytes(frame: pd.DataFrame, target: str, encoding: str, lon: str, lat: str) -> bytes:
-    try:
-        codec = codecs.lookup(encoding).name
-    except LookupError:
-        _fail(target, f"unknown encoding {encoding!r}")
+def _text_columns(frame: pd.DataFrame, target: str, lon: str, lat: str,
+                  titles: Mapping[str, str] | None) -> pd.DataFrame:
+    """The plain table a CSV or a sheet holds: points as lon/lat columns, headers titled."""
     table = pd.DataFrame(frame)
     if isinstance(frame, gpd.GeoDataFrame):
         geoms = np.asarray(frame.geometry.values, dtype=object)
         kinds = shapely.get_type_id(geoms)
         others = np.flatnonzero((kinds != shapely.GeometryType.POINT) & (kinds >= 0))
         if len(others):
-            _fail(target, f"CSV holds points only, but feature {others[0] + 1} is a "
-                          f"{geoms[others[0]].geom_type}; write .geojson, .gpkg or .zip "
-                          "instead")
+            _fail(target, f"{Path(target).suffix.upper()[1:]} holds points only, but "
+                          f"feature {others[0] + 1} is a {geoms[others[0]].geom_type}; "
+                          "write .geojson, .gpkg or .zip instead")
         table = table.drop(columns=[frame.geometry.name, lon, lat], errors="ignore")
         table[lon] = shapely.get_x(geoms)
         table[lat] = shapely.get_y(geoms)
+    if titles:
+        table = table.rename(columns=dict(titles))
+    return table
+
+
+def _write_xlsx(table: pd.DataFrame, path: Path, name: str) -> None:
+    table = table.copy()
+    for column in table.columns:
+        values = table[column]
+        if isinstance(values.dtype, pd.DatetimeTZDtype):
+            # Excel has no time zones: write the wall time in UTC, ISO in a text cell.
+            table[column] = values.dt.strftime("%Y-%m-%dT%H:%M:%S%z").where(values.notna())
+        elif pd.api.types.is_extension_array_dtype(values.dtype):
+            table[column] = values.astype(object).where(values.notna(), None)
+    with pd.ExcelWriter(path, engine="openpyxl") as writer:
+        table.to_excel(writer, sheet_name=name[:31], index=False)
+
+
+def _csv_bytes(table: pd.DataFrame, target: str, encoding: str) -> bytes:
+    try:
+        codec = codecs.lookup(encoding).name
+    except LookupError:
+        _fail(target, f"unknown encoding {encoding!r}")
     text = table.to_csv(index=False, lineterminator="\n")
     try:
         return text.encode("utf-8-sig" if codec == "utf-8" else codec)

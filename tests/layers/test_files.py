@@ -59,7 +59,7 @@ def same_geometries(actual, expected, tolerance: float = 1e-7) -> bool:
 # --- round trips
 
 
-@pytest.mark.parametrize("ext", [".geojson", ".json", ".gpkg", ".zip", ".csv"])
+@pytest.mark.parametrize("ext", [".geojson", ".json", ".gpkg", ".zip", ".csv", ".xlsx"])
 def test_points_round_trip(tmp_path, outlets, ext):
     path = tmp_path / f"outlets{ext}"
     write_file(outlets, path)
@@ -69,7 +69,7 @@ def test_points_round_trip(tmp_path, outlets, ext):
     assert list(layer.frame["name"]) == NAMES
     assert list(layer.frame["code"]) == CODES  # leading zeros kept
     assert same_geometries(layer.frame.geometry, outlets.geometry)
-    expected = ([f"row {i}" for i in (2, 3, 4)] if ext == ".csv"
+    expected = ([f"row {i}" for i in (2, 3, 4)] if ext in (".csv", ".xlsx")
                 else [f"feature {i} (id=O-{i})" for i in (1, 2, 3)])
     assert layer.labels == expected
 
@@ -86,7 +86,7 @@ def test_polygons_round_trip(tmp_path, grids, ext):
     assert layer.labels == ["feature 1 (code=420527-G01)", "feature 2 (code=420527-G02)"]
 
 
-@pytest.mark.parametrize("ext", [".csv", ".gpkg", ".geojson"])
+@pytest.mark.parametrize("ext", [".csv", ".gpkg", ".geojson", ".xlsx"])
 def test_table_round_trip(tmp_path, ext):
     ledger = pd.DataFrame({"grid": ["420527-G01", "420527-G02"], "period": ["2024-Q1"] * 2,
                            "institution": ["秭归农商行", "邮储银行"]})
@@ -470,6 +470,7 @@ def test_write_refusals_leave_no_file(tmp_path, outlets, grids):
     existing = tmp_path / "grids.csv"
     existing.write_text("old", encoding="utf-8")
     cases = [(grids, existing, {}, "CSV holds points only, but feature 1 is a Polygon"),
+             (grids, tmp_path / "grids.xlsx", {}, "XLSX holds points only"),
              (outlets.assign(name=["𠀀", "b", "c"]), tmp_path / "gbk.csv",
               {"encoding": "gbk"}, "cannot be written in gbk"),
              (pd.DataFrame({"a": [1]}), tmp_path / "table.zip", {}, "cannot be a Shapefile"),
@@ -498,8 +499,54 @@ def test_failed_gdal_write_leaves_the_old_file(tmp_path, outlets, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["outlets.gpkg"]
 
 
+def test_xlsx_with_chinese_titles_typed_cells_and_blank_rows(tmp_path):
+    """A sheet as people leave it: Chinese headers, coordinates as 经度/纬度, codes typed
+    as numbers, a date cell, an empty row in between, blank cells."""
+    import datetime as dt
+
+    import openpyxl
+
+    path = tmp_path / "网点.xlsx"
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["编号", "名称", "代码", "开业", "经度", "纬度"])
+    sheet.append(["O-1", "长岭村网点", 420527101201, dt.datetime(2024, 3, 1), 110.7012345, 30.9])
+    sheet.append([None, None, None, None, None, None])
+    sheet.append(["O-2", None, "0100", dt.datetime(2024, 3, 1, 8, 30), 110.75, 30.95])
+    book.save(path)
+    layer = read_file(path)
+    assert layer.problems == [] and layer.labels == ["row 2", "row 4"]
+    assert layer.coordinates == ("经度", "纬度")
+    assert list(layer.frame["代码"]) == ["420527101201", "0100"]
+    assert list(layer.frame["名称"]) == ["长岭村网点", ""]
+    assert list(layer.frame["开业"]) == ["2024-03-01", "2024-03-01T08:30:00"]
+    assert list(shapely.get_x(layer.frame.geometry.values)) == [110.7012345, 110.75]
+
+
+def test_xlsx_sheet_choice_and_unreadable_workbook(tmp_path, outlets):
+    path = tmp_path / "book.xlsx"
+    write_file(outlets, path, layer="网点")
+    assert len(read_file(path, layer="网点").frame) == 3
+    with pytest.raises(InputError, match="has no sheet 'other'; it holds 网点"):
+        read_file(path, layer="other")
+    broken = tmp_path / "broken.xlsx"
+    broken.write_bytes(b"not a zip")
+    with pytest.raises(InputError, match="broken.xlsx: is not a readable .xlsx workbook"):
+        read_file(broken)
+
+
+def test_titles_name_the_csv_and_xlsx_headers(tmp_path, outlets):
+    titles = {"id": "编号", "name": "名称"}
+    for ext in (".csv", ".xlsx"):
+        path = tmp_path / f"titled{ext}"
+        write_file(outlets, path, titles=titles, lon="经度", lat="纬度")
+        layer = read_file(path)
+        assert list(layer.frame.columns[:3]) == ["编号", "名称", "code"]
+        assert same_geometries(layer.frame.geometry, outlets.geometry, tolerance=0)
+
+
 def test_formats_describe_every_extension():
-    assert set(FORMATS) == {".geojson", ".json", ".gpkg", ".zip", ".shp", ".csv"}
+    assert set(FORMATS) == {".geojson", ".json", ".gpkg", ".zip", ".shp", ".csv", ".xlsx"}
     assert all(FORMATS.values())
 
 

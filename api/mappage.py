@@ -14,7 +14,9 @@ everywhere else.
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
 from typing import Annotated
 
 import anyio
@@ -32,7 +34,7 @@ from api.auth import (
     split_token,
     token_from_headers,
 )
-from api.errors import Forbidden, NotFound
+from api.errors import Forbidden, InvalidParameter, NotFound
 from gis_grid.naming import drawn_grid_key, grid_layers
 from maps.web import STATIC_DIR, STATIC_URL, map_page_html
 
@@ -40,14 +42,66 @@ COOKIE = "gisgrid_key"
 #: Seconds a built page is reused for the same caller and layers: building the Zigui page
 #: takes about a second, and a map is opened far more often than its layers change.
 CACHE_SECONDS = 60.0
-_pages: dict[tuple, tuple[float, str]] = {}
+#: Bounds of the built pages kept: a caller choosing a new ``basemap`` per request must
+#: not grow the server without end (the Zigui page is about 4 MB of text).
+CACHE_ENTRIES = 32
+CACHE_BYTES = 128 * 2**20
+
+
+class PageCache:
+    """Built map pages by (store, caller's scope, layers, basemap): least recently used
+    first out, bounded in entries and in characters, each entry kept ``ttl`` seconds.
+
+    Written here rather than taken from ``cachetools`` because it needs the three bounds at
+    once (cachetools' caches bound one size measure; the TTL one drops expired entries only
+    when it is touched, which is what this one does too, on every ``put``)."""
+
+    def __init__(self, entries: int = CACHE_ENTRIES, size: int = CACHE_BYTES,
+                 ttl: float = CACHE_SECONDS) -> None:
+        self.entries, self.size, self.ttl = entries, size, ttl
+        self._pages: OrderedDict[tuple, tuple[float, str]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._pages)
+
+    def get(self, key: tuple, now: float) -> str | None:
+        with self._lock:
+            found = self._pages.get(key)
+            if found is None:
+                return None
+            if now - found[0] >= self.ttl:
+                self._drop(key)
+                return None
+            self._pages.move_to_end(key)
+            return found[1]
+
+    def put(self, key: tuple, page: str, now: float) -> None:
+        with self._lock:
+            if key in self._pages:
+                self._drop(key)
+            for old in [k for k, (at, _) in self._pages.items() if now - at >= self.ttl]:
+                self._drop(old)
+            if len(page) > self.size:
+                return  # bigger than the whole cache: served, not kept
+            self._pages[key] = (now, page)
+            self.bytes += len(page)
+            while len(self._pages) > self.entries or self.bytes > self.size:
+                self._drop(next(iter(self._pages)))
+
+    def _drop(self, key: tuple) -> None:
+        _, page = self._pages.pop(key)
+        self.bytes -= len(page)
 
 router = APIRouter(tags=["Map"])
 
 
 def install(app) -> None:
-    """Mount the map's static files (Leaflet and the product's own scripts)."""
+    """Mount the map's static files (Leaflet and the product's own scripts); give the app
+    its bounded cache of built pages."""
     app.mount(STATIC_URL.rstrip("/"), StaticFiles(directory=STATIC_DIR), name="maps-static")
+    app.state.map_pages = PageCache()
 
 
 async def _caller(request: Request, key: str | None) -> Principal:
@@ -132,16 +186,23 @@ async def map_page(
     provider = request.app.state.provider
     catalog = await provider.catalog()
     names = grid_layers(catalog)
-    wanted = [n for n in (grids or names) if n in catalog]
+    if grids:
+        # Only grid layers are drawn as grids; any other name is a bad parameter, named
+        # the same whether or not such a layer exists (no oracle).
+        other = [n for n in grids if n not in names]
+        if other:
+            raise InvalidParameter(f"grids: {', '.join(sorted(set(other)))} is not a grid "
+                                   "layer; give grid layers (grids, grids__<institution>)")
+    wanted = list(dict.fromkeys(grids)) if grids else names
     if not wanted:
         raise NotFound("no grid layer to draw: make one with `gisgrid partition`")
     store_url = request.app.state.store_url
     scope = (principal.role, principal.institution, principal.worker)
     cache_key = (store_url, scope, tuple(wanted), basemap)
-    now = time.monotonic()
-    cached = _pages.get(cache_key)
-    if cached and now - cached[0] < CACHE_SECONDS:
-        return HTMLResponse(cached[1])
+    pages: PageCache = request.app.state.map_pages
+    cached = pages.get(cache_key, time.monotonic())
+    if cached is not None:
+        return HTMLResponse(cached)
 
     def build() -> str:
         from maps.data import load_layers
@@ -162,5 +223,5 @@ async def map_page(
                              viewer_may_see_phones=phones)
 
     page = await anyio.to_thread.run_sync(build)
-    _pages[cache_key] = (now, page)
+    pages.put(cache_key, page, time.monotonic())
     return HTMLResponse(page)

@@ -58,3 +58,34 @@ def test_an_admin_sees_only_its_own_grids_and_staff_phones(service):
     # Bank B asking for bank A's layer gets nothing of it.
     answer = service.get("/map", key=service.keys.admin_b, params={"grids": "grids"})
     assert answer.status_code == 403
+
+
+def test_the_page_cache_is_bounded_in_entries_bytes_and_time():
+    """M1: built pages are kept least-recently-used first out, at most so many and so
+    large, and expired pages are dropped (a caller varying ``basemap`` cannot grow it)."""
+    from api.mappage import PageCache
+
+    cache = PageCache(entries=3, size=1000, ttl=60)
+    for n in range(10):
+        cache.put(("store", n), "x" * 300, now=float(n))
+        assert len(cache) <= 3 and cache.bytes <= 1000
+    assert cache.get(("store", 9), now=10.0) == "x" * 300
+    assert cache.get(("store", 0), now=10.0) is None          # evicted, least recent
+    cache.get(("store", 7), now=10.0)                           # 7 is now the most recent
+    cache.put(("store", 10), "y" * 300, now=11.0)
+    assert cache.get(("store", 7), now=11.0) is not None and cache.get(("store", 8), 11.0) \
+        is None
+    assert cache.get(("store", 9), now=100.0) is None           # expired
+    cache.put(("store", 11), "z", now=100.0)                    # expired ones go on put
+    assert len(cache) == 1 and cache.bytes == 1
+    cache.put(("store", 12), "w" * 5000, now=101.0)             # larger than the cache
+    assert cache.get(("store", 12), now=101.0) is None and cache.bytes == 1
+
+
+@pytest.mark.parametrize("layer", ["staff", "outlets", "no_such_layer", "grids\x00"])
+def test_only_grid_layers_are_drawn(service, layer):
+    """L2: a layer that is not a grid layer is a bad parameter (400, the same message
+    whether it exists or not), never a 500."""
+    answer = service.get("/map", key=service.keys.regulator, params={"grids": layer})
+    assert answer.status_code == 400, answer.text
+    assert "is not a grid layer" in answer.text

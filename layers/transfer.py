@@ -1,9 +1,13 @@
 """Moving layers between files and a store: ``import_file`` and ``export_layer``.
 
 An import reads the file (``layers.files``), checks it against the layer's schema
-(``layers.checks``) and against the layers it refers to that the store already holds
-(an outlet's institution must exist), and stores it only when nothing is wrong: every
-problem is reported at once in an ``InputError`` and the store is left as it was.
+(``layers.checks``), and applies it to the layer in a write mode (``Store.change``:
+replace, append, upsert or delete by the layer's key), which checks the references
+against the store's current state (``layers.integrity``) and logs the change
+(``layers.history``). It stores only when nothing is wrong: every problem is reported at
+once in an ``InputError`` and the store is left as it was. A layer the store already
+holds is never replaced by surprise: without a mode its import is refused
+(``ModeRequired``, exit 2).
 """
 
 from __future__ import annotations
@@ -14,12 +18,27 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gis_grid.errors import InputError, Problem
-from gis_grid.model import REFERENCES, schema_for
-from gis_grid.naming import layer_kind
+from gis_grid.errors import GisGridError, InputError, Problem
+from gis_grid.model import schema_for
 from layers.checks import check_layer, sort_problems
 from layers.files import read_file, shapefile_names, write_file
-from layers.store import Store, check_layer_name
+from layers.history import Actor, Change, key_columns
+from layers.store import MODES, Store, check_layer_name
+
+
+class ModeRequired(GisGridError):
+    """An import into a layer the store holds, without a write mode: refused, so that
+    nothing is replaced by surprise (exit 2, a usage error)."""
+
+    exit_code = 2
+
+    def __init__(self, layer: str, count: int):
+        self.layer = layer
+        super().__init__(
+            f"layer {layer} exists ({count} rows): choose how to apply the file with "
+            f"--mode {'|'.join(MODES)} (replace: the file becomes the layer; append: add "
+            "rows with new keys; upsert: add or change rows by key; delete: remove the "
+            "rows with the file's keys)")
 
 
 @dataclass(frozen=True)
@@ -28,27 +47,25 @@ class ImportReport:
     source: str
     count: int
     repaired: int
+    mode: str = "replace"
+    change: Change | None = None
+
+    @property
+    def total(self) -> int | None:
+        return None if self.change is None else self.change.rows_after
 
 
-def reference_problems(
-    store: Store, layer: str, frame: pd.DataFrame, source: str, labels: list[str]
-) -> list[Problem]:
-    """Values that point at features the store does not hold (e.g. an outlet of an
-    institution not in ``institutions``). Only checked when the referenced layer exists."""
-    problems: list[Problem] = []
-    refs = REFERENCES.get(layer_kind(layer), {})
-    present = {info.name for info in store.layers()}
-    for field, (target, key) in refs.items():
-        if field not in frame.columns or target not in present:
-            continue
-        known = store.read(target, columns=[key])[key].astype("string")
-        values = frame[field].astype("string")
-        missing = values.notna().to_numpy() & ~values.isin(known).to_numpy(
-            dtype=bool, na_value=False)
-        for i in np.flatnonzero(missing):
-            problems.append(Problem(source, labels[i], field,
-                                    f"{values.iloc[i]!r} is not in layer {target}"))
-    return problems
+def require_mode(store: Store, layer: str, mode: str | None) -> str:
+    """``mode``, or ``replace`` for a layer the store does not hold yet; ``ModeRequired``
+    for a layer it holds."""
+    if mode is not None:
+        if mode not in MODES:
+            raise GisGridError(f"mode {mode!r}: expected one of {', '.join(MODES)}")
+        return mode
+    held = {info.name: info.count for info in store.layers()}
+    if layer in held:
+        raise ModeRequired(layer, held[layer])
+    return "replace"
 
 
 def _restore_shapefile_names(raw, layer: str):
@@ -95,6 +112,8 @@ def import_file(
     path: str | Path,
     layer: str,
     *,
+    mode: str | None = None,
+    actor: Actor | None = None,
     crs: str | None = None,
     lon: str = "lon",
     lat: str = "lat",
@@ -102,21 +121,31 @@ def import_file(
     source_layer: str | None = None,
     fix_geometry: bool = False,
 ) -> ImportReport:
-    """Read ``path``, check it as layer ``layer`` and store it, all or nothing.
+    """Read ``path``, check it as layer ``layer`` and apply it in ``mode`` (see
+    ``layers.store.MODES``; None: only for a layer the store does not hold), all or
+    nothing, the change logged as ``actor``'s.
 
-    Raises ``InputError`` with every problem found; the store is then unchanged.
+    Raises ``InputError`` with every problem found (the schema's, the keys', the
+    references'), ``ModeRequired`` without a mode for an existing layer; the store is
+    then unchanged. A file of rows to delete needs only the layer's key column(s).
 
     Examples
     --------
     >>> from layers.store import open_store
     >>> with open_store("county.gpkg") as store:             # doctest: +SKIP
-    ...     import_file(store, "outlets.csv", "outlets", crs="gcj02", encoding="gbk")
+    ...     import_file(store, "outlets.csv", "outlets", mode="upsert", crs="gcj02")
     """
     check_layer_name(layer)
+    mode = require_mode(store, layer, mode)
     raw = read_file(path, layer=source_layer, crs=crs, lon=lon, lat=lat, encoding=encoding)
     if Path(path).suffix.lower() in (".zip", ".shp"):
         raw = _restore_shapefile_names(raw, layer)
     labels = raw.labels or [f"feature {i + 1}" for i in range(len(raw.frame))]
+    if mode == "delete":
+        frame = _keys_only(raw, layer, labels)
+        change = store.change(layer, frame, mode, actor=actor, source=raw.source,
+                              labels=labels)
+        return ImportReport(layer, raw.source, len(frame), 0, mode, change)
     frame, problems = check_layer(raw.frame, layer, source=raw.source, labels=labels,
                                   fix_geometry=fix_geometry)
     # A row whose coordinates could not be read is already reported by the reader; the
@@ -126,15 +155,44 @@ def import_file(
     problems = [p for p in problems if not (p.field == "geometry" and p.where in unreadable
                                             and "missing" in p.message)]
     problems = sort_problems(raw_problems + problems, labels)
-    if not problems:
-        problems = reference_problems(store, layer, frame, raw.source, labels)
     if problems:
         raise InputError(problems, source=raw.source)
     repaired = 0
     if fix_geometry and hasattr(raw.frame, "geometry"):
         repaired = int((~raw.frame.geometry.geom_equals_exact(frame.geometry, 0)).sum())
-    store.write(layer, frame)
-    return ImportReport(layer, raw.source, len(frame), repaired)
+    change = store.change(layer, frame, mode, actor=actor, source=raw.source, labels=labels)
+    return ImportReport(layer, raw.source, len(frame), repaired, mode, change)
+
+
+def _keys_only(raw, layer: str, labels: list[str]) -> pd.DataFrame:
+    """The key columns of a file of rows to delete, checked to be there and filled."""
+    frame = raw.frame
+    keys = key_columns(layer, list(frame.columns))
+    if not keys:
+        schema = schema_for(layer)
+        wanted = (schema.key if schema is not None and schema.key else
+                  " + ".join(schema.extra.get("unique", ())) if schema is not None else "")
+        raise InputError([Problem(raw.source, None, wanted or None,
+                                  "is missing: rows to delete are named by the layer's key"
+                                  if wanted else f"layer {layer} has no key to delete by; "
+                                  "use --mode replace")], source=raw.source)
+    problems = []
+    for key in keys:
+        empty = frame[key].isna().to_numpy() | (frame[key].astype(str).str.strip() == ""
+                                                ).to_numpy()
+        problems += [Problem(raw.source, labels[i], key, "is missing")
+                     for i in np.flatnonzero(empty)]
+    if problems:
+        raise InputError(problems, source=raw.source)
+    out = pd.DataFrame({k: frame[k].reset_index(drop=True) for k in keys})
+    schema = schema_for(layer)
+    for k in keys:
+        if schema is not None and k in schema.field_names and \
+                schema.field(k).dtype == "int":
+            out[k] = pd.to_numeric(out[k], errors="coerce")
+        elif schema is not None and k in schema.field_names:
+            out[k] = out[k].astype(str).str.strip()
+    return out
 
 
 def export_layer(

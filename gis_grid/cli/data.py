@@ -73,8 +73,16 @@ def build_sample_store(county: str, seed: int, households: int | None, store: st
               help="Layer inside a GeoPackage holding several.")
 @click.option("--fix-geometry", is_flag=True,
               help="Repair invalid polygons (self-intersections) instead of rejecting them.")
+@click.option("--mode", type=click.Choice(["replace", "append", "upsert", "delete"]),
+              default=None,
+              help="How the file changes a layer the store holds, by the layer's key: "
+                   "replace (the file becomes the layer), append (add rows with new keys), "
+                   "upsert (add or change rows by key), delete (remove the rows with the "
+                   "file's keys; the key column is enough). Required when the layer "
+                   "exists; every mode is all or nothing and logged (gisgrid history).")
 @store_option
-def import_(file, layer, crs, lon_col, lat_col, encoding, source_layer, fix_geometry, store):
+def import_(file, layer, crs, lon_col, lat_col, encoding, source_layer, fix_geometry, mode,
+            store):
     """Check FILE and store it as a layer, all or nothing.
 
     FILE may be GeoJSON, GeoPackage, a zipped Shapefile (.zip) or CSV with longitude and
@@ -83,16 +91,30 @@ def import_(file, layer, crs, lon_col, lat_col, encoding, source_layer, fix_geom
     refers to. Problems are listed all at once, each with its row or feature, field and
     what is wrong — e.g. `outlets.csv row 17: lon 1130.2 out of range` — and then nothing
     is stored (exit code 3).
+
+    A layer the store already holds needs --mode (else exit 2). References are checked
+    against what the store holds now, both ways: a row pointing at an unknown key
+    (an outlet's institution) and a change leaving rows of another layer pointing at a
+    key it removes (devices at a deleted outlet) are refused, exit 3, naming them.
     """
+    from layers.history import default_actor
     from layers.store import open_store
     from layers.transfer import import_file
 
     with open_store(store) as target:
-        report = import_file(target, file, layer, crs=crs, lon=lon_col, lat=lat_col,
+        report = import_file(target, file, layer, mode=mode,
+                             actor=default_actor(f"import --mode {mode or 'replace'}"),
+                             crs=crs, lon=lon_col, lat=lat_col,
                              encoding=encoding, source_layer=source_layer,
                              fix_geometry=fix_geometry)
     fixed = f" ({report.repaired} geometries repaired)" if report.repaired else ""
-    click.echo(f"{report.source}: stored {report.count} features as layer {layer}{fixed}")
+    change = report.change
+    counts = "" if change is None else (
+        f": {len(change.added)} added, {len(change.changed)} changed, "
+        f"{len(change.removed)} removed, {change.rows_after} rows now"
+        + (f" (change {change.id})" if change.id is not None else " (no change)"))
+    click.echo(f"{report.source}: {report.mode} of {report.count} rows into layer "
+               f"{layer}{counts}{fixed}")
 
 
 def _parse_where(pairs: tuple[str, ...]) -> dict[str, object] | None:

@@ -9,7 +9,18 @@ from __future__ import annotations
 
 import click
 
-from gis_grid.cli import analysis, data, demo, grids, maps, province, schema, service, watch
+from gis_grid.cli import (
+    analysis,
+    data,
+    demo,
+    grids,
+    history,
+    maps,
+    province,
+    schema,
+    service,
+    watch,
+)
 from gis_grid.cli.common import EXIT_CODES
 from gis_grid.errors import GisGridError
 
@@ -39,7 +50,8 @@ def main() -> None:
     Typical session:
       gisgrid sample --county 420527           build the Zigui sample territory
       gisgrid layers                           see what the store holds
-      gisgrid import outlets.csv --layer outlets --crs gcj02 --encoding gbk
+      gisgrid import outlets.csv --layer outlets --mode upsert --crs gcj02
+      gisgrid history outlets                  what changed; --restore ID undoes one
       gisgrid export outlets outlets.geojson
       gisgrid demo                             all of the above, end to end
 
@@ -52,5 +64,5 @@ for command in (data.sample, data.import_, data.export, data.layers_, data.delet
                 grids.partition, grids.validate, grids.repair, analysis.coverage,
                 analysis.place, maps.map_command, maps.atlas_command, watch.screen,
                 watch.inspect, watch.events, service.serve, service.keys, province.province,
-                demo.demo, schema.schema):
+                demo.demo, schema.schema, history.history):
     main.add_command(command)

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 
+import geopandas as gpd
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from shapely.geometry import box
 
 from gis_grid.cli import main
 from layers.store import open_store
@@ -55,7 +57,16 @@ def snapshot(url: str) -> dict[str, str]:
 
 @pytest.fixture
 def seeded(store_url, tmp_path):
-    """A store holding institutions and 20 good outlets."""
+    """A store holding the township and village the outlets lie in, institutions and 20
+    good outlets (references are checked whatever the store holds: issue 15)."""
+    with open_store(store_url) as store:
+        store.write("townships", gpd.GeoDataFrame(
+            {"code": ["420527101000"], "name": ["茅坪镇"], "parent": ["420527"]},
+            geometry=[box(110.6, 30.8, 111.0, 31.0)], crs="EPSG:4326"))
+        store.write("units", gpd.GeoDataFrame(
+            {"code": ["420527101201"], "name": ["长岭村"], "parent": ["420527101000"],
+             "kind": ["rural"], "households": [120]},
+            geometry=[box(110.6, 30.8, 111.0, 31.0)], crs="EPSG:4326"))
     (tmp_path / "institutions.csv").write_text(INSTITUTIONS, encoding="utf-8")
     (tmp_path / "good.csv").write_text(csv_text(outlet_rows(20)), encoding="utf-8")
     assert run("import", str(tmp_path / "institutions.csv"), "--layer", "institutions",
@@ -72,7 +83,8 @@ def rejected(seeded, tmp_path, name: str, content: str | bytes, layer: str, *ext
         path.write_bytes(content)
     else:
         path.write_text(content, encoding="utf-8")
-    result = run("import", str(path), "--layer", layer, "--store", url, *extra)
+    result = run("import", str(path), "--layer", layer, "--store", url, "--mode", "replace",
+                 *extra)
     assert result.exit_code == 3, result.output
     assert "nothing was stored" in result.output
     assert snapshot(url) == before, "a rejected import changed the store"
@@ -147,7 +159,7 @@ def test_self_intersection_reported_then_fixed_on_request(seeded, tmp_path):
            "Self-intersection" in out
     url, _ = seeded
     result = run("import", str(tmp_path / "units.geojson"), "--layer", "units", "--store", url,
-                 "--fix-geometry")
+                 "--fix-geometry", "--mode", "replace")
     assert result.exit_code == 0, result.output
     assert "1 geometries repaired" in result.output
     with open_store(url) as store:
@@ -189,7 +201,8 @@ def test_staff_without_location_is_fine_but_half_a_coordinate_is_not(seeded, tmp
 def test_good_import_replaces_layer(seeded, tmp_path):
     url, _ = seeded
     (tmp_path / "five.csv").write_text(csv_text(outlet_rows(5)), encoding="utf-8")
-    result = run("import", str(tmp_path / "five.csv"), "--layer", "outlets", "--store", url)
+    result = run("import", str(tmp_path / "five.csv"), "--layer", "outlets", "--store", url,
+                 "--mode", "replace")
     assert result.exit_code == 0, result.output
     with open_store(url) as store:
         outlets = store.read("outlets")

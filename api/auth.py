@@ -2,12 +2,14 @@
 
 Keys
 ----
-Every data endpoint needs a key, sent as ``Authorization: Bearer <token>`` or
-``X-API-Key: <token>``. A token is ``gg_<key id>.<secret>`` with a 256-bit random
-secret; the store keeps only ``sha256(salt ‖ secret)`` with a per-key salt, in the table
-layer ``api_keys`` (key_id, hash, role, institution, worker, created, revoked) written
-through the store contract. A fast hash is enough because the secret is random and long
-(nothing to guess from a dictionary); the salt keeps equal secrets from hashing alike.
+Every data endpoint needs a key, sent as ``Authorization: Bearer <token>``,
+``X-API-Key: <token>`` or HTTP Basic with the token as the password and any user name
+(``Authorization: Basic base64(user:token)``: what QGIS 3.22 and GDAL 3.6 can send).
+A token is ``gg_<key id>.<secret>`` with a 256-bit random secret; the store keeps
+only ``sha256(salt ‖ secret)`` with a per-key salt, in the table layer ``api_keys``
+(key_id, hash, role, institution, worker, created, revoked) written through the store
+contract. A fast hash is enough because the secret is random and long (nothing to
+guess from a dictionary); the salt keeps equal secrets from hashing alike.
 ``gisgrid keys create`` prints a token once; it cannot be shown again.
 
 Roles
@@ -50,6 +52,8 @@ Boundaries
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import re
@@ -359,14 +363,39 @@ def split_token(token: str) -> tuple[str, str]:
 
 
 def token_from_headers(authorization: str | None, api_key: str | None) -> str:
-    """The token of a request, from ``Authorization: Bearer`` or ``X-API-Key``."""
+    """The token of a request: ``X-API-Key``, ``Authorization: Bearer <token>`` or
+    ``Authorization: Basic`` with the token as the password (any user name; QGIS 3.22,
+    GDAL's ``GDAL_HTTP_USERPWD`` and browsers send only this). A Basic user name that is
+    itself a token with an empty password (``curl -u gg_…:``) is taken too."""
     if api_key:
         return api_key
     if authorization:
-        scheme, _, value = authorization.partition(" ")
+        scheme, _, value = authorization.strip().partition(" ")
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
-        raise NotAuthenticated("Authorization header: expected 'Bearer <token>'")
-    raise NotAuthenticated("an API key is required: send 'Authorization: Bearer <token>' "
-                           "or 'X-API-Key: <token>'")
+        if scheme.lower() == "basic" and value.strip():
+            return _basic_password(value.strip())
+        raise NotAuthenticated("Authorization header: expected 'Bearer <token>' or "
+                               "'Basic' with the token as the password")
+    raise NotAuthenticated("an API key is required: send 'Authorization: Bearer <token>', "
+                           "'X-API-Key: <token>' or HTTP Basic with the token as the "
+                           "password (any user name)")
 
+
+def _basic_password(encoded: str) -> str:
+    """The token in HTTP Basic credentials (RFC 7617: base64 of ``user:password``)."""
+    try:
+        text = base64.b64decode(encoded, validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        raise NotAuthenticated("Authorization: Basic credentials are not base64 of "
+                               "'user:password'") from None
+    user, colon, password = text.partition(":")
+    if not colon:
+        raise NotAuthenticated("Authorization: Basic credentials lack the ':' between "
+                               "user name and password")
+    if not password and _TOKEN.match(user.strip()):
+        return user
+    if not password:
+        raise NotAuthenticated("HTTP Basic: the password must be your API key "
+                               "(gg_<key id>.<secret>); the user name may be anything")
+    return password

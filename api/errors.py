@@ -62,8 +62,12 @@ class InvalidProperty(InvalidParameter):
 class NotAuthenticated(ApiError):
     status, code = 401, "NotAuthenticated"
 
+    #: The challenges a 401 offers, one ``WWW-Authenticate`` header each: Bearer, and
+    #: Basic so that browsers and QGIS ask for the key (as the password).
+    CHALLENGES = ('Bearer realm="gisgrid"', 'Basic realm="gisgrid", charset="UTF-8"')
+
     def __init__(self, description: str) -> None:
-        super().__init__(description, headers={"WWW-Authenticate": 'Bearer realm="gisgrid"'})
+        super().__init__(description)
 
 
 class Forbidden(ApiError):
@@ -117,7 +121,11 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return _json(exc.status, exc.body(), exc.headers)
+        response = _json(exc.status, exc.body(), exc.headers)
+        if isinstance(exc, NotAuthenticated):
+            for challenge in NotAuthenticated.CHALLENGES:
+                response.headers.append("WWW-Authenticate", challenge)
+        return response
 
     @app.exception_handler(InputError)
     async def _input_error(request: Request, exc: InputError) -> JSONResponse:

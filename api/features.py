@@ -30,13 +30,15 @@ from api.dependencies import (
     parse_crs,
 )
 from api.errors import ApiError, NotFound
+from api.openapi30 import OPENAPI_30, OPENAPI_31, enrich, to_openapi30
 from api.providers import Provider
 
 router = APIRouter(tags=["OGC API - Features"])
 
-#: oas30 is not claimed: FastAPI writes OpenAPI 3.1.
 CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
+    # OpenAPI 3.0 at /api (api.openapi30).
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/html",
     "http://www.opengis.net/spec/ogcapi-features-2/1.0/conf/crs",
@@ -89,8 +91,10 @@ async def landing(request: Request, fmt: Format) -> Response:
         "links": [
             _link(f"{base}/", "self", "application/json", "this document"),
             _link(f"{base}/?f=html", "alternate", "text/html", "this document as HTML"),
-            _link(f"{base}/openapi.json", "service-desc",
-                  "application/vnd.oai.openapi+json;version=3.1", "the API definition"),
+            _link(f"{base}/api", "service-desc", OPENAPI_30,
+                  "the API definition (OpenAPI 3.0)"),
+            _link(f"{base}/openapi.json", "alternate", OPENAPI_31,
+                  "the API definition (OpenAPI 3.1)"),
             _link(f"{base}/docs", "service-doc", "text/html", "the API documentation"),
             _link(f"{base}/conformance", "conformance", "application/json",
                   "OGC API conformance classes implemented"),
@@ -128,6 +132,11 @@ def collection_doc(info: CollectionInfo, base: str) -> dict:
             _link(f"{url}?f=html", "alternate", "text/html"),
             _link(f"{url}/items", "items", GEOJSON, "features as GeoJSON"),
             _link(f"{url}/items?f=html", "items", "text/html", "features as HTML"),
+            # Part 3; GDAL before 3.7 looks for the short relation name.
+            _link(f"{url}/queryables", "http://www.opengis.net/def/rel/ogc/1.0/queryables",
+                  "application/schema+json", "properties to filter and sort on"),
+            _link(f"{url}/queryables", "queryables", "application/schema+json",
+                  "properties to filter and sort on"),
         ],
     }
     if info.spatial:
@@ -206,8 +215,36 @@ async def queryables(request: Request, target: Target) -> Response:
         "type": "object", "title": target.info.title,
         "properties": properties,
         "additionalProperties": False,
+        # The list of the draft GDAL 3.6 (Debian 12) reads before it sends a filter to
+        # the server instead of downloading every feature to test it.
+        "queryables": [{"id": name} for name in properties if name != "geometry"],
     }
-    return _json(doc, "application/schema+json")
+    # JSON Schema's media type, unless the client accepts only plain JSON (GDAL 3.6).
+    accept = request.headers.get("accept", "").lower()
+    plain = "application/json" in accept and "schema+json" not in accept
+    return _json(doc, "application/json" if plain else "application/schema+json")
+
+
+def next_limit(request: Request, limit: int) -> int:
+    """The page size a ``next`` link asks for: twice this page's, up to the maximum.
+
+    Clients that copy a whole layer follow ``next`` links to the end, and some ask for
+    small pages: GDAL before 3.8 always sends ``limit=10`` (10,821 requests for the
+    Zigui sample). Doubling gets them to the maximum page in a few steps (a layer of
+    10⁵ features in about 20 requests) while each response still holds no more than
+    its own request's ``limit``. Pages for people (HTML) keep their size.
+    """
+    if _wants_html(request):
+        return limit
+    return max(limit, min(2 * limit, request.app.state.settings.max_limit))
+
+
+def _wants_html(request: Request) -> bool:
+    f = request.query_params.get("f")
+    if f is not None:
+        return f == "html"
+    accept = request.headers.get("accept", "")
+    return "text/html" in accept and "json" not in accept
 
 
 def _page_links(request: Request, name: str, query, matched: int, returned: int) -> list:
@@ -218,8 +255,8 @@ def _page_links(request: Request, name: str, query, matched: int, returned: int)
              _link(f"{base}/collections/{name}", "collection", "application/json")]
     if returned and query.offset + returned < matched:
         links.append(_link(str(url.include_query_params(
-            offset=query.offset + returned, limit=query.limit)), "next", GEOJSON,
-            "next page"))
+            offset=query.offset + returned, limit=next_limit(request, query.limit))),
+            "next", GEOJSON, "next page"))
     if query.offset > 0:
         links.append(_link(str(url.include_query_params(
             offset=max(0, query.offset - query.limit), limit=query.limit)), "prev", GEOJSON,
@@ -301,10 +338,24 @@ async def item(
 
 
 def install_openapi(app) -> None:
-    """Serve the OpenAPI definition also as ``/api`` (the OGC name) with its media
-    type; FastAPI serves ``/openapi.json`` and ``/docs`` itself."""
+    """Serve the API definition as OpenAPI 3.0 at ``/api`` (the landing page's
+    ``service-desc``, which OWSLib, QGIS and GDAL read) and as FastAPI's 3.1 at
+    ``/openapi.json`` (``/docs``); both declare the page size and Basic sign-in
+    (``api.openapi30``)."""
+    settings = app.state.settings
+    generate = app.openapi
+
+    def described() -> dict:
+        if app.openapi_schema is None:
+            app.openapi_schema = enrich(generate(), default_limit=settings.default_limit,
+                                        max_limit=settings.max_limit)
+        return app.openapi_schema
+
+    app.openapi = described
+    converted: list[dict] = []
 
     @app.get("/api", include_in_schema=False)
     async def api_definition() -> JSONResponse:
-        return JSONResponse(app.openapi(),
-                            media_type="application/vnd.oai.openapi+json;version=3.1")
+        if not converted:
+            converted.append(to_openapi30(described()))
+        return JSONResponse(converted[0], media_type=OPENAPI_30)

@@ -22,8 +22,10 @@ def svc(request, tmp_path_factory):
 
 
 def ogrinfo(svc, key, *args) -> str:
-    command = ["ogrinfo", "-ro", *args, "--config", "GDAL_HTTP_HEADERS", f"X-API-Key: {key}",
-               "--config", "CPL_DEBUG", "OFF"]
+    """The system GDAL (3.6 on Debian 12) signed in as the README says: HTTP Basic,
+    any user name, the key as the password."""
+    command = ["ogrinfo", "-ro", *args, "--config", "GDAL_HTTP_AUTH", "BASIC",
+               "--config", "GDAL_HTTP_USERPWD", f"gdal:{key}", "--config", "CPL_DEBUG", "OFF"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return done.stdout
@@ -61,6 +63,49 @@ def test_owslib_lists_collections_and_reads_items(svc):
     one = client.collection_item("grids", doc["features"][0]["id"])
     assert one["id"] == doc["features"][0]["id"]
     assert client.collection("outlets")["id"] == "outlets"
+
+
+def test_owslib_reads_the_openapi_30_service_description(svc):
+    """OWSLib follows only a service-desc link typed OpenAPI 3.0 (issue 17)."""
+    client = Features(svc.url, headers={"X-API-Key": svc.keys.regulator})
+    api = client.api()
+    assert api["openapi"].startswith("3.0")
+    assert "/collections/{collectionId}/items" in api["paths"]
+    limit = api["components"]["parameters"]["limit"]["schema"]
+    assert limit["default"] == 10 and limit["maximum"] == 10000
+    items = api["paths"]["/collections/{collectionId}/items"]["get"]["parameters"]
+    assert {"$ref": "#/components/parameters/limit"} in items
+    assert "BasicAuth" in api["components"]["securitySchemes"]
+    assert_openapi_30(api)
+    doc = client.collection_items("outlets", limit=5)
+    assert doc["numberReturned"] == 5
+
+
+def assert_openapi_30(doc) -> None:
+    """No JSON Schema 2020-12 construct that OpenAPI 3.0 lacks is left anywhere."""
+    def walk(node, where):
+        if isinstance(node, dict):
+            kind = node.get("type")
+            assert not isinstance(kind, list), where
+            assert kind != "null", where
+            for key in ("anyOf", "oneOf"):
+                assert not any(isinstance(b, dict) and b.get("type") == "null"
+                               for b in node.get(key, [])), where
+            for key in ("exclusiveMinimum", "exclusiveMaximum"):
+                assert key not in node or isinstance(node[key], bool), where
+            assert "const" not in node and "contentMediaType" not in node, where
+            if "$ref" in node:
+                assert set(node) == {"$ref"}, where
+            if isinstance(node.get("examples"), list):
+                # 3.0 has examples only as a map, on parameters and media types
+                raise AssertionError(f"examples list at {where}")
+            for key, value in node.items():
+                walk(value, f"{where}/{key}")
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(value, f"{where}/{i}")
+
+    walk(doc, "#")
 
 
 def test_schemathesis_finds_no_server_error(svc, tmp_path):

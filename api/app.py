@@ -23,7 +23,7 @@ from importlib.metadata import PackageNotFoundError, version
 import anyio
 from fastapi import FastAPI
 
-from api import analyses, errors, features, mappage, tiles, uploads
+from api import analyses, errors, features, mappage, security, tiles, uploads
 from api.auth import KeyRing, read_keys
 from api.jobs import JobManager
 from api.providers import open_provider
@@ -90,6 +90,7 @@ def create_app(store_url: str | None = None, settings: Settings | None = None) -
         app.include_router(module.router)
     features.install_openapi(app)
     app.add_middleware(uploads.BodySizeLimit, limit=settings.max_upload_bytes)
+    security.install(app)
     return app
 
 

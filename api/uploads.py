@@ -8,11 +8,21 @@ import: every problem is listed with its row or feature and nothing is stored (4
 
 What is stored follows the caller's write rule (``api.auth.write_rule``): every row must
 belong to the caller (an administrator's institution; a worker's grids or own reports),
-else 403 with the rows named. ``mode=replace`` replaces the caller's rows of the layer
-with the file; ``mode=upsert`` adds the file's rows and replaces those with the same key
-(the schema's key; for the ledger grid + institution + period). Everyone else's rows are
-kept as they are, and a key already used by a row the caller may not change is refused.
-The merged layer is written in one store write, so a failure leaves the layer as it was.
+else 403 with the rows named. The write modes are those of ``gisgrid import --mode``, by
+the layer's key (the schema's key; for the ledger grid + institution + period), applied
+to the caller's rows only: ``replace`` makes the caller's rows of the layer the file's;
+``append`` adds rows with new keys; ``upsert`` adds rows and replaces those with the same
+key; ``delete`` removes the caller's rows with the file's keys. Everyone else's rows are
+kept as they are, and a key used by a row the caller may not change is refused (422). A
+layer that exists needs ``mode`` (422 naming the modes the caller may use), as the CLI
+needs ``--mode``. Administrators may use every mode; where the rule allows upserts only
+(a worker's ledger rows, reports) ``append`` is allowed too.
+
+Each upload is one ``Store.change``: references are checked against the store's current
+state (an unknown institution, or devices left pointing at a removed outlet: 422 naming
+the rows), the layer is replaced in one transaction, and the change is logged with the
+key's role and institution as who and ``POST /imports/<layer>?mode=…`` as how
+(``gisgrid history``). A failure leaves the layer as it was.
 
 Bodies larger than ``settings.max_upload_bytes`` are refused with 413 before they are
 read (``Content-Length``) or as soon as the limit is passed (chunked uploads).
@@ -25,7 +35,6 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import anyio
-import geopandas as gpd
 import numpy as np
 import pandas as pd
 from fastapi import APIRouter, Depends, Query, Request, UploadFile
@@ -40,6 +49,7 @@ from api.providers import Provider
 from gis_grid.errors import InputError, Problem
 from gis_grid.model import schema_for
 from layers.files import FORMATS, read_file
+from layers.history import Actor, Change
 from layers.store import LayerInfo, Store
 from layers.transfer import import_file
 
@@ -114,34 +124,18 @@ class _ScopeViolation(Exception):
         self.column, self.rows, self.values = column, rows, values
 
 
-class _KeyTaken(_ScopeViolation):
-    """A key of the upload is used by a row the caller may not change."""
+class _ScopedWrite:
+    """The store as an upload sees it: what ``import_file`` asks of it passes through,
+    and its one ``change`` is checked against the caller's rule and limited to the rows
+    the caller may change (``Store.change(mine=...)``)."""
 
-
-class _ScopedWrite(Store):
-    """The store as an upload sees it: reads pass through (for the reference checks);
-    the one ``write`` of ``import_file`` is checked against the caller's rule and
-    merged with the rows the caller may not change."""
-
-    def __init__(self, store: Store, scope: dict[str, tuple], mode: str, key: tuple[str, ...]):
+    def __init__(self, store: Store, scope: dict[str, tuple], actor: Actor):
         self.inner, self.url = store, store.url
-        self.scope, self.mode, self.key = scope, mode, key
-        self.report: dict = {}
+        self.scope, self.actor = scope, actor
+        self.result: Change | None = None
 
     def layers(self) -> list[LayerInfo]:
         return self.inner.layers()
-
-    def read(self, name, **kwargs):
-        return self.inner.read(name, **kwargs)
-
-    def append(self, name, frame):  # pragma: no cover — import_file only writes
-        raise NotImplementedError
-
-    def update(self, *args, **kwargs):  # pragma: no cover
-        raise NotImplementedError
-
-    def delete(self, name):  # pragma: no cover
-        raise NotImplementedError
 
     def _mine(self, frame: pd.DataFrame) -> np.ndarray:
         mask = np.ones(len(frame), dtype=bool)
@@ -152,52 +146,24 @@ class _ScopedWrite(Store):
             mask &= frame[column].astype("object").isin(list(allowed)).to_numpy(dtype=bool)
         return mask
 
-    def write(self, name: str, frame: pd.DataFrame) -> None:
+    def change(self, name: str, frame: pd.DataFrame, mode: str, **options) -> Change:
         frame = frame.reset_index(drop=True)
-        for column, allowed in self.scope.items():
-            values = frame[column] if column in frame.columns else pd.Series(
-                [None] * len(frame))
-            bad = ~values.astype("object").isin(list(allowed)).to_numpy(dtype=bool)
-            if bad.any():
-                raise _ScopeViolation(column, np.flatnonzero(bad), values[bad].tolist())
-        # Merged with the layer as it is when written, under the store's lock: another
-        # upload to this layer (another worker process, another server) that lands
-        # meanwhile is merged with, not overwritten.
-        self.inner.modify(name, lambda existing: self._merge(frame, existing))
-
-    def modify(self, name, change):  # pragma: no cover — import_file only writes
-        raise NotImplementedError
-
-    def _merge(self, frame: pd.DataFrame, existing: pd.DataFrame | None) -> pd.DataFrame:
-        if existing is None:
-            existing = frame.iloc[:0]
-        mine = self._mine(existing)
-        keep = ~mine
-        if self.mode == "upsert":
-            keep |= ~_keys(existing, self.key).isin(set(_keys(frame, self.key))).to_numpy()
-        taken = _keys(frame, self.key).isin(set(_keys(existing[~mine], self.key)))
-        if self.key and taken.any():
-            rows = np.flatnonzero(taken.to_numpy())
-            raise _KeyTaken("+".join(self.key), rows, _keys(frame, self.key)[taken].tolist())
-        kept = existing[keep]
-        merged = pd.concat([kept, frame], ignore_index=True) if len(kept) else frame
-        if isinstance(frame, gpd.GeoDataFrame) or isinstance(existing, gpd.GeoDataFrame):
-            merged = gpd.GeoDataFrame(merged, geometry="geometry", crs="EPSG:4326")
-        self.report = {"stored": len(frame), "kept": int(len(kept)),
-                       "replaced": int((mine & ~keep).sum()), "total": len(merged)}
-        return merged
+        if mode != "delete":  # a file of keys to delete holds no scope columns
+            for column, allowed in self.scope.items():
+                values = frame[column] if column in frame.columns else pd.Series(
+                    [None] * len(frame))
+                bad = ~values.astype("object").isin(list(allowed)).to_numpy(dtype=bool)
+                if bad.any():
+                    raise _ScopeViolation(column, np.flatnonzero(bad), values[bad].tolist())
+        options["actor"] = self.actor
+        self.result = self.inner.change(name, frame, mode, mine=self._mine, **options)
+        return self.result
 
 
-def _keys(frame: pd.DataFrame, key: tuple[str, ...]) -> pd.Series:
-    if not key:
-        return pd.Series([], dtype="object")
-    if any(k not in frame.columns for k in key):
-        return pd.Series([None] * len(frame), dtype="object")
-    parts = [frame[k].astype("string").fillna("") for k in key]
-    out = parts[0]
-    for part in parts[1:]:
-        out = out + "\x1f" + part
-    return out.reset_index(drop=True)
+#: The modes a write rule's modes allow (appending is upserting new keys only; an
+#: administrator who may replace her rows may also delete some of them).
+_MODES_ALLOWED = {"replace": ("replace", "append", "upsert", "delete"),
+                  "upsert": ("append", "upsert")}
 
 
 @router.post("/imports/{layer}", status_code=201, summary="Upload a layer file (checked)",
@@ -218,21 +184,32 @@ async def upload(
     encoding: Annotated[str | None, Query(max_length=20)] = None,
     source_layer: Annotated[str | None, Query(max_length=64)] = None,
     fix_geometry: bool = False,
-    mode: Annotated[Literal["replace", "upsert"] | None, Query(
-        description="replace: your rows of the layer become the file's; upsert: add the "
-                    "file's rows, replacing those with the same key. Default: replace for "
-                    "administrators, upsert for the ledger and events.")] = None,
+    mode: Annotated[Literal["replace", "append", "upsert", "delete"] | None, Query(
+        description="How the file changes your rows of the layer, by its key: replace (your "
+                    "rows become the file's), append (add rows with new keys), upsert (add "
+                    "or change rows by key), delete (remove your rows with the file's keys)."
+                    " Required when the layer exists; for a new layer: replace for "
+                    "administrators, upsert otherwise.")] = None,
 ) -> JSONResponse:
     """Check an uploaded file as ``gisgrid import`` does and store it within your rows."""
     schema = schema_for(layer)
     rule, modes = write_rule(who, layer, set(schema.field_names) if schema else set())
+    allowed = tuple(dict.fromkeys(m for rule_mode in modes
+                                  for m in _MODES_ALLOWED.get(rule_mode, (rule_mode,))))
+    if mode is None:
+        held = await anyio.to_thread.run_sync(provider.store.layers)
+        if any(info.name == layer for info in held):
+            raise Unprocessable(f"layer {layer!r} exists: choose how the file changes your "
+                                f"rows with mode={'|'.join(allowed)}")
     chosen = mode or modes[0]
-    if chosen not in modes:
-        raise Forbidden(f"mode {chosen!r}: you ({who}) may use {', '.join(modes)} on {layer}")
+    if chosen not in allowed:
+        raise Forbidden(f"mode {chosen!r}: you ({who}) may use {', '.join(allowed)} on "
+                        f"{layer}")
     key = UNIQUE_KEYS.get(layer_kind(layer)) or ((schema.key,) if schema and schema.key
                                                  else ())
-    if chosen == "upsert" and not key:
-        raise Unprocessable(f"layer {layer!r} has no key to upsert by; use mode=replace")
+    if chosen in ("upsert", "delete") and not key:
+        raise Unprocessable(f"layer {layer!r} has no key to {chosen} by; use mode=replace "
+                            "or mode=append")
     scope = {column: tuple(values) for column, values in rule.fixed.items()}
     for column, lookup in rule.lookups.items():
         scope[column] = await provider.lookup(lookup, who)
@@ -247,17 +224,24 @@ async def upload(
             with path.open("wb") as out:
                 while chunk := file.file.read(1 << 20):
                     out.write(chunk)
-            target = _ScopedWrite(provider.store, scope, chosen, key)
+            actor = Actor(f"api key {who.key_id}: {who}",
+                          f"POST /imports/{layer}?mode={chosen} ({file.filename})")
+            target = _ScopedWrite(provider.store, scope, actor)
             options = dict(crs=crs, lon=lon_col, lat=lat_col, encoding=encoding,
                            source_layer=source_layer)
             try:
-                report = import_file(target, path, layer, fix_geometry=fix_geometry, **options)
+                report = import_file(target, path, layer, mode=chosen,
+                                     fix_geometry=fix_geometry, **options)
             except _ScopeViolation as exc:
                 raise _refusal(exc, path, layer, who, options, file.filename) from None
             except InputError as exc:
                 raise _renamed(exc, file.filename) from None
+            change = target.result
             return {"layer": layer, "source": file.filename, "mode": chosen,
-                    "repaired": report.repaired, **target.report}
+                    "repaired": report.repaired, "stored": report.count,
+                    "added": len(change.added), "changed": len(change.changed),
+                    "removed": len(change.removed), "total": change.rows_after,
+                    "change": change.id}
 
     # The store keeps writers of the layer apart (``Store.modify``), across processes.
     result = await anyio.to_thread.run_sync(run)
@@ -274,18 +258,12 @@ def _renamed(exc: InputError, filename: str | None) -> InputError:
 
 def _refusal(exc: _ScopeViolation, path: Path, layer: str, who: Principal, options: dict,
              filename: str | None) -> Exception:
-    """403 naming the rows outside the caller's scope (labels as the import gives them),
-    or 422 when a key is taken by a row the caller may not change."""
+    """403 naming the rows outside the caller's scope (labels as the import gives them)."""
     raw = read_file(path, layer=options["source_layer"], crs=options["crs"],
                     lon=options["lon"], lat=options["lat"], encoding=options["encoding"])
     labels = raw.labels or [f"feature {i + 1}" for i in range(len(raw.frame))]
     name = filename or "upload"
     shown = [labels[i] if i < len(labels) else f"feature {i + 1}" for i in exc.rows[:50]]
-    if isinstance(exc, _KeyTaken):
-        values = [str(v).replace("\x1f", " / ") for v in exc.values]
-        problems = [Problem(name, w, exc.column, f"{v!r} is already used by a row you may "
-                            "not change") for w, v in zip(shown, values, strict=False)]
-        return InputError(problems, source=name)
     problems = [{"source": name, "where": w, "field": exc.column,
                  "message": f"{v!r} is not yours ({who})"}
                 for w, v in zip(shown, exc.values, strict=False)]

@@ -278,8 +278,9 @@ def combine(
                                     f"{new_keys.iloc[i]!r} {message}"))
 
     if theirs:
-        refuse(new_keys.isin(theirs).to_numpy(), "is already used by a row you may not "
-                                                 "change")
+        refuse(new_keys.isin(theirs).to_numpy(),
+               "is a row you may not change" if mode == "delete"
+               else "is already used by a row you may not change")
     if mode == "append":
         refuse(new_keys.isin(held - theirs).to_numpy(),
                f"is already in layer {name}; use --mode upsert to change it")

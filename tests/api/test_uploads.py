@@ -1,5 +1,6 @@
 """Uploads over HTTP (``POST /imports/{layer}``) on both stores: every format, datum
-conversion, problems listed by row with nothing stored, 413, and who may write what."""
+conversion, problems listed by row with nothing stored, 413, who may write what, the
+write modes (an existing layer needs one), references and the change log (issue 15)."""
 
 from __future__ import annotations
 
@@ -48,25 +49,28 @@ def own_outlets(svc, bank=BANK_A):
 def test_admin_uploads_its_outlets_in_every_format(svc, tmp_path):
     mine = own_outlets(svc)
     theirs = count(svc, "outlets", svc.keys.regulator, institution=BANK_B)
+    more = pd.concat([mine, _new_outlet(mine)], ignore_index=True)
     for ext in (".geojson", ".gpkg"):
         path = tmp_path / f"outlets{ext}"
-        write_file(mine.iloc[:-1], path, layer="outlets")
-        r = upload(svc, "outlets", svc.keys.admin_a, path.name, path.read_bytes())
+        write_file(more, path, layer="outlets")
+        r = upload(svc, "outlets", svc.keys.admin_a, path.name, path.read_bytes(),
+                   mode="replace")
         assert r.status_code == 201, (ext, r.text)
-        assert r.json()["stored"] == len(mine) - 1
-        assert count(svc, "outlets", svc.keys.admin_a) == len(mine) - 1
+        assert r.json()["stored"] == len(mine) + 1
+        assert count(svc, "outlets", svc.keys.admin_a) == len(mine) + 1
         assert count(svc, "outlets", svc.keys.regulator, institution=BANK_B) == theirs
     # A zipped Shapefile is read and checked too; its DBF cuts field names to 10
     # characters (`institution` → `institutio`), and the import gives them back.
     path = tmp_path / "outlets.zip"
     with pytest.warns(UserWarning, match="institution → institutio"):
         write_file(mine, path, layer="outlets")
-    r = upload(svc, "outlets", svc.keys.admin_a, path.name, path.read_bytes())
+    r = upload(svc, "outlets", svc.keys.admin_a, path.name, path.read_bytes(), mode="replace")
     assert r.status_code == 201, r.text
+    assert r.json()["removed"] == 1  # the new outlet, which no device uses
     assert count(svc, "outlets", svc.keys.admin_a, institution=BANK_A) == len(mine)
     # CSV with GCJ-02 (Amap) coordinates: converted back to WGS84 on the way in
     r = upload(svc, "outlets", svc.keys.admin_a, "网点.csv", outlets_csv(mine, gcj02=True),
-               crs="gcj02")
+               crs="gcj02", mode="replace")
     assert r.status_code == 201, r.text
     assert r.json() | {"stored": len(mine), "mode": "replace"} == r.json()
     one = mine.iloc[0]
@@ -77,6 +81,11 @@ def test_admin_uploads_its_outlets_in_every_format(svc, tmp_path):
     assert count(svc, "outlets", svc.keys.regulator) == len(svc.sample.layers["outlets"])
 
 
+def _new_outlet(outlets: pd.DataFrame, new_id: str = "NSH-O-900") -> pd.DataFrame:
+    """One more outlet of the first one's bank, at its place, which no device uses."""
+    return outlets.iloc[:1].assign(id=new_id, name="新设助农点", tier="助农点")
+
+
 def test_problems_are_listed_by_row_and_nothing_is_stored(svc):
     before = count(svc, "outlets", svc.keys.admin_a)
     rows = own_outlets(svc).iloc[:4].copy()
@@ -85,7 +94,8 @@ def test_problems_are_listed_by_row_and_nothing_is_stored(svc):
     lines[2] = lines[2].replace("一级支行", "支行").replace("二级支行", "支行").replace(
         "分理处", "支行").replace("助农点", "支行")
     lines[3] = lines[3].rsplit(",", 2)[0] + ",1130.2," + lines[3].rsplit(",", 1)[1]
-    r = upload(svc, "outlets", svc.keys.admin_a, "outlets.csv", "\n".join(lines).encode())
+    r = upload(svc, "outlets", svc.keys.admin_a, "outlets.csv", "\n".join(lines).encode(),
+               mode="replace")
     assert r.status_code == 422, r.text
     problems = r.json()["problems"]
     where = {(p["where"], p["field"]) for p in problems}
@@ -98,7 +108,8 @@ def test_problems_are_listed_by_row_and_nothing_is_stored(svc):
 def test_rows_of_another_institution_are_refused(svc):
     before = count(svc, "outlets", svc.keys.regulator)
     rows = pd.concat([own_outlets(svc).iloc[:2], own_outlets(svc, BANK_B).iloc[:1]])
-    r = upload(svc, "outlets", svc.keys.admin_a, "mixed.csv", outlets_csv(rows))
+    r = upload(svc, "outlets", svc.keys.admin_a, "mixed.csv", outlets_csv(rows),
+               mode="upsert")
     assert r.status_code == 403, r.text
     assert [p["where"] for p in r.json()["problems"]] == ["row 4"]
     assert r.json()["problems"][0]["field"] == "institution"
@@ -146,7 +157,7 @@ def test_who_may_write_what(svc, tmp_path):
     assert upload(svc, "free_form", svc.keys.admin_a, "o.csv", csv).status_code == 403
     assert upload(svc, "api_keys", svc.keys.admin_a, "o.csv", csv).status_code == 403
     assert upload(svc, "outlets", None, "o.csv", csv).status_code == 401
-    r = upload(svc, "outlets", svc.keys.admin_a, "o.txt", csv)
+    r = upload(svc, "outlets", svc.keys.admin_a, "o.txt", csv, mode="upsert")
     assert r.status_code == 422 and "unknown type" in r.json()["description"]
     assert upload(svc, "Bad-Name", svc.keys.admin_a, "o.csv", csv).status_code == 400
 
@@ -165,19 +176,19 @@ def test_worker_upserts_its_own_ledger_rows_only(svc):
     other = grids.loc[grids["worker"] != svc.sample.worker_a, "code"].iloc[0]
     before = count(svc, "ledger", svc.keys.admin_a)
     r = upload(svc, "ledger", svc.keys.worker_a, "ledger.csv",
-               ledger_rows(svc, mine, "2026-07"))
+               ledger_rows(svc, mine, "2026-07"), mode="upsert")
     assert r.status_code == 201, r.text
-    assert r.json()["mode"] == "upsert" and r.json()["replaced"] == 0
+    assert r.json()["mode"] == "upsert" and r.json()["added"] == 1
     assert count(svc, "ledger", svc.keys.admin_a) == before + 1
-    # the same key again replaces it
-    r = upload(svc, "ledger", svc.keys.worker_a, "ledger.csv",
-               ledger_rows(svc, mine, "2026-07"))
-    assert r.status_code == 201 and r.json()["replaced"] == 1
+    # the same key again changes it
+    again = ledger_rows(svc, mine, "2026-07").replace(b",100,60,", b",100,61,")
+    r = upload(svc, "ledger", svc.keys.worker_a, "ledger.csv", again, mode="upsert")
+    assert r.status_code == 201 and (r.json()["added"], r.json()["changed"]) == (0, 1)
     assert count(svc, "ledger", svc.keys.admin_a) == before + 1
     assert count(svc, "ledger", svc.keys.worker_a, period="2026-07") == 1
     for grid, bank in ((other, BANK_A), (mine, BANK_B)):
         r = upload(svc, "ledger", svc.keys.worker_a, "ledger.csv",
-                   ledger_rows(svc, grid, "2026-07", bank))
+                   ledger_rows(svc, grid, "2026-07", bank), mode="upsert")
         assert r.status_code == 403, r.text
     r = upload(svc, "ledger", svc.keys.worker_a, "ledger.csv",
                ledger_rows(svc, mine, "2026-08"), mode="replace")
@@ -200,14 +211,16 @@ def test_worker_reports_events_as_itself(svc):
         frame.to_csv(out, index=False)
         return out.getvalue().encode()
 
-    r = upload(svc, "events", svc.keys.worker_a, "report.csv", report(me, "E-10"))
+    r = upload(svc, "events", svc.keys.worker_a, "report.csv", report(me, "E-10"),
+               mode="append")
     assert r.status_code == 201, r.text
     events = svc.get("/collections/events/items", svc.keys.worker_a).json()["features"]
     assert "E-10" in {e["id"] for e in events}
     assert upload(svc, "events", svc.keys.worker_a, "report.csv",
-                  report(svc.sample.worker_b, "E-11")).status_code == 403
+                  report(svc.sample.worker_b, "E-11"), mode="upsert").status_code == 403
     # another worker's event id cannot be overwritten
-    r = upload(svc, "events", svc.keys.worker_a, "report.csv", report(me, "E-3"))
+    r = upload(svc, "events", svc.keys.worker_a, "report.csv", report(me, "E-3"),
+               mode="upsert")
     assert r.status_code == 422
     assert svc.get("/collections/events/items/E-3", svc.keys.admin_b).json()[
         "properties"]["reporter"] == svc.sample.worker_b
@@ -235,3 +248,66 @@ def test_uploads_to_one_layer_through_two_servers_at_once_keep_every_row(svc):
     assert [r.status_code for r in answers] == [201] * len(periods), [r.text for r in answers]
     for period in periods:
         assert count(svc, "ledger", svc.keys.admin_a, period=period) == 1, period
+
+
+def test_an_existing_layer_needs_a_mode(svc):
+    before = count(svc, "outlets", svc.keys.regulator)
+    r = upload(svc, "outlets", svc.keys.admin_a, "o.csv", outlets_csv(own_outlets(svc)))
+    assert r.status_code == 422, r.text
+    assert "mode=replace|append|upsert|delete" in r.json()["description"]
+    # a worker is named the modes it may use
+    grids = svc.sample.layers["grids"]
+    mine = grids.loc[grids["worker"] == svc.sample.worker_a, "code"].iloc[0]
+    r = upload(svc, "ledger", svc.keys.worker_a, "l.csv", ledger_rows(svc, mine, "2026-09"))
+    assert r.status_code == 422 and "mode=append|upsert" in r.json()["description"]
+    assert count(svc, "outlets", svc.keys.regulator) == before
+
+
+def test_a_change_leaving_devices_without_their_outlet_is_refused(svc):
+    """Replacing the caller's outlets without one that devices use: 422 naming the
+    devices, and nothing changes; deleting it by key is refused the same way."""
+    mine = own_outlets(svc)
+    devices = svc.sample.layers["devices"]
+    used = devices.loc[devices["outlet"].isin(mine["id"]), "outlet"].iloc[0]
+    users = sorted(devices.loc[devices["outlet"] == used, "id"])
+    before = count(svc, "outlets", svc.keys.regulator)
+    r = upload(svc, "outlets", svc.keys.admin_a, "o.csv",
+               outlets_csv(mine[mine["id"] != used]), mode="replace")
+    assert r.status_code == 422, r.text
+    message = " ".join(p["message"] for p in r.json()["problems"])
+    assert "layer devices" in message and users[0] in message, message
+    r = upload(svc, "outlets", svc.keys.admin_a, "gone.csv",
+               f"id\n{used}\n".encode(), mode="delete")
+    assert r.status_code == 422, r.text
+    assert count(svc, "outlets", svc.keys.regulator) == before
+    # one no device uses is appended and deleted; another bank's is not the caller's
+    new = _new_outlet(mine, "NSH-O-901")
+    r = upload(svc, "outlets", svc.keys.admin_a, "new.csv", outlets_csv(new), mode="append")
+    assert r.status_code == 201 and r.json()["added"] == 1, r.text
+    r = upload(svc, "outlets", svc.keys.admin_a, "new.csv", outlets_csv(new), mode="append")
+    assert r.status_code == 422 and "already in layer outlets" in r.text
+    r = upload(svc, "outlets", svc.keys.admin_a, "gone.csv", b"id\nNSH-O-901\n",
+               mode="delete")
+    assert r.status_code == 201 and r.json()["removed"] == 1, r.text
+    theirs = own_outlets(svc, BANK_B)["id"].iloc[0]
+    r = upload(svc, "outlets", svc.keys.admin_a, "gone.csv", f"id\n{theirs}\n".encode(),
+               mode="delete")
+    assert r.status_code == 422 and "may not change" in r.text
+    assert count(svc, "outlets", svc.keys.regulator) == before
+
+
+def test_uploads_are_logged_with_the_key(svc):
+    mine = own_outlets(svc).iloc[:1]
+    changed = mine.assign(name=mine["name"] + "（迁址）")
+    r = upload(svc, "outlets", svc.keys.admin_a, "move.csv", outlets_csv(changed),
+               mode="upsert")
+    assert r.status_code == 201 and r.json()["changed"] == 1, r.text
+    with svc.store() as store:
+        entry = store.history("outlets", since_id=r.json()["change"], with_old=True)[0]
+        assert entry.changed == [mine["id"].iloc[0]]
+        assert "admin of NSH" in entry.who and "POST /imports/outlets?mode=upsert" in entry.how
+        assert entry.old[0]["name"] == mine["name"].iloc[0]
+        restored = store.restore("outlets", entry.id)
+    assert restored.changed == [mine["id"].iloc[0]]
+    doc = svc.get(f"/collections/outlets/items/{mine['id'].iloc[0]}", svc.keys.admin_a).json()
+    assert doc["properties"]["name"] == mine["name"].iloc[0]

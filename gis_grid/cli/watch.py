@@ -100,6 +100,10 @@ ROUTING_HELP = {
                    "checks it.")
 @click.option("--crs", default=None, help="Coordinates of --file (e.g. gcj02, EPSG:4490).")
 @click.option("--encoding", default=None, help="Text encoding of a CSV --file.")
+@click.option("--mode", type=click.Choice(["replace", "append", "upsert", "delete"]),
+              default=None,
+              help="How --file changes an entities layer the store holds, as `gisgrid "
+                   "import --mode` (required then: nothing is replaced by surprise).")
 @click.option("--grids", default=None, metavar="LAYER",
               help="Grid layer to attach entities to (its finest grids). Default: layer "
                    "grids if it has features, else the units (villages / communities).")
@@ -107,7 +111,7 @@ ROUTING_HELP = {
               help="Also write the watch list for people: .xlsx (with per-grid counts) or "
                    ".csv, Chinese headers.")
 @store_option
-def screen(entities_layer, file, crs, encoding, grids, out, store):
+def screen(entities_layer, file, crs, encoding, mode, grids, out, store):
     """Screen market entities for the risk watch list (plan A2) and count it per grid.
 
     Flags every entity whose name holds one of the plan's words — 交易所, 交易中心, 金融,
@@ -127,11 +131,14 @@ def screen(entities_layer, file, crs, encoding, grids, out, store):
 
     with open_store(store) as target:
         if file is not None:
+            from layers.history import default_actor
             from layers.transfer import import_file
 
-            report = import_file(target, file, entities_layer, crs=crs, encoding=encoding)
-            click.echo(f"{report.source}: stored {report.count} entities as layer "
-                       f"{entities_layer}")
+            report = import_file(target, file, entities_layer, mode=mode, crs=crs,
+                                 encoding=encoding,
+                                 actor=default_actor(f"screen --mode {mode or 'replace'}"))
+            click.echo(f"{report.source}: {report.mode} of {report.count} entities into layer "
+                       f"{entities_layer} ({report.total} rows now)")
         ran = run_job(target, SCREENING, {"entities": entities_layer, "grids": grids,
                                           "out": out})
     click.echo(ran.outcome.text)

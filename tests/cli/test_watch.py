@@ -89,8 +89,13 @@ def test_screen_a_file_onto_grids(store, tmp_path):
         "registered_type": ["有限责任公司", "有限责任公司", "有限责任公司", "个体工商户"],
         "lon": point.x, "lat": point.y,
     }).to_csv(csv, index=False)
-    out = run("screen", "--store", store, "--file", str(csv), "--out", str(tmp_path / "w.csv"))
-    assert "stored 4 entities" in out and "2 flagged, 1 microloan" in out
+    # the store holds the sample's entities: a file replaces them only when asked to
+    out = run("screen", "--store", store, "--file", str(csv), code=2)
+    assert "--mode replace|append|upsert|delete" in out
+    assert len(GeoPackageStore(store).read("entities")) > 4
+    out = run("screen", "--store", store, "--file", str(csv), "--mode", "replace", "--out",
+              str(tmp_path / "w.csv"))
+    assert "replace of 4 entities" in out and "2 flagged, 1 microloan" in out
     watch = GeoPackageStore(store).read("watch_list")
     assert watch[["id", "keywords"]].values.tolist() == [["E1", "P2P"], ["E3", "投融资"]]
     assert set(watch["grid"]) == {townships["code"].iloc[0]}

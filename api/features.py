@@ -32,6 +32,7 @@ from api.dependencies import (
 from api.errors import ApiError, NotFound
 from api.openapi30 import OPENAPI_30, OPENAPI_31, enrich, to_openapi30
 from api.providers import Provider
+from api.schemas import REL_SCHEMA, SCHEMA_MEDIA, feature_schema
 
 router = APIRouter(tags=["OGC API - Features"])
 
@@ -56,6 +57,9 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/cql2/1.0/conf/spatial-functions",
     # sortby, as pygeoapi declares it (Features has no sorting class of its own yet).
     "http://www.opengis.net/spec/ogcapi-records-1/1.0/conf/sorting",
+    # Part 5 (Schemas): /collections/{collectionId}/schema, api.schemas.
+    "http://www.opengis.net/spec/ogcapi-features-5/1.0/conf/schemas",
+    "http://www.opengis.net/spec/ogcapi-features-5/1.0/conf/core-roles-features",
 ]
 GEOJSON = "application/geo+json"
 ProviderDep = Annotated[Provider, Depends(get_provider)]
@@ -137,6 +141,8 @@ def collection_doc(info: CollectionInfo, base: str) -> dict:
                   "application/schema+json", "properties to filter and sort on"),
             _link(f"{url}/queryables", "queryables", "application/schema+json",
                   "properties to filter and sort on"),
+            # Part 5: the features' schema (roles, geometry type, property types).
+            _link(f"{url}/schema", REL_SCHEMA, SCHEMA_MEDIA, "schema of the features"),
         ],
     }
     if info.spatial:
@@ -245,6 +251,18 @@ def _wants_html(request: Request) -> bool:
         return f == "html"
     accept = request.headers.get("accept", "")
     return "text/html" in accept and "json" not in accept
+
+
+@router.get("/collections/{collectionId}/schema", summary="Schema of the features",
+            responses={200: {"content": {SCHEMA_MEDIA: {}}}})
+async def schema(request: Request, target: Target) -> Response:
+    """The features' schema (OGC API – Features Part 5) as JSON Schema: the id and the
+    primary geometry with its type, and the properties your role may read, typed."""
+    url = f"{base_url(request)}/collections/{target.info.name}/schema"
+    doc = feature_schema(target.info, target.view, url)
+    accept = request.headers.get("accept", "").lower()
+    plain = "application/json" in accept and "schema+json" not in accept
+    return _json(doc, "application/json" if plain else SCHEMA_MEDIA)
 
 
 def _page_links(request: Request, name: str, query, matched: int, returned: int) -> list:

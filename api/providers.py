@@ -48,6 +48,15 @@ from gis_grid.naming import LEDGER, is_staging
 from layers.migrations import CATALOG_TABLE
 from layers.store import Store
 
+
+def located_first(info: CollectionInfo) -> bool:
+    """Whether the default order of ``info``'s items puts features with a geometry
+    first: layers whose geometry is optional (staff, events). QGIS 3.22 and GDAL 3.6
+    take a layer's geometry type from its first page, so a first page of unlocated
+    staff made the whole layer a table for them (issue 17)."""
+    model = schema_for(info.name)
+    return info.spatial and model is not None and model.geometry_optional
+
 #: Layers never served as collections (the store's own bookkeeping); nor are a province
 #: run's per-county staging layers (``gis_grid.naming.is_staging``).
 HIDDEN_LAYERS = frozenset({"api_keys", LEDGER})
@@ -315,6 +324,12 @@ class PostGISProvider(Provider):
         feature = self._feature_json(info, view, query.crs)
         chunk = self.settings.stream_chunk
         order = sql.SQL("s.fid")
+        # The default order: stored (fid), with located features first where a geometry
+        # is optional (small layers: staff, events).
+        fids = sql.SQL("fid")
+        if located_first(info):
+            order = sql.SQL("s.geom IS NULL, s.fid")
+            fids = sql.SQL("geom IS NULL, fid")
         # One statement, so one snapshot: numberMatched, then the page's features as
         # text made by PostgreSQL, sent on as it produces them.
         if sortby:
@@ -334,11 +349,13 @@ class PostGISProvider(Provider):
             # The conditions are evaluated once: the matching fids are kept, counted,
             # and the page's rows fetched by fid (pgbench: 5 % more pages per second
             # than a count beside the page).
-            prefix = sql.SQL("WITH m AS MATERIALIZED (SELECT fid FROM {} WHERE {})").format(
-                table, where)
+            prefix = sql.SQL("WITH m AS MATERIALIZED (SELECT {} FROM {} WHERE {})").format(
+                sql.SQL("fid, geom IS NULL AS nogeom") if located_first(info) else
+                sql.SQL("fid"), table, where)
             rows_from = sql.SQL(
-                "FROM (SELECT t.* FROM {} t JOIN (SELECT fid FROM m ORDER BY fid"
-                " LIMIT %s OFFSET %s) k USING (fid)) s").format(table)
+                "FROM (SELECT t.* FROM {} t JOIN (SELECT fid FROM m ORDER BY {}"
+                " LIMIT %s OFFSET %s) k USING (fid)) s").format(
+                table, sql.SQL("nogeom, fid") if located_first(info) else fids)
             matched = sql.SQL("(SELECT count(*) FROM m)")
             page_params = [*params, query.limit, query.offset]
         else:
@@ -346,7 +363,7 @@ class PostGISProvider(Provider):
             # transaction that writes the layer.
             prefix = sql.SQL("")
             rows_from = sql.SQL(
-                "FROM (SELECT * FROM {} ORDER BY fid LIMIT %s OFFSET %s) s").format(table)
+                "FROM (SELECT * FROM {} ORDER BY {} LIMIT %s OFFSET %s) s").format(table, fids)
             matched = sql.SQL("(SELECT feature_count FROM {} WHERE name = %s)").format(
                 self._table(CATALOG_TABLE))
             page_params = [info.name, query.limit, query.offset]
@@ -529,6 +546,9 @@ class GeoPackageProvider(Provider):
             mask &= hits
         if where is not None and mask.any():
             mask[mask] = to_mask(where, frame[mask])
+        if not sortby and located_first(info):
+            rows = frame[mask]
+            return rows.iloc[np.argsort(rows.geometry.isna().to_numpy(), kind="stable")]
         return sort_frame(frame[mask], sortby)
 
     def _features(self, rows: pd.DataFrame, info: CollectionInfo, view: View,

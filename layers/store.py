@@ -281,7 +281,7 @@ def combine(
         refuse(new_keys.isin(theirs).to_numpy(),
                "is a row you may not change" if mode == "delete"
                else "is already used by a row you may not change")
-    if mode == "append":
+    if mode == "append" and keys:  # rows of a layer without a key may repeat
         refuse(new_keys.isin(held - theirs).to_numpy(),
                f"is already in layer {name}; use --mode upsert to change it")
     if mode == "delete":

@@ -58,16 +58,28 @@ class Actor:
     how: str
 
 
+#: The command line of the CLI command running in this process (``set_command``).
+_COMMAND: list[str | None] = [None]
+
+
+def set_command(command: str | None) -> None:
+    """Name the command whose changes follow (the CLI's root sets it): the log's ``how``
+    of the store's own writes then says which command made them."""
+    _COMMAND[0] = command[:500] if command else None
+
+
 def default_actor(how: str) -> Actor:
-    """The OS user, and ``how`` with the command line when it is ``gisgrid``'s."""
+    """The OS user, and ``how`` with the command line of the running CLI command."""
     try:
         who = getpass.getuser()
     except (OSError, KeyError):  # no name for the uid (a container)
         who = f"uid {os.getuid()}" if hasattr(os, "getuid") else "unknown"
-    program = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
-    if program == "gisgrid" and len(sys.argv) > 1:
-        how = f"{how}: gisgrid {' '.join(sys.argv[1:])}"[:500]
-    return Actor(who, how)
+    command = _COMMAND[0]
+    if command is None:
+        program = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+        if program == "gisgrid" and len(sys.argv) > 1:
+            command = f"gisgrid {' '.join(sys.argv[1:])}"
+    return Actor(who, f"{how}: {command}"[:600] if command else how)
 
 
 @dataclass

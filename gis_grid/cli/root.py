@@ -28,7 +28,15 @@ from gis_grid.errors import GisGridError
 class _Root(click.Group):
     """Turns the product's own errors into a plain message and its exit code."""
 
+    def parse_args(self, ctx, args):
+        ctx.meta["gisgrid.argv"] = list(args)
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx):
+        from layers.history import set_command
+
+        # the change log names the command that made a change (layers.history)
+        set_command(" ".join(["gisgrid", *ctx.meta.get("gisgrid.argv", [])]))
         try:
             return super().invoke(ctx)
         except GisGridError as exc:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import shutil
 import subprocess
 
@@ -96,6 +95,14 @@ def test_queryables_are_typed_and_only_what_the_caller_may_read(svc):
     assert grids["properties"]["households"]["type"] == "integer"
     assert grids["properties"]["geometry"]["format"] in ("geometry-polygon",
                                                          "geometry-multipolygon")
+    # the collection links it; a client accepting only JSON gets it as JSON
+    links = svc.get("/collections/staff", svc.keys.regulator).json()["links"]
+    rels = {link["rel"] for link in links if link["href"].endswith("/staff/queryables")}
+    assert "http://www.opengis.net/def/rel/ogc/1.0/queryables" in rels
+    plain = svc.get("/collections/staff/queryables", svc.keys.regulator,
+                    headers={"Accept": "application/geo+json, application/json"})
+    assert plain.headers["content-type"].startswith("application/json")
+    assert plain.json()["properties"] == props
 
 
 # ------------------------------------------------------------------ attribute filters
@@ -423,22 +430,36 @@ def test_random_garbage_is_never_a_server_error(svc):
 # ------------------------------------------------------------------ GDAL
 
 
-@pytest.mark.skipif(shutil.which("ogr2ogr") is None, reason="needs gdal-bin (scripts/setup.sh)")
-def test_gdal_ogr2ogr_where(svc, tmp_path):
-    """GDAL's OAPIF driver with -where: the right count (whether GDAL sends it to the
-    server as CQL text or evaluates it itself)."""
-    out = tmp_path / "nsh.geojson"
-    env = {**os.environ, "GDAL_HTTP_HEADERS": f"X-API-Key: {svc.keys.regulator}",
-           "CPL_DEBUG": "ON"}
+def _ogr2ogr(svc, key, out, where):
     run = subprocess.run(
         ["ogr2ogr", "-f", "GeoJSON", str(out), f"OAPIF:{svc.url}/collections/outlets",
-         "-where", "institution = 'NSH'", "--config", "GDAL_HTTP_HEADERS",
-         f"X-API-Key: {svc.keys.regulator}"],
-        capture_output=True, text=True, timeout=180, env=env)
+         "-where", where, "--config", "GDAL_HTTP_HEADERS", f"X-API-Key: {key}",
+         "--config", "CPL_DEBUG", "ON"],
+        capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
-    features = json.loads(out.read_text())["features"]
+    sent = [line for line in run.stderr.splitlines() if "Fetch(" in line and "/items?" in line]
+    return json.loads(out.read_text())["features"], sent
+
+
+@pytest.mark.skipif(shutil.which("ogr2ogr") is None, reason="needs gdal-bin (scripts/setup.sh)")
+def test_gdal_ogr2ogr_where_is_sent_to_the_server(svc, tmp_path):
+    """GDAL's OAPIF driver (Debian 12's GDAL 3.6) finds ``filter-lang`` in the OpenAPI
+    document and the queryables, so ``ogr2ogr -where`` goes to the server as a CQL text
+    filter — every request carries it — and the count is the export's."""
+    features, sent = _ogr2ogr(svc, svc.keys.regulator, tmp_path / "nsh.geojson",
+                              "institution = 'NSH'")
     outlets = _outlets(svc)
     assert len(features) == int((outlets["institution"] == "NSH").sum()) == 111
+    # the first request only reads the schema; every page after it carries the filter
+    filtered = [line for line in sent if "filter=institution" in line]
+    assert filtered and len(filtered) == len(sent) - 1, sent[:3]
+    assert "filter-lang=cql-text" in filtered[0]
+    # a bank's administrator asking for the other bank gets nothing
+    features, sent = _ogr2ogr(svc, svc.keys.admin_a, tmp_path / "ycb.geojson",
+                              "institution = 'YCB' OR tier = '助农点'")
+    assert {f["properties"]["institution"] for f in features} == {BANK_A}
+    assert len(features) == int(((outlets["institution"] == BANK_A)
+                                 & (outlets["tier"] == "助农点")).sum())
 
 
 def test_dates_of_the_sample_are_what_the_temporal_tests_expect(svc):

@@ -18,7 +18,7 @@ import anyio
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from api import html
+from api import html, tiles
 from api.auth import read_rule
 from api.catalog import CRS84, JSON_TYPES, STORAGE, SUPPORTED_CRS, CollectionInfo
 from api.dependencies import (
@@ -60,6 +60,8 @@ CONFORMANCE = [
     # Part 5 (Schemas): /collections/{collectionId}/schema, api.schemas.
     "http://www.opengis.net/spec/ogcapi-features-5/1.0/conf/schemas",
     "http://www.opengis.net/spec/ogcapi-features-5/1.0/conf/core-roles-features",
+    # OGC API – Tiles and the tile matrix set: api.tiles.
+    *tiles.CONFORMANCE,
 ]
 GEOJSON = "application/geo+json"
 ProviderDep = Annotated[Provider, Depends(get_provider)]
@@ -104,6 +106,7 @@ async def landing(request: Request, fmt: Format) -> Response:
                   "OGC API conformance classes implemented"),
             _link(f"{base}/collections", "data", "application/json",
                   "the feature collections"),
+            *tiles.landing_links(base),
         ],
     }
     if fmt == "html":
@@ -146,9 +149,7 @@ def collection_doc(info: CollectionInfo, base: str) -> dict:
         ],
     }
     if info.spatial:
-        doc["links"].append(_link(f"{base}/tiles/{info.name}/{{z}}/{{x}}/{{y}}.mvt", "item",
-                                  "application/vnd.mapbox-vector-tile",
-                                  "vector tiles (WebMercatorQuad)"))
+        doc["links"].extend(tiles.tile_links(info, base))
         if info.bbox is not None:
             doc["extent"] = {"spatial": {"bbox": [list(info.bbox)], "crs": CRS84.uri}}
     return doc

@@ -370,6 +370,62 @@ def test_tiles(svc):
     assert tj["tiles"][0].endswith("/tiles/grids/{z}/{x}/{y}.mvt")
 
 
+def test_ogc_api_tiles_tile_matrix_sets_and_tilesets(svc):
+    """OGC API – Tiles: the tiling scheme (morecantile's WebMercatorQuad), the
+    collection's tileset with its limits, the tile at the OGC address, and the links
+    from the landing page and the collection (TileJSON too)."""
+    listing = svc.get("/tileMatrixSets").json()  # describes the service: no key
+    [tms] = listing["tileMatrixSets"]
+    assert tms["id"] == "WebMercatorQuad"
+    definition = svc.get("/tileMatrixSets/WebMercatorQuad").json()
+    assert definition["crs"] == "http://www.opengis.net/def/crs/EPSG/0/3857"
+    assert len(definition["tileMatrices"]) == 25
+    assert definition["tileMatrices"][12]["matrixWidth"] == 4096
+    assert svc.get("/tileMatrixSets/WorldCRS84Quad").status_code == 404
+    conformance = svc.get("/conformance").json()["conformsTo"]
+    assert "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/core" in conformance
+    assert "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/mvt" in conformance
+    rels = {link["rel"] for link in svc.get("/").json()["links"]}
+    assert "http://www.opengis.net/def/rel/ogc/1.0/tiling-schemes" in rels
+
+    links = features(svc, "/collections/outlets", svc.keys.regulator)["links"]
+    by_rel = {link["rel"]: link["href"] for link in links}
+    assert by_rel["http://www.opengis.net/def/rel/ogc/1.0/tilesets-vector"].endswith(
+        "/collections/outlets/tiles")
+    assert by_rel["describedby"].endswith("/tiles/outlets/tilejson.json")
+    sets = features(svc, "/collections/outlets/tiles", svc.keys.regulator)["tilesets"]
+    assert sets[0]["tileMatrixSetURI"].endswith("/WebMercatorQuad")
+    meta = features(svc, "/collections/outlets/tiles/WebMercatorQuad", svc.keys.regulator)
+    [template] = [link["href"] for link in meta["links"] if link["rel"] == "item"]
+    assert template.endswith("/WebMercatorQuad/{tileMatrix}/{tileRow}/{tileCol}")
+    assert meta["layers"][0]["geometryDimension"] == 0
+    lon, lat = svc.sample.layers["outlets"].geometry.iloc[0].coords[0]
+    x, y = tile_of(lon, lat, 12)
+    [z12] = [m for m in meta["tileMatrixSetLimits"] if m["tileMatrix"] == "12"]
+    assert z12["minTileCol"] <= x <= z12["maxTileCol"]
+    assert z12["minTileRow"] <= y <= z12["maxTileRow"]
+    # the regulator's view: no phone among the staff tiles' properties
+    staff = features(svc, "/collections/staff/tiles/WebMercatorQuad", svc.keys.regulator)
+    assert "phone" not in staff["layers"][0]["propertiesSchema"]["properties"]
+
+    ogc = svc.get(f"/collections/outlets/tiles/WebMercatorQuad/12/{y}/{x}", svc.keys.admin_a)
+    short = svc.get(f"/tiles/outlets/12/{x}/{y}.mvt", svc.keys.admin_a)
+    assert ogc.status_code == short.status_code
+    assert ogc.content == short.content
+    if svc.kind == "postgis":
+        assert ogc.status_code == 200 and BANK_A.encode() in ogc.content
+        assert BANK_B.encode() not in ogc.content
+    for path, key, status in (
+            ("/collections/outlets/tiles/WorldCRS84Quad", svc.keys.regulator, 404),
+            ("/collections/outlets/tiles/WorldCRS84Quad/1/0/0", svc.keys.regulator, 404),
+            ("/collections/outlets/tiles/WebMercatorQuad/25/0/0", svc.keys.regulator, 400),
+            ("/collections/outlets/tiles/WebMercatorQuad/3/0/8", svc.keys.regulator, 400),
+            ("/collections/ledger/tiles", svc.keys.admin_a, 404),
+            ("/collections/overlaps/tiles", svc.keys.admin_a, 403),
+            ("/collections/outlets/tiles", None, 401)):
+        assert svc.get(path, key).status_code == status, path
+
+
 def test_province_staging_layers_and_ledger_are_not_collections(svc):
     """A province run leaves per-county staging layers and its ledger in the store; they
     are bookkeeping, never served as collections (nor offered to the map or analyses)."""

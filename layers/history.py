@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import datetime as dt
 import getpass
-import hashlib
 import json
 import math
 import os
@@ -36,6 +35,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
+from pandas.api import types as ptypes
 
 from gis_grid.errors import InputError, Problem, StoreError
 from gis_grid.model import schema_for
@@ -136,6 +136,12 @@ def key_columns(name: str, columns: Sequence[str]) -> tuple[str, ...]:
 def _text(values: pd.Series) -> pd.Series:
     """Values as text for keys and comparisons: numbers without a trailing ``.0``
     difference between int and float, null as ``None``."""
+    dtype = values.dtype
+    if ptypes.is_integer_dtype(dtype) and not ptypes.is_extension_array_dtype(dtype):
+        return values.astype(str).astype(object)
+    if (ptypes.is_object_dtype(dtype) or isinstance(dtype, pd.StringDtype)) and \
+            ptypes.infer_dtype(values, skipna=True) in ("string", "empty"):
+        return values.astype(object).where(values.notna().to_numpy(), None)
     out = values.astype(object).map(_plain, na_action="ignore")
     return out.astype(object).where(values.notna().to_numpy(), None)
 
@@ -168,22 +174,34 @@ def row_keys(name: str, frame: pd.DataFrame) -> pd.Series:
 
 
 def row_digests(frame: pd.DataFrame) -> pd.Series:
-    """A digest of each row's content (columns by name, geometry as WKB)."""
+    """A 64-bit digest of each row's content as 16 hex digits (see ``_hashes``): what
+    names a row of a layer without a key."""
+    hashes = _hashes(frame)
+    if not len(hashes):
+        return pd.Series([], dtype=object)
+    return pd.Series(np.char.mod("%016x", hashes).astype(object))
+
+
+def _hashes(frame: pd.DataFrame) -> np.ndarray:
+    """A 64-bit hash of each row's content (columns by name, geometry as WKB),
+    vectorised (``pandas.util.hash_pandas_object``): what tells a changed row from an
+    unchanged one."""
     frame = frame.reset_index(drop=True)
     if len(frame) == 0:
-        return pd.Series([], dtype=object)
-    parts = []
-    for col in sorted(c for c in frame.columns if c != _geometry_name(frame)):
-        parts.append(col + "=" + _text(frame[col]).fillna("\x00"))
+        return np.zeros(0, dtype=np.uint64)
     geometry = _geometry_name(frame)
+    data = {}
+    for col in sorted(c for c in frame.columns if c != geometry):
+        values = frame[col]
+        if values.dtype == object or isinstance(values.dtype, pd.StringDtype):
+            values = values.astype(object).where(values.notna(), None)
+        data[col] = values
     if geometry is not None:
-        wkb = shapely.to_wkb(np.asarray(frame.geometry.array, dtype=object), hex=True,
-                             output_dimension=2)
-        parts.append(pd.Series(wkb, dtype=object).fillna("\x00"))
-    joined = parts[0].astype(str) if parts else pd.Series([""] * len(frame))
-    for part in parts[1:]:
-        joined = joined + "\x1f" + part.astype(str)
-    return joined.map(lambda s: hashlib.sha1(s.encode()).hexdigest()[:16])
+        data["\x00geometry"] = pd.Series(shapely.to_wkb(
+            np.asarray(frame.geometry.array, dtype=object), output_dimension=2),
+            dtype=object)
+    table = pd.DataFrame(data, index=pd.RangeIndex(len(frame)))
+    return pd.util.hash_pandas_object(table, index=False).to_numpy(dtype=np.uint64)
 
 
 def _geometry_name(frame: pd.DataFrame) -> str | None:
@@ -248,15 +266,15 @@ def diff(name: str, before: pd.DataFrame | None, after: pd.DataFrame | None,
     old_keys = row_keys(name, before) if before is not None else pd.Series([], dtype=object)
     new_keys = row_keys(name, after) if after is not None else pd.Series([], dtype=object)
     old_set, new_set = set(old_keys), set(new_keys)
-    change.added = [k for k in new_keys if k not in old_set]
+    change.added = new_keys[~new_keys.isin(old_set).to_numpy(dtype=bool)].tolist()
     removed = ~old_keys.isin(new_set).to_numpy(dtype=bool)
     change.removed = old_keys[removed].tolist()
     changed = np.zeros(len(old_keys), dtype=bool)
     if before is not None and after is not None and len(before) and len(after):
         both = ~removed
         if both.any():
-            old_digest = pd.Series(row_digests(before).to_numpy(), index=old_keys.to_numpy())
-            new_digest = pd.Series(row_digests(after).to_numpy(), index=new_keys.to_numpy())
+            old_digest = pd.Series(_hashes(before), index=old_keys.to_numpy())
+            new_digest = pd.Series(_hashes(after), index=new_keys.to_numpy())
             new_digest = new_digest[~new_digest.index.duplicated()]
             common = old_keys[both]
             differs = (old_digest[both].to_numpy()

@@ -52,7 +52,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from gis_grid.errors import ConflictError, StoreError, TransitionRefused
+from gis_grid.errors import ConflictError, InputError, Problem, StoreError, TransitionRefused
 from gis_grid.model import EVENT_KINDS, EVENT_STATES, LAYERS, STORAGE_CRS
 
 LOCAL_TZ = "Asia/Shanghai"
@@ -345,14 +345,115 @@ def plan_move(event: Mapping[str, object], to: str, *, actor: str, at: object | 
     return Move(ident, step, changes, log, version)
 
 
+#: How far (metres) a reported point may lie outside the grid it is reported in: a phone's
+#: position near a grid's edge is often off by tens of metres.
+GRID_TOLERANCE_M = 200.0
+#: A time up to this far ahead of the clock is taken as now (clocks differ a little).
+CLOCK_SKEW = pd.Timedelta(minutes=5)
+
+
+def _refuse(source: str, field: str, message: str, kind: str | None = None) -> None:
+    raise InputError([Problem(source, None, field, message, kind)], source=source)
+
+
+def check_day(value: object, *, source: str, field: str = "date",
+              today: dt.date | None = None) -> dt.date:
+    """A day written ``YYYY-MM-DD`` that exists and is not after today (China time).
+
+    >>> check_day("2025-03-01", source="patrol", today=dt.date(2025, 3, 2))
+    datetime.date(2025, 3, 1)
+    >>> check_day("10/03/2025", source="patrol")
+    Traceback (most recent call last):
+    ...
+    gis_grid.errors.InputError: patrol: 1 problem; nothing was stored
+      patrol: date '10/03/2025' 不是 YYYY-MM-DD 格式的日期 (is not a date written YYYY-MM-DD)
+    """
+    text = str(value).strip()
+    try:
+        day = dt.date.fromisoformat(text) if len(text) == 10 and text[4] == text[7] == "-" \
+            else None
+    except ValueError:
+        _refuse(source, field, f"{text!r} 不是存在的日期 (is not a real day)", "not a real day")
+    if day is None:
+        _refuse(source, field, f"{text!r} 不是 YYYY-MM-DD 格式的日期 (is not a date written "
+                               "YYYY-MM-DD)", "not YYYY-MM-DD")
+    today = today or pd.Timestamp.now(tz=LOCAL_TZ).date()
+    if day > today:
+        _refuse(source, field, f"{text} 晚于今天 {today} (is after today)", "in the future")
+    return day
+
+
+def check_time(value: object, *, source: str, field: str = "at",
+               now: pd.Timestamp | None = None) -> pd.Timestamp:
+    """A time (ISO 8601; without a zone, China time) that is not in the future."""
+    try:
+        stamp = to_utc(value)
+    except (ValueError, TypeError, OverflowError):
+        _refuse(source, field, f"{value!r} 不是时间 (is not a time, e.g. 2025-03-01 08:30)",
+                "not a time")
+    now = now or pd.Timestamp.now(tz="UTC")
+    if stamp > now + CLOCK_SKEW:
+        _refuse(source, field, f"{value} 晚于现在 (is in the future)", "in the future")
+    return stamp
+
+
+def check_grid(code: str, areas: gpd.GeoDataFrame | None, *, source: str, layer: str
+               ) -> None:
+    """Refuse a grid code that is not in the grid layer (``areas``; no check without
+    one)."""
+    if areas is None or not len(areas):
+        return
+    if str(code) not in set(areas["code"].astype(str)):
+        _refuse(source, "grid", f"网格 {code} 不在图层 {layer} 中 (grid {code} is not in "
+                                f"layer {layer})", "unknown grid")
+
+
+def check_in_grid(point: shapely.Point, code: str, areas: gpd.GeoDataFrame, *, source: str,
+                  tolerance: float = GRID_TOLERANCE_M) -> None:
+    """Refuse a point farther than ``tolerance`` metres outside grid ``code``, measured in
+    the grid's metric CRS."""
+    from gis_grid.crs import metric_crs, to_crs
+
+    row = areas[areas["code"].astype(str) == str(code)]
+    if not len(row):
+        return
+    crs = metric_crs(row)
+    shape = to_crs(row.geometry, crs).iloc[0]
+    where = to_crs(gpd.GeoSeries([point], crs=areas.crs), crs).iloc[0]
+    distance = float(shape.distance(where))
+    if distance > tolerance:
+        _refuse(source, "lon/lat", f"位置在网格 {code} 之外 {distance:,.0f} 米，超过容差 "
+                                   f"{tolerance:g} 米 (the point lies {distance:,.0f} m outside "
+                                   f"grid {code}; tolerance {tolerance:g} m)", "outside its grid")
+
+
 def report_event(store: EventStore, kind: str, reporter: str, **kwargs) -> gpd.GeoDataFrame:
     """Report a new event into ``store`` (layer ``events``, created if missing); the
     arguments are ``new_event``'s. Returns the stored row."""
     event = new_event(kind, reporter, **kwargs)
     if store.has(EVENTS):
         _require_workflow(store.read(EVENTS, where={"id": []}).columns)
+        ident = str(event["id"].iloc[0])
+        if len(store.read(EVENTS, where={"id": [ident]})):
+            _refuse("events", "id", f"事件编号 {ident} 已存在 (event id {ident} is already "
+                                    "used)", "duplicate id")
     store.append(EVENTS, event)
     return event
+
+
+def record_patrol(store: EventStore, worker: str, grid: str, day: dt.date,
+                  note: str | None = None) -> pd.DataFrame:
+    """Record ``worker``'s patrol of ``grid`` on ``day`` (layer ``patrols``); a second
+    record of the same worker, grid and day is refused (the day counts once)."""
+    row = pd.DataFrame({"worker": [worker], "grid": [grid], "date": [day], "note": [note]})
+    if store.has(PATROLS):
+        done = store.read(PATROLS, where={"worker": [worker], "grid": [grid]})
+        if len(done) and (pd.to_datetime(done["date"]).dt.date == day).any():
+            _refuse("patrols", "date", f"{worker} 已记录 {day} 对网格 {grid} 的巡查 ({worker}'s "
+                                       f"patrol of {grid} on {day} is already recorded)",
+                    "duplicate patrol")
+    store.append(PATROLS, row)
+    return row
 
 
 def move_event(store: EventStore, event_id: str, to: str, *, actor: str,

@@ -185,12 +185,14 @@ def inspect(entity, inspector, day, found, detail, grids, street, street_name, r
 
     Example: gisgrid inspect ENT-00010 --inspector 王伟 --found 5 --detail "承诺年化12%"
     """
-    from gis_grid.events import LOCAL_TZ
+    from gis_grid.errors import InputError, Problem
+    from gis_grid.events import LOCAL_TZ, check_day
     from gis_grid.screening import inspection_rows, locate, risk_reports
     from layers.store import open_store
 
     routing = _routing(street, street_name, remit)
-    day = day or pd.Timestamp.now(tz=LOCAL_TZ).date().isoformat()
+    day = (check_day(day, source="inspect", field="--date").isoformat() if day
+           else pd.Timestamp.now(tz=LOCAL_TZ).date().isoformat())
     try:
         rows = inspection_rows(entity, day, inspector, found, detail=detail)
     except ValueError as exc:
@@ -200,6 +202,15 @@ def inspect(entity, inspector, day, found, detail, grids, street, street_name, r
         if not entities["id"].eq(entity).any():
             raise click.BadParameter(f"no entity {entity!r} in layer entities",
                                      param_hint="ENTITY")
+        if target.has("inspections"):
+            done = target.read("inspections", where={"entity": [entity]})
+            same = done["inspector"].astype(str).eq(inspector) & \
+                pd.to_datetime(done["date"]).dt.date.astype(str).eq(day)
+            if same.any():
+                raise InputError([Problem(
+                    "inspect", None, "--date", f"{inspector} 对 {entity} 在 {day} 的检查已记录 "
+                    f"({inspector}'s inspection of {entity} on {day} is already recorded)",
+                    "duplicate inspection")], source="inspect")
         target.append("inspections", rows)
         inspections = target.read("inspections")
         involved = entities[entities["id"].isin(inspections.loc[inspections["finding"],
@@ -262,18 +273,35 @@ def events() -> None:
 @click.option("--id", "event_id", default=None, help="Event id. Default: EV-<time>-<random>.")
 @click.option("--resolve-within", type=click.FloatRange(min=0, min_open=True), default=None,
               metavar="HOURS", help="Deadline. Default: 24 for emergencies, none otherwise.")
+@click.option("--tolerance", type=click.FloatRange(min=0), default=None, metavar="METRES",
+              help="How far outside --grid the --lon/--lat point may lie. Default: 200 "
+                   "(gis_grid.events.GRID_TOLERANCE_M).")
 @store_option
 def report(kind, reporter, grid, lon, lat, grids, summary, at, event_id, resolve_within,
-           store):
-    """Report a new event (state reported)."""
+           tolerance, store):
+    """Report a new event (state reported).
+
+    Refused (exit 3, nothing stored, the reason in Chinese and English): a --grid that is
+    not in the grid layer; a point farther than --tolerance outside --grid, or farther
+    than 5 km outside the territory; a time in the future; an --id already used."""
     import shapely
 
-    from gis_grid.events import DEFAULT_LIMITS, TimeLimit, report_event
+    from gis_grid.events import (
+        DEFAULT_LIMITS,
+        GRID_TOLERANCE_M,
+        TimeLimit,
+        check_grid,
+        check_in_grid,
+        check_time,
+        report_event,
+    )
     from gis_grid.screening import locate
     from layers.store import open_store
 
     if (lon is None) != (lat is None):
         raise click.UsageError("give both --lon and --lat")
+    if at is not None:
+        check_time(at, source="events report", field="--at")
     point = shapely.Point(lon, lat) if lon is not None else None
     limits = dict(DEFAULT_LIMITS)
     if resolve_within is not None:
@@ -282,6 +310,12 @@ def report(kind, reporter, grid, lon, lat, grids, summary, at, event_id, resolve
     with open_store(store) as target:
         if point is not None:
             _check_place(target, point)
+        if grid is not None:
+            areas, _ = _areas(target, grids)
+            check_grid(grid, areas, source="events report", layer=grids or "grids")
+            if point is not None and areas is not None:
+                check_in_grid(point, grid, areas, source="events report",
+                              tolerance=GRID_TOLERANCE_M if tolerance is None else tolerance)
         if grid is None and point is not None:
             import geopandas as gpd
 
@@ -441,19 +475,26 @@ def show(event, store):
 @events.command()
 @click.option("--worker", required=True, help="Grid worker who patrolled.")
 @click.option("--grid", required=True, help="Grid patrolled.")
-@click.option("--date", "day", default=None, metavar="YYYY-MM-DD", callback=_when,
+@click.option("--date", "day", default=None, metavar="YYYY-MM-DD",
               help="Day patrolled. Default: today (China time).")
+@click.option("--grids", default=None, metavar="LAYER",
+              help="Grid layer --grid must be in (default as for screen).")
 @click.option("--note", default=None)
 @store_option
-def patrol(worker, grid, day, note, store):
-    """Record a day's patrol of a grid (每天巡查, C2): feeds 有人巡查 and patrol days."""
-    from gis_grid.events import LOCAL_TZ, PATROLS
+def patrol(worker, grid, day, grids, note, store):
+    """Record a day's patrol of a grid (每天巡查, C2): feeds 有人巡查 and patrol days.
+
+    Refused (exit 3, nothing stored): a --date not written YYYY-MM-DD, impossible or
+    after today; a --grid not in the grid layer; the same worker, grid and day twice."""
+    from gis_grid.events import LOCAL_TZ, check_day, check_grid, record_patrol
     from layers.store import open_store
 
-    day = pd.Timestamp(day).date() if day else pd.Timestamp.now(tz=LOCAL_TZ).date()
+    day = (check_day(day, source="events patrol", field="--date") if day
+           else pd.Timestamp.now(tz=LOCAL_TZ).date())
     with open_store(store) as target:
-        target.append(PATROLS, pd.DataFrame({"worker": [worker], "grid": [grid],
-                                             "date": [day], "note": [note]}))
+        areas, _ = _areas(target, grids)
+        check_grid(grid, areas, source="events patrol", layer=grids or "grids")
+        record_patrol(target, worker, grid, day, note)
     click.echo(f"recorded {worker}'s patrol of {grid} on {day}")
 
 
@@ -475,6 +516,8 @@ def stats(by, start, end, now, out, store):
     from layers.runner import run_job
     from layers.store import open_store
 
+    if start and end and pd.Timestamp(start) > pd.Timestamp(end):
+        raise click.BadParameter(f"--from {start} is after --to {end}", param_hint="--from")
     with open_store(store) as source:
         ran = run_job(source, EVENT_STATS, {"by": by, "start": start, "end": end,
                                             "now": now, "out": out})

@@ -211,3 +211,87 @@ def test_an_event_far_outside_the_territory_is_refused(store, lon, lat):
     run("events", "report", "--kind", "general", "--reporter", "王伟", "--lon",
         str(edge.x), "--lat", str(edge.y), "--summary", "x", "--store", store)
     assert len(gpkg.read("events")) == before + 1
+
+
+def _first_grid(store: str) -> gpd.GeoDataFrame:
+    gpkg = GeoPackageStore(store)
+    grids = gpkg.read("grids") if gpkg.has("grids") and len(gpkg.read("grids")) else \
+        gpkg.read("units")
+    return grids.iloc[[0]]
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--date", "2025-02-30"], "不是存在的日期"),
+    (["--date", "10/03/2025"], "YYYY-MM-DD"),
+    (["--date", "2999-01-01"], "晚于今天"),
+])
+def test_a_patrol_needs_a_real_past_day(store, args, words):
+    """Issue 16: dates are YYYY-MM-DD, real and not in the future; exit 3, nothing stored,
+    no traceback."""
+    code = str(_first_grid(store)["code"].iloc[0])
+    out = run("events", "patrol", "--worker", "W-1", "--grid", code, *args, "--store", store,
+              code=3)
+    assert words in out and "Traceback" not in out
+    gpkg = GeoPackageStore(store)
+    assert not gpkg.has("patrols") or len(gpkg.read("patrols")) == 0
+
+
+def test_patrols_and_events_need_a_grid_that_exists_and_count_once(store):
+    code = str(_first_grid(store)["code"].iloc[0])
+    out = run("events", "patrol", "--worker", "W-1", "--grid", "NOPE-GRID", "--store", store,
+              code=3)
+    assert "NOPE-GRID" in out and "不在图层" in out
+    out = run("events", "report", "--kind", "general", "--reporter", "W", "--grid",
+              "NOPE-GRID", "--summary", "x", "--store", store, code=3)
+    assert "NOPE-GRID" in out
+    run("events", "patrol", "--worker", "W-1", "--grid", code, "--date", "2026-03-02",
+        "--store", store)
+    out = run("events", "patrol", "--worker", "W-1", "--grid", code, "--date", "2026-03-02",
+              "--store", store, code=3)
+    assert "已记录" in out
+    assert len(GeoPackageStore(store).read("patrols")) == 1
+    run("events", "report", "--kind", "general", "--reporter", "W", "--grid", code,
+        "--summary", "x", "--id", "EV-DUP", "--store", store)
+    out = run("events", "report", "--kind", "general", "--reporter", "W", "--grid", code,
+              "--summary", "y", "--id", "EV-DUP", "--store", store, code=3)
+    assert "事件编号 EV-DUP 已存在" in out and "UNIQUE" not in out
+    out = run("events", "report", "--kind", "general", "--reporter", "W", "--grid", code,
+              "--summary", "x", "--at", "2999-01-01 08:00", "--store", store, code=3)
+    assert "晚于现在" in out
+
+
+def test_an_event_point_must_lie_in_its_grid(store):
+    grid = _first_grid(store)
+    code = str(grid["code"].iloc[0])
+    inside = grid.geometry.iloc[0].representative_point()
+    run("events", "report", "--kind", "general", "--reporter", "W", "--grid", code,
+        "--lon", str(inside.x), "--lat", str(inside.y), "--summary", "x", "--store", store)
+    other = GeoPackageStore(store).read("territory").geometry.iloc[0]
+    far = other.difference(grid.geometry.iloc[0].buffer(0.05)).representative_point()
+    out = run("events", "report", "--kind", "general", "--reporter", "W", "--grid", code,
+              "--lon", str(far.x), "--lat", str(far.y), "--summary", "x", "--store", store,
+              code=3)
+    assert "超过容差 200 米" in out
+    run("events", "report", "--kind", "general", "--reporter", "W", "--grid", code,
+        "--lon", str(far.x), "--lat", str(far.y), "--summary", "x", "--tolerance", "1e6",
+        "--store", store)
+
+
+def test_stats_refuses_a_period_that_ends_before_it_starts(store):
+    out = run("events", "stats", "--from", "2026-05-01", "--to", "2026-04-01", "--store",
+              store, code=2)
+    assert "--from 2026-05-01 is after --to 2026-04-01" in out
+
+
+def test_an_inspection_is_recorded_once_and_never_in_the_future(store):
+    entity = GeoPackageStore(store).read("entities")["id"].iloc[0]
+    out = run("inspect", entity, "--inspector", "王伟", "--found", "1", "--date",
+              "2999-01-01", "--store", store, code=3)
+    assert "晚于今天" in out
+    run("inspect", entity, "--inspector", "王伟", "--found", "1", "--date", "2026-10-01",
+        "--store", store)
+    out = run("inspect", entity, "--inspector", "王伟", "--found", "1", "--date",
+              "2026-10-01", "--store", store, code=3)
+    assert "检查已记录" in out
+    rows = GeoPackageStore(store).read("inspections")
+    assert len(rows[rows["entity"] == entity]) == len(set(rows["check"]))

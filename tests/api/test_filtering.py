@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -460,6 +461,33 @@ def test_gdal_ogr2ogr_where_is_sent_to_the_server(svc, tmp_path):
     assert {f["properties"]["institution"] for f in features} == {BANK_A}
     assert len(features) == int(((outlets["institution"] == BANK_A)
                                  & (outlets["tier"] == "助农点")).sum())
+
+
+_PYOGRIO = """
+import sys, pyogrio
+pyogrio.set_gdal_config_options({"GDAL_HTTP_AUTH": "BEARER", "GDAL_HTTP_BEARER": sys.argv[2],
+                                 "CPL_DEBUG": "ON"})
+frame = pyogrio.read_dataframe("OAPIF:" + sys.argv[1] + "/collections/outlets",
+                               where=sys.argv[3])
+print(sorted(frame["id"]))
+"""
+
+
+def test_pyogrio_gdal_where_is_sent_to_the_server(svc):
+    """The GDAL inside pyogrio's wheels (3.12) sends ``where`` as a CQL text filter too.
+    It runs in its own process: pyogrio holds the GIL while GDAL waits for the answer
+    from this process's server thread."""
+    where = "institution = 'YCB' OR tier = '助农点'"
+    outlets = _outlets(svc)
+    hit = (outlets["institution"] == "YCB") | (outlets["tier"] == "助农点")
+    for key, rows in [(svc.keys.regulator, hit),
+                      (svc.keys.admin_a, hit & (outlets["institution"] == BANK_A))]:
+        run = subprocess.run([sys.executable, "-c", _PYOGRIO, svc.url, key, where],
+                             capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert json.loads(run.stdout.strip().replace("'", '"')) == sorted(outlets.loc[rows, "id"])
+        sent = [line for line in run.stderr.splitlines() if "/items?" in line and "filter=" in line]
+        assert sent and "institution%20%3D%20'YCB'" in sent[-1]
 
 
 def test_dates_of_the_sample_are_what_the_temporal_tests_expect(svc):

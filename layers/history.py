@@ -349,6 +349,8 @@ def restored(name: str, change: Change, current: pd.DataFrame | None,
     if change.rows_before is None:
         return None
     if current is None:
+        if change.rows_after is None:  # the change deleted the layer: all of it comes back
+            return _in_schema_order(name, frame_from_records(change.old, spatial))
         raise StoreError(f"{name}: the layer no longer exists; cannot restore change "
                          f"{change.id}")
     current = current.reset_index(drop=True)
@@ -368,6 +370,16 @@ def restored(name: str, change: Change, current: pd.DataFrame | None,
     if isinstance(kept, gpd.GeoDataFrame):
         merged = gpd.GeoDataFrame(merged, geometry=kept.active_geometry_name, crs="EPSG:4326")
     return merged
+
+
+def _in_schema_order(name: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """The columns in the schema's order, the others after them as they come (a log
+    kept as jsonb on PostGIS does not keep the order of a row's fields)."""
+    schema = schema_for(name)
+    if schema is None:
+        return frame
+    first = [f for f in schema.field_names if f in frame.columns]
+    return frame[first + [c for c in frame.columns if c not in first]]
 
 
 def _typed(values: pd.Series, ftype: str) -> pd.Series:

@@ -22,7 +22,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from gis_grid.errors import InputError, Problem, StoreError
+from gis_grid.errors import InputError, LayerNotFound, Problem, StoreError
 from layers import history, integrity
 from layers._tables import check_layer_name
 from layers.history import Actor, Change
@@ -167,6 +167,23 @@ class Store(ABC):
             if problems:
                 raise integrity.IntegrityError(problems, source=source)
             return after
+
+        return self._change(name, make, actor, checked=True)
+
+    def remove(self, name: str, *, actor: Actor | None = None) -> Change:
+        """Delete layer ``name`` as a checked, logged change: refused
+        (``IntegrityError``) while rows of another layer refer to its keys."""
+        check_layer_name(name)
+        actor = actor or history.default_actor("delete")
+
+        def make(current, present, read):
+            if current is None:
+                raise LayerNotFound(name, self.url)
+            problems = integrity.check(name, current.iloc[:0], current, None,
+                                       present=present, read=read, source=f"delete {name}")
+            if problems:
+                raise integrity.IntegrityError(problems, source=f"delete {name}")
+            return None
 
         return self._change(name, make, actor, checked=True)
 

@@ -19,8 +19,13 @@ from gis_grid.cli.common import display, store_option
 @click.option("--households", type=click.IntRange(min=1), default=None,
               help="Total households to generate (default: a realistic total for the county, "
                    "Zigui ≈ 130,000).")
+@click.option("--ledger", "ledger_only", is_flag=True,
+              help="Only build the ledger (台账): one row per finest grid of each "
+                   "institution's grid layer in the store (run after gisgrid partition); "
+                   "replaces layer ledger.")
 @store_option
-def sample(county: str, seed: int, households: int | None, store: str | None) -> None:
+def sample(county: str, seed: int, households: int | None, ledger_only: bool,
+           store: str | None) -> None:
     """Build a sample territory from real county data and store its layers.
 
     \b
@@ -31,9 +36,28 @@ def sample(county: str, seed: int, households: int | None, store: str | None) ->
                entities — seeded, and labelled in each layer's `source` field.
 
     Writes the layers territory, townships, units, households, institutions, outlets,
-    devices, staff, ledger and entities, each replaced all-or-nothing.
+    devices, staff and entities, each replaced all-or-nothing. The ledger belongs to the
+    grids (a row per finest grid of its institution's grid layer), so it comes after the
+    partition: `gisgrid sample --county C --ledger` builds it for the grid layers the
+    store holds (`gisgrid demo` does so on its own).
     """
+    if ledger_only:
+        build_sample_ledger(seed, store)
+        return
     build_sample_store(county, seed, households, store)
+
+
+def build_sample_ledger(seed: int, store: str | None) -> int:
+    """Store the sample's ledger per finest grid of the store's grid layers."""
+    from layers.store import open_store
+    from layers.synthetic.ledger import store_grid_ledger
+
+    with open_store(store) as target:
+        ledger = store_grid_ledger(target, seed=seed)
+    counts = ledger.groupby("institution").size()
+    click.echo(f"stored {len(ledger)} ledger rows (one per finest grid): "
+               + ", ".join(f"{n} {bank}" for bank, n in counts.items()))
+    return len(ledger)
 
 
 def build_sample_store(county: str, seed: int, households: int | None, store: str | None) -> dict:
@@ -44,6 +68,8 @@ def build_sample_store(county: str, seed: int, households: int | None, store: st
 
     click.echo(f"building sample {county} (seed {seed}) …", err=True)
     frames = build_sample(county, seed=seed, households=households)
+    # Ledger rows belong to finest grids, which only a partition makes (--ledger).
+    frames.pop("ledger", None)
     with open_store(store) as target:
         for name, frame in tqdm(frames.items(), desc="writing layers", unit="layer",
                                 file=sys.stderr, disable=None):
@@ -52,7 +78,8 @@ def build_sample_store(county: str, seed: int, households: int | None, store: st
     counts = {name: len(frame) for name, frame in frames.items()}
     click.echo(f"stored in {display(url)}: "
                + ", ".join(f"{n} {name}" for name, n in counts.items())
-               + f" (holding {int(frames['households']['count'].sum())} households)")
+               + f" (holding {int(frames['households']['count'].sum())} households); "
+               "the ledger comes after a partition: gisgrid sample --ledger")
     return counts
 
 
@@ -65,14 +92,25 @@ def build_sample_store(county: str, seed: int, households: int | None, store: st
 @click.option("--crs", default=None, metavar="CRS",
               help="Coordinates of the file: an EPSG code (EPSG:4490, 4547 …), or gcj02 "
                    "(Amap, Tencent) / bd09 (Baidu). Default: the file's own, else WGS84.")
-@click.option("--lon-col", default="lon", show_default=True, help="CSV column of longitudes.")
-@click.option("--lat-col", default="lat", show_default=True, help="CSV column of latitudes.")
+@click.option("--lon-col", default="lon", show_default=True,
+              help="CSV / XLSX column of longitudes (经度 is found too when lon is absent).")
+@click.option("--lat-col", default="lat", show_default=True,
+              help="CSV / XLSX column of latitudes (纬度 is found too when lat is absent).")
 @click.option("--encoding", default=None,
               help="CSV text encoding. Default: UTF-8, falling back to GB18030 (covers GBK).")
 @click.option("--source-layer", default=None,
-              help="Layer inside a GeoPackage holding several.")
+              help="Layer inside a GeoPackage holding several (the sheet of an .xlsx).")
 @click.option("--fix-geometry", is_flag=True,
               help="Repair invalid polygons (self-intersections) instead of rejecting them.")
+@click.option("--max-outside", type=click.FloatRange(min=0), default=20.0, show_default=True,
+              metavar="KM",
+              help="Refuse points and shapes farther than this outside the territory (layer "
+                   "territory; without it the extent of units or townships, and with "
+                   "neither the check is skipped, as the output says).")
+@click.option("--problems", "problems_file", type=click.Path(dir_okay=False), default=None,
+              metavar="FILE",
+              help="When the file is refused, list every problem by row in FILE (.csv, or "
+                   ".xlsx with a sheet of counts by field and kind first).")
 @click.option("--mode", type=click.Choice(["replace", "append", "upsert", "delete"]),
               default=None,
               help="How the file changes a layer the store holds, by the layer's key: "
@@ -81,32 +119,45 @@ def build_sample_store(county: str, seed: int, households: int | None, store: st
                    "file's keys; the key column is enough). Required when the layer "
                    "exists; every mode is all or nothing and logged (gisgrid history).")
 @store_option
-def import_(file, layer, crs, lon_col, lat_col, encoding, source_layer, fix_geometry, mode,
-            store):
+def import_(file, layer, crs, lon_col, lat_col, encoding, source_layer, fix_geometry,
+            max_outside, problems_file, mode, store):
     """Check FILE and store it as a layer, all or nothing.
 
-    FILE may be GeoJSON, GeoPackage, a zipped Shapefile (.zip) or CSV with longitude and
-    latitude columns. Every value is checked against the layer's schema (fields, types,
-    enumerations, code formats, geometry type and validity) and against the layers it
-    refers to. Problems are listed all at once, each with its row or feature, field and
-    what is wrong — e.g. `outlets.csv row 17: lon 1130.2 out of range` — and then nothing
-    is stored (exit code 3).
+    FILE may be GeoJSON, GeoPackage, a zipped Shapefile (.zip), CSV or an Excel workbook
+    (.xlsx) with longitude and latitude columns. Columns may be named by the field names
+    or by the schema's Chinese titles (主体编号, 名称, 经度, 纬度 …: see gisgrid schema).
+    Every value is checked against the layer's schema (fields, types, enumerations, code
+    formats, geometry type and validity), against the layers it refers to, and every
+    point or shape against the territory (--max-outside). Problems are listed all at once,
+    first counted by field and kind, then each with its row or feature, field and what is
+    wrong — e.g. `outlets.csv row 17: lon 1130.2 out of range` — and then nothing is
+    stored (exit code 3); --problems FILE lists every one of them.
 
     A layer the store already holds needs --mode (else exit 2). References are checked
     against what the store holds now, both ways: a row pointing at an unknown key
     (an outlet's institution) and a change leaving rows of another layer pointing at a
     key it removes (devices at a deleted outlet) are refused, exit 3, naming them.
     """
+    from gis_grid.errors import InputError
     from layers.history import default_actor
+    from layers.reports import write_problems
     from layers.store import open_store
     from layers.transfer import import_file
 
     with open_store(store) as target:
-        report = import_file(target, file, layer, mode=mode,
-                             actor=default_actor(f"import --mode {mode or 'replace'}"),
-                             crs=crs, lon=lon_col, lat=lat_col,
-                             encoding=encoding, source_layer=source_layer,
-                             fix_geometry=fix_geometry)
+        try:
+            report = import_file(target, file, layer, mode=mode,
+                                 actor=default_actor(f"import --mode {mode or 'replace'}"),
+                                 crs=crs, lon=lon_col, lat=lat_col,
+                                 encoding=encoding, source_layer=source_layer,
+                                 fix_geometry=fix_geometry, max_outside=max_outside * 1000)
+        except InputError as refused:
+            if problems_file:
+                write_problems(refused.problems, problems_file)
+                click.echo(f"every problem: {problems_file}", err=True)
+            raise
+    for note in report.notes:
+        click.echo(f"note: {note}", err=True)
     fixed = f" ({report.repaired} geometries repaired)" if report.repaired else ""
     change = report.change
     counts = "" if change is None else (
@@ -137,16 +188,20 @@ def _parse_where(pairs: tuple[str, ...]) -> dict[str, object] | None:
               help="Only features whose FIELD equals VALUE (or any of several); repeatable.")
 @click.option("--encoding", default="utf-8", show_default=True,
               help="CSV encoding: utf-8 (written with a BOM so Excel shows Chinese) or gb18030.")
+@click.option("--headers", type=click.Choice(["zh", "en"]), default=None,
+              help="CSV / XLSX column headers: zh, the schema's Chinese titles and 经度/纬度 "
+                   "(default for .xlsx); en, the field names and lon/lat (default for .csv). "
+                   "import reads both back.")
 @store_option
-def export(layer, file, bbox, where, encoding, store):
+def export(layer, file, bbox, where, encoding, headers, store):
     """Write LAYER to FILE; the format follows the extension (.geojson, .gpkg, .zip for a
-    zipped Shapefile, .csv with lon/lat columns)."""
+    zipped Shapefile, .csv or .xlsx with lon/lat columns for points, or a table)."""
     from layers.store import open_store
     from layers.transfer import export_layer
 
     with open_store(store) as source:
         n = export_layer(source, layer, file, bbox=tuple(bbox) if bbox else None,
-                         where=_parse_where(where), encoding=encoding)
+                         where=_parse_where(where), encoding=encoding, headers=headers)
     click.echo(f"wrote {n} features of {layer} to {file}")
 
 
@@ -173,13 +228,17 @@ def layers_(as_json: bool, store: str | None) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @store_option
 def delete(layer: str, yes: bool, store: str | None) -> None:
-    """Remove LAYER from the store."""
+    """Remove LAYER from the store (logged: `gisgrid history LAYER --restore ID` brings it
+    back). Refused, exit 3, while rows of another layer refer to its keys (outlets to
+    institutions, devices to outlets), naming them."""
+    from layers.history import default_actor
     from layers.store import open_store
 
     if not yes:
         click.confirm(f"delete layer {layer}?", abort=True)
     with open_store(store) as target:
-        target.delete(layer)
-    click.echo(f"deleted {layer}")
+        change = target.remove(layer, actor=default_actor("delete"))
+    logged = f" (change {change.id})" if change.id is not None else ""
+    click.echo(f"deleted {layer}{logged}")
 
 

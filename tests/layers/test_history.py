@@ -145,3 +145,16 @@ def test_sql_inserts_and_deletes_are_logged(pg):
     assert {row["id"] for row in deleted.old} == {"D-1", "D-9"}
     store.restore("devices", deleted.id)
     assert sorted(store.read("devices")["id"]) == ["D-1", "D-2", "D-3", "D-9"]
+
+
+def test_deleting_a_layer_is_checked_logged_and_undone(filled):
+    store = filled
+    with pytest.raises(InputError, match="layer outlets refer through 'institution'"):
+        store.remove("institutions")
+    assert len(store.read("institutions")) == 3
+    before = store.read("devices")
+    gone = store.remove("devices", actor=ME)
+    assert not store.has("devices") and gone.rows_after is None
+    assert sorted(gone.removed) == ["D-1", "D-2", "D-3"]
+    store.restore("devices", gone.id)
+    assert_same(store.read("devices"), before)

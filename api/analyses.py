@@ -195,6 +195,12 @@ async def validate(request: Request, params: ValidateParameters, who: Caller, jo
     """Check a grid layer against the well-field rule (no gap, no overlap, nesting,
     one person per grid) as ``validate_grids`` does; a job whose result is the
     validation report (problems with WKT geometries in EPSG:4326)."""
+    return _submitted(request, await start_validate(params, who, jobs, provider))
+
+
+async def start_validate(params: ValidateParameters, who: Principal, jobs: JobManager,
+                         provider: Provider) -> dict:
+    """Queue the validate job for ``who`` (the /analyses and /processes way in)."""
     _forbid_worker(who)
     names = [n for n in (params.grids, params.territory, params.households, params.staff) if n]
     views = await _views(provider, who, names, aggregate=False)
@@ -216,8 +222,7 @@ async def validate(request: Request, params: ValidateParameters, who: Caller, jo
         progress(0.95, "writing the report")
         return plain(outcome.result.as_dict())
 
-    job = jobs.submit("validate", who.key_id, params.model_dump(), run)
-    return _submitted(request, job)
+    return jobs.submit("validate", who.key_id, params.model_dump(), run)
 
 
 # ------------------------------------------------------------------ coverage and parts
@@ -232,8 +237,10 @@ PARTS = {
 }
 
 
-async def _coverage_job(request: Request, part: str, params: CoverageParameters,
-                        who: Principal, jobs: JobManager, provider: Provider) -> JSONResponse:
+async def start_coverage(part: str, params: CoverageParameters, who: Principal,
+                         jobs: JobManager, provider: Provider) -> dict:
+    """Queue the coverage job for ``who``, answering with the ``part`` of its report
+    (``PARTS``): coverage (all), gaps, overlap or assessment."""
     _forbid_worker(who)
     if part in ("overlap", "assessment") and who.role != "regulator":
         raise Forbidden(f"the {part} compares institutions: it is the regulator's")
@@ -281,9 +288,13 @@ async def _coverage_job(request: Request, part: str, params: CoverageParameters,
         result["summary"] = report.summary()
         return plain(result)
 
-    job = jobs.submit(part, who.key_id, {**params.model_dump(), "institution": institution},
-                      run)
-    return _submitted(request, job)
+    return jobs.submit(part, who.key_id, {**params.model_dump(), "institution": institution},
+                       run)
+
+
+async def _coverage_job(request: Request, part: str, params: CoverageParameters,
+                        who: Principal, jobs: JobManager, provider: Provider) -> JSONResponse:
+    return _submitted(request, await start_coverage(part, params, who, jobs, provider))
 
 
 @router.post("/analyses/coverage", status_code=202, summary="Coverage and gap analysis")
@@ -324,6 +335,12 @@ async def assessment(request: Request, params: CoverageParameters, who: Caller, 
 async def placement(request: Request, params: PlacementParameters, who: Caller, jobs: Jobs,
                     provider: ProviderDep) -> JSONResponse:
     """``gisgrid place``: maximal covering (k sites) and set covering."""
+    return _submitted(request, await start_placement(params, who, jobs, provider))
+
+
+async def start_placement(params: PlacementParameters, who: Principal, jobs: JobManager,
+                          provider: Provider) -> dict:
+    """Queue the placement job for ``who``."""
     _forbid_worker(who)
     institution = _own_institution(who, params.institution)
     names = ["households", "units", "townships", "outlets", "devices"]
@@ -352,11 +369,10 @@ async def placement(request: Request, params: PlacementParameters, who: Caller, 
                    "sites": _geojson(r.sites)}
             for name, r in result["results"].items()}})
 
-    job = jobs.submit("placement", who.key_id,
-                      {**params.model_dump(exclude={"candidates"}),
-                       "institution": institution,
-                       "candidates": None if params.candidates is None else "inline"}, run)
-    return _submitted(request, job)
+    return jobs.submit("placement", who.key_id,
+                       {**params.model_dump(exclude={"candidates"}),
+                        "institution": institution,
+                        "candidates": None if params.candidates is None else "inline"}, run)
 
 
 def _candidates(collection: dict, crs: str | None):
@@ -375,14 +391,18 @@ def _candidates(collection: dict, crs: str | None):
 # -------------------------------------------------------------------------------- jobs
 
 
-@router.get("/jobs", tags=["jobs"], summary="Your analysis jobs")
+@router.get("/jobs", tags=["jobs"], summary="Your jobs (OGC API – Processes job list)")
 async def list_jobs(request: Request, who: Caller, jobs: Jobs) -> dict:
     base = str(request.base_url).rstrip("/")
-    return {"jobs": [status(j, base) for j in jobs.owned(who.key_id)]}
+    return {"jobs": [status(j, base) for j in jobs.owned(who.key_id)],
+            "links": [{"href": f"{base}/jobs", "rel": "self", "type": "application/json"}]}
 
 
 @router.get("/jobs/{jobId}", tags=["jobs"], summary="Status and progress of a job")
 async def job_status(request: Request, jobId: str, who: Caller, jobs: Jobs) -> dict:
+    """The job's status as OGC API – Processes' statusInfo (``status``: accepted,
+    running, successful, failed; ``progress`` in %) with the fields the /analyses
+    clients read (``state``: queued, running, done, failed; ``step``, ``error``)."""
     return status(jobs.get(jobId, who.key_id), str(request.base_url).rstrip("/"))
 
 

@@ -1,9 +1,11 @@
 """The FastAPI application: ``create_app(store_url, settings)``.
 
 Groups the endpoints by standard as tipg's factory does — OGC API – Features
-(``api.features``), vector tiles (``api.tiles``), analyses and jobs (``api.analyses``),
-uploads (``api.uploads``) — over one provider (``api.providers``) chosen by the store's
-kind. The store is opened when the app starts (lifespan) and closed when it stops.
+(``api.features``, with Part 5 schemas from ``api.schemas``), OGC API – Tiles
+(``api.tiles``), analyses and jobs (``api.analyses``) and the same analyses as OGC API –
+Processes (``api.processes``), uploads (``api.uploads``) — over one provider
+(``api.providers``) chosen by the store's kind. The store is opened when the app starts
+(lifespan) and closed when it stops.
 
 Example
 -------
@@ -23,7 +25,7 @@ from importlib.metadata import PackageNotFoundError, version
 import anyio
 from fastapi import FastAPI
 
-from api import analyses, errors, features, mappage, security, tiles, uploads
+from api import analyses, errors, features, mappage, processes, security, tiles, uploads
 from api.auth import KeyRing, read_keys
 from api.jobs import JobManager
 from api.providers import open_provider
@@ -77,16 +79,18 @@ def create_app(store_url: str | None = None, settings: Settings | None = None) -
 
     app = FastAPI(
         title=settings.title, version=_version(), lifespan=lifespan,
-        description="OGC API – Features (Part 1, Part 2 CRS), vector tiles, analyses and "
+        description="OGC API – Features (Part 1, Part 2 CRS, Part 3 filtering, Part 5 "
+                    "schemas), OGC API – Tiles, OGC API – Processes (the analyses) and "
                     "uploads for financial service grids (金融服务网格化). Authenticate "
-                    "with an API key: `Authorization: Bearer <token>` or `X-API-Key`.",
+                    "with an API key: `Authorization: Bearer <token>`, `X-API-Key`, or "
+                    "HTTP Basic with any user name and the key as the password.",
         docs_url="/docs", redoc_url=None, openapi_url="/openapi.json",
     )
     app.state.settings = settings
     errors.install(app)
     app.state.store_url = url
     mappage.install(app)
-    for module in (features, tiles, analyses, uploads, mappage):
+    for module in (features, tiles, analyses, processes, uploads, mappage):
         app.include_router(module.router)
     features.install_openapi(app)
     app.add_middleware(uploads.BodySizeLimit, limit=settings.max_upload_bytes)

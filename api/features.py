@@ -18,7 +18,7 @@ import anyio
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from api import html, tiles
+from api import html, processes, tiles
 from api.auth import read_rule
 from api.catalog import CRS84, JSON_TYPES, STORAGE, SUPPORTED_CRS, CollectionInfo
 from api.dependencies import (
@@ -62,6 +62,8 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-5/1.0/conf/core-roles-features",
     # OGC API – Tiles and the tile matrix set: api.tiles.
     *tiles.CONFORMANCE,
+    # OGC API – Processes: api.processes.
+    *processes.CONFORMANCE,
 ]
 GEOJSON = "application/geo+json"
 ProviderDep = Annotated[Provider, Depends(get_provider)]
@@ -107,6 +109,7 @@ async def landing(request: Request, fmt: Format) -> Response:
             _link(f"{base}/collections", "data", "application/json",
                   "the feature collections"),
             *tiles.landing_links(base),
+            *processes.landing_links(base),
         ],
     }
     if fmt == "html":

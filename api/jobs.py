@@ -1,9 +1,11 @@
 """Background jobs: long analyses run in a thread pool, polled by a status URL.
 
-``POST /analyses/<name>`` answers 202 with ``Location: /jobs/<id>``; ``GET /jobs/<id>``
-tells the state (``queued``, ``running``, ``done``, ``failed``), a progress fraction and
-the current step; ``GET /jobs/<id>/result`` gives the report once done. A job belongs to
-the API key that started it: anyone else gets 404.
+``POST /analyses/<name>`` answers 202 and ``POST /processes/<name>/execution`` 201, both
+with ``Location: /jobs/<id>``; ``GET /jobs/<id>`` tells the state as OGC API – Processes'
+statusInfo (``status``: accepted, running, successful, failed; ``progress`` in %) and as
+before (``state``: ``queued``, ``running``, ``done``, ``failed``; the current step);
+``GET /jobs/<id>/results`` (OGC) and ``/jobs/<id>/result`` give the report once done.
+A job belongs to the API key that started it: anyone else gets 404.
 
 A job runs in the server process that accepted it; its status and result are files in
 one folder (``GISGRID_API_JOBS_DIR``, set by ``gisgrid serve`` for all its workers), so
@@ -153,11 +155,34 @@ class JobManager:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
+#: The job states as OGC API – Processes names them (statusCode).
+OGC_STATUS = {"queued": "accepted", "running": "running", "done": "successful",
+              "failed": "failed"}
+REL_RESULTS = "http://www.opengis.net/def/rel/ogc/1.0/results"
+
+
 def status(job: dict, base: str) -> dict:
-    """The status document of a job, with its links (no owner)."""
-    links = [{"rel": "self", "href": f"{base}/jobs/{job['jobID']}",
-              "type": "application/json"}]
+    """The status document of a job (no owner): OGC API – Processes' statusInfo
+    (``jobID``, ``processID``, ``type``, ``status``, ``message``, ``created``,
+    ``started``, ``finished``, ``updated``, ``progress`` in whole percent, ``links``)
+    with the fields /analyses clients read: ``kind``, ``state``, ``step``, ``error``,
+    ``parameters``."""
+    url = f"{base}/jobs/{job['jobID']}"
+    links = [{"rel": "self", "href": url, "type": "application/json",
+              "title": "this status"}]
     if job["state"] == "done":
-        links.append({"rel": "result", "href": f"{base}/jobs/{job['jobID']}/result",
-                      "type": "application/json"})
-    return {k: v for k, v in job.items() if k != "owner"} | {"links": links}
+        links.append({"rel": REL_RESULTS, "href": f"{url}/results",
+                      "type": "application/json", "title": "the results"})
+        links.append({"rel": "result", "href": f"{url}/result",
+                      "type": "application/json", "title": "the report alone"})
+    info = {
+        "jobID": job["jobID"], "processID": job["kind"], "type": "process",
+        "status": OGC_STATUS.get(job["state"], job["state"]),
+        "message": job["error"] if job["state"] == "failed" else job["step"],
+        "created": job["created"], "started": job["started"],
+        "finished": job["finished"],
+        "updated": job["finished"] or job["started"] or job["created"],
+        "progress": int(round(100 * float(job["progress"]))),
+    }
+    legacy = {k: v for k, v in job.items() if k not in info and k != "owner"}
+    return {**info, **legacy, "links": links}

@@ -41,7 +41,7 @@ def result(svc, status, key):
 
 def test_validate_reports_as_validate_grids(svc):
     status = run_job(svc, "validate", svc.keys.regulator, {"grids": "grids"})
-    assert status["state"] == "done" and status["progress"] == 1.0
+    assert status["state"] == "done" and status["progress"] == 100  # per cent (OGC)
     report = result(svc, status, svc.keys.regulator)
     assert set(report) >= {"ok", "parameters", "counts", "problems"}
     assert report["parameters"]["grids"] == len(svc.sample.layers["grids"])

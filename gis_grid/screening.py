@@ -369,8 +369,9 @@ def risk_reports(inspections: pd.DataFrame, entities: pd.DataFrame,
     inspections
         Rows of ``inspection_rows`` (layer ``inspections``).
     entities
-        Entities with ``id`` and, as available, ``name``, ``grid`` and ``unit`` (the
-        township is taken from the unit code).
+        Entities with ``id`` and, as available, ``name``, ``grid``, ``unit`` (the
+        township is taken from the unit code) and ``township`` (the township holding the
+        entity's point, used where the unit is missing).
     routing
         The remit of the street's disposal office; default ``Routing()``.
 
@@ -403,6 +404,9 @@ def risk_reports(inspections: pd.DataFrame, entities: pd.DataFrame,
     reports["grid"] = ids.map(info["grid"]) if "grid" in info else pd.NA
     units = ids.map(info["unit"]) if "unit" in info else pd.Series(pd.NA, index=ids.index)
     reports["township"] = township_of(units)
+    if "township" in info:  # where the unit is missing: the township holding the point
+        located = ids.map(info["township"]).astype("string")
+        reports["township"] = reports["township"].astype("string").fillna(located)
     if routing.street is not None:
         territory = reports["township"].eq(routing.street).fillna(False)
     else:

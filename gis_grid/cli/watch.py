@@ -177,11 +177,13 @@ def inspect(entity, inspector, day, found, detail, grids, street, street_name, r
       9 其他违法违规或风险隐患         other
 
     Appends nine rows (one per check, with the date, inspector and finding) to layer
-    inspections. A visit with any finding is a risk report: layer risk_reports is
-    re-derived from all inspections and each report routed (A4) — to the street's
-    disposal office (街道处置办) when every check found is within its remit and the
-    entity is in its territory, else back to the city financial office (市金融办) to be
-    re-routed, with the reason.
+    inspections. A visit with any finding is a risk report, routed once, now (A4), and
+    appended to layer risk_reports — to the street's disposal office (街道处置办) when
+    every check found is within its remit and the entity is in its territory, else back
+    to the city financial office (市金融办) to be re-routed, with the reason. Earlier
+    reports keep their route. The entity's township is its unit's, else the township
+    its point lies in; --street must be a township of layer townships. The same visit
+    (entity, inspector, day) is recorded once.
 
     Example: gisgrid inspect ENT-00010 --inspector 王伟 --found 5 --detail "承诺年化12%"
     """
@@ -211,15 +213,32 @@ def inspect(entity, inspector, day, found, detail, grids, street, street_name, r
                     "inspect", None, "--date", f"{inspector} 对 {entity} 在 {day} 的检查已记录 "
                     f"({inspector}'s inspection of {entity} on {day} is already recorded)",
                     "duplicate inspection")], source="inspect")
-        target.append("inspections", rows)
-        inspections = target.read("inspections")
-        involved = entities[entities["id"].isin(inspections.loc[inspections["finding"],
-                                                                "entity"])].copy()
+        townships = target.read("townships") if target.has("townships") else None
+        if routing.street is not None and townships is not None and \
+                routing.street not in set(townships["code"].astype(str)):
+            raise InputError([Problem(
+                "inspect", None, "--street", f"{routing.street} 不是本辖区的乡镇街道代码 (is not "
+                f"a township of layer townships: "
+                f"{', '.join(sorted(townships['code'].astype(str))[:5])} …)",
+                "unknown township")], source="inspect")
+        involved = entities[entities["id"].eq(entity)].copy()
         areas, _ = _areas(target, grids)
         if areas is not None:
             involved["grid"] = locate(involved, areas)
-        reports = risk_reports(inspections, involved, routing)
-        target.write("risk_reports", reports)
+        if townships is not None:
+            involved["township"] = locate(involved, townships, leaves=False)
+        # A report is routed once, when the visit is recorded: earlier reports keep the
+        # route they were given (the routing of later visits may differ).
+        reports = risk_reports(rows, involved, routing)
+        if len(reports) and target.has("risk_reports"):
+            used = set(target.read("risk_reports", where={"entity": [entity]})["id"])
+            clash = reports["id"].isin(used)
+            reports.loc[clash, "id"] = reports.loc[clash, "id"] + "-" + inspector
+        target.append("inspections", rows)
+        if len(reports):
+            target.append("risk_reports", reports)
+        every = (target.read("risk_reports") if target.has("risk_reports")
+                 else reports)
     found_now = rows.loc[rows["finding"], "check"].tolist()
     click.echo(f"recorded the inspection of {entity} on {day} by {inspector}: "
                f"{len(found_now)} of {len(RISK_CHECKS)} checks found")
@@ -228,9 +247,9 @@ def inspect(entity, inspector, day, found, detail, grids, street, street_name, r
                          & (reports["date"].astype(str) == str(pd.Timestamp(day).date()))
                          & (reports["inspector"] == inspector)].iloc[0]
         click.echo(f"risk report {report['id']} → {report['handler']}: {report['reason']}")
-    click.echo(f"risk_reports: {len(reports)} reports "
-               f"({int((reports['route'] == 'street').sum())} to the street, "
-               f"{int((reports['route'] == 'city').sum())} back to the city)")
+    click.echo(f"risk_reports: {len(every)} reports "
+               f"({int((every['route'] == 'street').sum())} to the street, "
+               f"{int((every['route'] == 'city').sum())} back to the city)")
 
 
 @click.group()

@@ -295,3 +295,46 @@ def test_an_inspection_is_recorded_once_and_never_in_the_future(store):
     assert "检查已记录" in out
     rows = GeoPackageStore(store).read("inspections")
     assert len(rows[rows["entity"] == entity]) == len(set(rows["check"]))
+
+
+def test_a_routed_report_keeps_its_route(store):
+    """Issue 16 (A4): a report is routed once, when its visit is recorded; a later
+    inspection with another street's remit does not rewrite it."""
+    gpkg = GeoPackageStore(store)
+    entities = gpkg.read("entities")
+    entity, unit = entities[["id", "unit"]].dropna().iloc[0]
+    street = unit[:9] + "000"
+    run("inspect", entity, "--inspector", "王伟", "--date", "2026-05-01", "--found", "1",
+        "--street", street, "--street-name", "茅坪镇", "--store", store)
+    first = gpkg.read("risk_reports").set_index("id")
+    assert (first["route"] == "street").all() and len(first) == 1
+    other = next(c for c in gpkg.read("townships")["code"].astype(str) if c != street)
+    run("inspect", entity, "--inspector", "王伟", "--date", "2026-05-02", "--found", "1",
+        "--street", other, "--store", store)
+    after = gpkg.read("risk_reports").set_index("id")
+    assert len(after) == 2
+    pd.testing.assert_frame_equal(after.loc[first.index], first)   # untouched
+    assert (after.drop(first.index)["route"] == "city").all()       # the new one, routed now
+
+
+def test_a_street_must_be_a_township(store):
+    entity = GeoPackageStore(store).read("entities")["id"].iloc[0]
+    out = run("inspect", entity, "--inspector", "王伟", "--found", "1", "--date",
+              "2026-05-01", "--street", "999", "--store", store, code=3)
+    assert "999 不是本辖区的乡镇街道代码" in out
+    assert not GeoPackageStore(store).has("inspections") or \
+        len(GeoPackageStore(store).read("inspections")) == 0
+
+
+def test_the_township_comes_from_the_point_when_the_unit_is_missing(store):
+    gpkg = GeoPackageStore(store)
+    entities = gpkg.read("entities")
+    entity, unit = entities[["id", "unit"]].dropna().iloc[0]
+    entities.loc[entities["id"] == entity, "unit"] = None
+    gpkg.write("entities", entities)
+    street = unit[:9] + "000"
+    run("inspect", entity, "--inspector", "王伟", "--date", "2026-05-01", "--found", "1",
+        "--street", street, "--store", store)
+    report = gpkg.read("risk_reports").iloc[0]
+    assert report["township"] == street and report["route"] == "street"
+    assert "不明" not in report["reason"]

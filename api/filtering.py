@@ -45,7 +45,7 @@ from pygeofilter.cql2 import TEMPORAL_PREDICATES_MAP
 from pygeofilter.parsers.cql2_json import parse as parse_cql2_json
 from pygeofilter.parsers.cql2_text import parser as cql2_text_module
 
-from api.catalog import CRS84, Column, ItemsQuery, OutputCRS, View
+from api.catalog import CRS84, Column, ItemsQuery, OutputCRS, View, find_crs
 from api.errors import InvalidParameter
 
 #: ``filter-lang`` values: the two CQL2 encodings, and the draft name GDAL 3.6 sends.
@@ -307,8 +307,7 @@ def parse_filter(text: str, lang: str | None) -> ast.Node:
 
 
 def parse_filter_crs(value: str | None) -> OutputCRS:
-    from api.catalog import find_crs
-
+    """The CRS of a filter's geometry literals (CRS84 unless ``filter-crs`` says)."""
     if value is None:
         return CRS84
     crs = find_crs(value)
@@ -328,7 +327,7 @@ _SPATIAL = {ast.GeometryIntersects: "intersects", ast.GeometryDisjoint: "disjoin
             ast.GeometryOverlaps: "overlaps", ast.GeometryEquals: "equals"}
 _TEMPORAL = {ast.TimeAfter: "after", ast.TimeBefore: "before", ast.TimeDuring: "during",
              ast.TimeOverlaps: "intersects", ast.TimeEquals: "equals",
-             ast.TimeDisjoint: "disjoint", ast.TimeContains: "intersects"}
+             ast.TimeDisjoint: "disjoint"}
 _TYPE_WORDS = {"str": "text", "int": "an integer", "float": "a number", "bool": "a boolean",
                "date": "a date", "datetime": "a timestamp"}
 
@@ -361,12 +360,18 @@ class _Checker:
         if self.terms > MAX_TERMS:
             raise InvalidFilter(f"filter: more than {MAX_TERMS} terms")
         if isinstance(node, ast.And | ast.Or):
-            kind = Both if isinstance(node, ast.And) else Either
-            parts: list[Expr] = []
-            for side in (node.lhs, node.rhs):
-                part = self.condition(side, depth + 1)
-                parts.extend(part.terms if isinstance(part, kind) else (part,))
-            return kind(tuple(parts))
+            # A chain of one operator (`a AND b AND …`, nested left-deep by the parser) is
+            # one flat term list: its length is limited by MAX_TERMS, not by MAX_DEPTH.
+            same = type(node)
+            operands, stack = [], [node]
+            while stack:
+                item = stack.pop()
+                if type(item) is same:
+                    stack.extend((item.rhs, item.lhs))
+                else:
+                    operands.append(item)
+            kind = Both if same is ast.And else Either
+            return kind(tuple(self.condition(o, depth + 1) for o in operands))
         if isinstance(node, ast.Not):
             return Not(self.condition(node.sub_node, depth + 1))
         if isinstance(node, ast.Include):
@@ -871,14 +876,13 @@ def to_mask(expr: Expr, frame: pd.DataFrame) -> np.ndarray:
         if isinstance(e, Temporal):
             start = None if e.start is None else _scalar(e.start, e.column)
             end = None if e.end is None else _scalar(e.end, e.column)
-            values_ = s.to_numpy()
             if e.op == "after":
                 hits = (s > end).to_numpy() if end is not None else np.zeros(len(s), bool)
             elif e.op == "before":
                 hits = (s < start).to_numpy() if start is not None else np.zeros(len(s), bool)
             else:
                 strict = e.op == "during"
-                hits = np.ones(len(values_), dtype=bool)
+                hits = np.ones(len(s), dtype=bool)
                 if start is not None:
                     hits &= ((s > start) if strict else (s >= start)).to_numpy()
                 if end is not None:

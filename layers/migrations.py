@@ -43,6 +43,10 @@ referencing layer still point at. The store's own appends and updates set
 which checks in Python before it writes). The reference table and the keys of the
 layer kinds are the SQL functions ``gisgrid_references()`` and ``gisgrid_layer_keys()``,
 made from the model and brought up to date by every ``migrate`` when the model changed.
+
+Migration 5 does the same for ``TRUNCATE`` (a statement trigger ``gisgrid_rows_truncate``
+BEFORE it): refused while rows of a referencing layer point at the table's keys, else
+logged with every row it removes.
 """
 
 from __future__ import annotations
@@ -539,6 +543,122 @@ def _v4_history_and_references(schema: str) -> list[sql.Composable]:
     ]
 
 
+_BEFORE_TRUNCATE = """
+CREATE OR REPLACE FUNCTION {s}.gisgrid_before_truncate()
+RETURNS trigger LANGUAGE plpgsql AS $fn$
+DECLARE
+    layer text := TG_TABLE_NAME;
+    v_kind text := split_part(TG_TABLE_NAME, '__', 1);
+    trusted boolean := coalesce(current_setting('gisgrid.trusted', true), '') = 'on';
+    cols text[];
+    ref record;
+    referrer text;
+    target regclass;
+    found bigint;
+    sample text;
+    v_removed jsonb;
+    v_old jsonb;
+    n_before bigint;
+BEGIN
+    IF layer ~ {staging} THEN
+        RETURN NULL;
+    END IF;
+    SELECT array_agg(attname::text) INTO cols FROM pg_attribute
+     WHERE attrelid = TG_RELID AND attnum > 0 AND NOT attisdropped;
+    IF NOT trusted THEN
+        FOR ref IN SELECT r.kind AS rkind, r.field, r.target_key
+                     FROM {s}.gisgrid_references() r
+                    WHERE r.target = layer ORDER BY r.kind, r.field LOOP
+            CONTINUE WHEN NOT ref.target_key = ANY(cols);
+            FOR referrer IN SELECT c.name FROM {catalog} c
+                             WHERE split_part(c.name, '__', 1) = ref.rkind
+                               AND c.name !~ {staging}
+                               AND to_regclass(format('%I.%I', TG_TABLE_SCHEMA, c.name))
+                                   IS NOT NULL
+                             ORDER BY c.name LOOP
+                target := to_regclass(format('%I.%I', TG_TABLE_SCHEMA, referrer));
+                CONTINUE WHEN NOT EXISTS (SELECT 1 FROM pg_attribute a
+                    WHERE a.attrelid = target AND a.attname = ref.field AND NOT a.attisdropped);
+                EXECUTE format('SELECT count(*), array_to_string((array_agg(id ORDER BY id))'
+                               '[1:10], '', '') FROM (SELECT %4$s id FROM %1$s x'
+                               ' WHERE x.%2$I::text IN (SELECT t.%3$I::text FROM %5$s t)) y',
+                               target, ref.field, ref.target_key,
+                               {s}.gisgrid_key_expr(target, ref.rkind, 'x'),
+                               TG_RELID::regclass)
+                    INTO found, sample;
+                IF found > 0 THEN
+                    RAISE EXCEPTION USING ERRCODE = 'foreign_key_violation',
+                        MESSAGE = format('%s: %s row(s) of layer %s refer through %s to'
+                                         ' keys this change removes: %s%s', layer, found,
+                                         referrer, ref.field, sample,
+                                         CASE WHEN found > 10
+                                              THEN format(' … (%s in all)', found)
+                                              ELSE '' END),
+                        HINT = 'change or remove those rows first';
+                END IF;
+            END LOOP;
+        END LOOP;
+    END IF;
+    EXECUTE format('SELECT coalesce(jsonb_agg(%s), ''[]''), coalesce(jsonb_agg(%s), ''[]''),'
+                   ' count(*) FROM %s x', {s}.gisgrid_key_expr(TG_RELID, v_kind, 'x'),
+                   '(to_jsonb(x) - ''fid'' - ''geom'')' || CASE WHEN 'geom' = ANY(cols)
+                   THEN ' || jsonb_build_object(''geom'', encode(ST_AsBinary(x.geom), ''hex''))'
+                   ELSE '' END, TG_RELID::regclass)
+        INTO v_removed, v_old, n_before;
+    IF n_before > 0 THEN
+        INSERT INTO {history} (layer, who, how, added, changed, removed, old, rows_before,
+                               rows_after)
+        VALUES (layer,
+                coalesce(nullif(current_setting('gisgrid.who', true), ''),
+                         session_user || ' (' || coalesce(nullif(current_setting(
+                             'application_name', true), ''), 'SQL') || ')'),
+                coalesce(nullif(current_setting('gisgrid.how', true), ''), 'SQL TRUNCATE'),
+                '[]', '[]', v_removed, v_old, n_before, 0);
+    END IF;
+    RETURN NULL;
+END
+$fn$"""
+
+_GUARD_5 = """
+CREATE OR REPLACE FUNCTION {s}.gisgrid_guard(tbl regclass)
+RETURNS void LANGUAGE plpgsql AS $fn$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl
+                   AND tgname = 'gisgrid_rows_insert') THEN
+        EXECUTE format('CREATE TRIGGER gisgrid_rows_insert AFTER INSERT ON %s REFERENCING'
+                       ' NEW TABLE AS gisgrid_new FOR EACH STATEMENT EXECUTE FUNCTION'
+                       ' %I.gisgrid_after_rows()', tbl, {schema});
+        EXECUTE format('CREATE TRIGGER gisgrid_rows_update AFTER UPDATE ON %s REFERENCING'
+                       ' OLD TABLE AS gisgrid_old NEW TABLE AS gisgrid_new FOR EACH'
+                       ' STATEMENT EXECUTE FUNCTION %I.gisgrid_after_rows()', tbl, {schema});
+        EXECUTE format('CREATE TRIGGER gisgrid_rows_delete AFTER DELETE ON %s REFERENCING'
+                       ' OLD TABLE AS gisgrid_old FOR EACH STATEMENT EXECUTE FUNCTION'
+                       ' %I.gisgrid_after_rows()', tbl, {schema});
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl
+                   AND tgname = 'gisgrid_rows_truncate') THEN
+        EXECUTE format('CREATE TRIGGER gisgrid_rows_truncate BEFORE TRUNCATE ON %s'
+                       ' FOR EACH STATEMENT EXECUTE FUNCTION %I.gisgrid_before_truncate()',
+                       tbl, {schema});
+    END IF;
+END
+$fn$"""
+
+
+def _v5_truncate(schema: str) -> list[sql.Composable]:
+    """TRUNCATE by other clients: refused while referenced, else logged with the rows it
+    removes (a statement trigger BEFORE TRUNCATE on every layer table)."""
+    s = sql.Identifier(schema)
+    catalog = sql.Identifier(schema, CATALOG_TABLE)
+    return [
+        sql.SQL(_BEFORE_TRUNCATE).format(s=s, catalog=catalog,
+                                         history=sql.Identifier(schema, HISTORY_TABLE),
+                                         staging=sql.Literal(_STAGING)),
+        sql.SQL(_GUARD_5).format(s=s, schema=sql.Literal(schema)),
+        sql.SQL(_GUARD_ALL).format(s=s, catalog=catalog, schema=sql.Literal(schema)),
+    ]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "postgis extension and layer catalog", _v1_catalog),
     Migration(2, "grid invariants: check functions and row trigger", _v2_grid_invariants),
@@ -546,6 +666,7 @@ MIGRATIONS: tuple[Migration, ...] = (
               _v3_generation),
     Migration(4, "change log, references: history table, row triggers",
               _v4_history_and_references),
+    Migration(5, "change log, references: TRUNCATE", _v5_truncate),
 )
 
 
@@ -578,7 +699,7 @@ def migrate(conn: psycopg.Connection, schema: str) -> list[int]:
                     sql.Identifier(schema, MIGRATIONS_TABLE)),
                 [migration.version, migration.name])
             applied_now.append(migration.version)
-        if 4 not in applied_now:
+        if 4 not in applied_now and 4 in done | set(applied_now):
             _refresh_model_functions(conn, schema)
     return applied_now
 

@@ -158,3 +158,19 @@ def test_deleting_a_layer_is_checked_logged_and_undone(filled):
     assert sorted(gone.removed) == ["D-1", "D-2", "D-3"]
     store.restore("devices", gone.id)
     assert_same(store.read("devices"), before)
+
+
+def test_other_clients_truncate_is_refused_while_referenced_and_logged(pg):
+    store, location = pg
+    with psycopg.connect(location.url, autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.ForeignKeyViolation,
+                           match="layer devices refer through outlet.*D-1, D-2, D-3"):
+            conn.execute(sql.SQL("TRUNCATE {}").format(
+                sql.Identifier(location.schema, "outlets")))
+        conn.execute(sql.SQL("TRUNCATE {}").format(
+            sql.Identifier(location.schema, "devices")))
+    assert len(store.read("outlets")) == 3 and len(store.read("devices")) == 0
+    entry = store.history("devices", with_old=True)[-1]
+    assert entry.how == "SQL TRUNCATE" and sorted(entry.removed) == ["D-1", "D-2", "D-3"]
+    store.restore("devices", entry.id)
+    assert sorted(store.read("devices")["id"]) == ["D-1", "D-2", "D-3"]

@@ -137,6 +137,11 @@ class _ScopedWrite:
     def layers(self) -> list[LayerInfo]:
         return self.inner.layers()
 
+    def read(self, name: str, **kwargs):
+        # The import's checks read the store as it is: the territory for the place check,
+        # the institution's grids for the ledger (layers.checks.store_problems).
+        return self.inner.read(name, **kwargs)
+
     def _mine(self, frame: pd.DataFrame) -> np.ndarray:
         mask = np.ones(len(frame), dtype=bool)
         for column, allowed in self.scope.items():

@@ -93,6 +93,8 @@ def finest_grids(grids: pd.DataFrame) -> np.ndarray:
     [False, True, True, True]
     """
     n = len(grids)
+    if n == 0:  # str.rpartition of no rows has no columns to pick
+        return np.zeros(0, dtype=bool)
     code = _clean(grids["code"] if "code" in grids else [None] * n).fillna("")
     level = (pd.to_numeric(grids["level"], errors="coerce").fillna(1).astype(int).to_numpy()
              if "level" in grids else np.ones(n, int))

@@ -20,7 +20,7 @@ import pandas as pd
 import pyproj
 import shapely
 
-from gis_grid.errors import Problem
+from gis_grid.errors import Problem, StoreError
 from gis_grid.geometry import MULTIPOLYGON, polygonal, type_names
 from gis_grid.model import STORAGE_CRS, Field, LayerSchema, field_titles_zh, schema_for
 from gis_grid.naming import layer_kind
@@ -159,10 +159,21 @@ def check_layer(
     rows = _labels(frame, schema, labels)
     problems: list[Problem] = []
 
-    def report(mask: np.ndarray, field: str | None, message, kind: str | None = None) -> None:
-        for i in np.flatnonzero(mask):
-            text = message(i) if callable(message) else message
-            problems.append(Problem(source, rows[i], field, text, kind))
+    def report(mask: np.ndarray, field: str | None, message, kind: str | None = None,
+               values: pd.Series | None = None, quoted: bool = True) -> None:
+        """One problem per row of ``mask``: ``message`` as is, or after the row's value
+        (from ``values``, quoted or not). Only the rows found bad are formatted."""
+        at = np.flatnonzero(mask)
+        if not len(at):
+            return
+        if values is None:
+            texts = [message] * len(at)
+        else:
+            shown = values.to_numpy(dtype=object, na_value=None)[at]
+            texts = ([f"{v!r} {message}" for v in shown] if quoted
+                     else [f"{v} {message}" for v in shown])
+        problems.extend(Problem(source, rows[i], field, text, kind)
+                        for i, text in zip(at, texts, strict=True))
 
     if schema is not None:
         renamed = field_columns(list(frame.columns), layer)
@@ -187,28 +198,25 @@ def check_layer(
                 report(blank, f.name, "is empty but required")
             values, bad, why = _convert(f, raw, blank)
             if bad.any():
-                shown = raw.astype("string")
-                report(bad, f.name, lambda i, s=shown, w=why: f"{s.iloc[i]!r} {w}", why)
+                report(bad, f.name, why, why, values=raw.astype("string"))
             ok = ~blank & ~bad
             if f.enum is not None:
                 outside = ok & ~values.isin(f.enum).to_numpy(dtype=bool, na_value=False)
                 allowed = f"is not one of {', '.join(f.enum)}"
-                report(outside, f.name,
-                       lambda i, v=values, a=allowed: f"{v.iloc[i]!r} {a}", allowed)
+                report(outside, f.name, allowed, allowed, values=values)
             if f.pattern is not None:
                 mismatch = ok & ~values.astype("string").str.fullmatch(f.pattern).to_numpy(
                     dtype=bool, na_value=False)
                 expected = f"does not match {f.pattern}"
-                report(mismatch, f.name,
-                       lambda i, v=values, e=expected: f"{v.iloc[i]!r} {e}", expected)
+                report(mismatch, f.name, expected, expected, values=values)
             if f.minimum is not None:
                 low = ok & (values < f.minimum).to_numpy(dtype=bool, na_value=False)
-                report(low, f.name, lambda i, v=values, m=f.minimum: f"{v.iloc[i]} is below {m:g}",
-                       f"is below {f.minimum:g}")
+                below = f"is below {f.minimum:g}"
+                report(low, f.name, below, below, values=values, quoted=False)
             if f.maximum is not None:
                 high = ok & (values > f.maximum).to_numpy(dtype=bool, na_value=False)
-                report(high, f.name, lambda i, v=values, m=f.maximum: f"{v.iloc[i]} is above {m:g}",
-                       f"is above {f.maximum:g}")
+                above = f"is above {f.maximum:g}"
+                report(high, f.name, above, above, values=values, quoted=False)
             frame[f.name] = values
         key = schema.key
         if key and key in frame.columns:
@@ -219,8 +227,23 @@ def check_layer(
         for part, whole in schema.extra.get("not_above", ()):
             if part in frame.columns and whole in frame.columns:
                 above = (frame[part] > frame[whole]).to_numpy(dtype=bool, na_value=False)
-                report(above, part, lambda i, p=part, w=whole: (
-                    f"{frame[p].iloc[i]} is more than {w} {frame[w].iloc[i]}"))
+                at = np.flatnonzero(above)
+                parts = frame[part].to_numpy(dtype=object, na_value=None)[at]
+                wholes = frame[whole].to_numpy(dtype=object, na_value=None)[at]
+                problems.extend(
+                    Problem(source, rows[i], part, f"{a} is more than {whole} {b}",
+                            f"is more than {whole}")
+                    for i, a, b in zip(at, parts, wholes, strict=True))
+        # Columns beyond the schema are kept as they come, but an empty text cell is a
+        # missing value, as in the schema's own fields (CSV and XLSX cannot tell them apart).
+        for column in frame.columns:
+            if column in schema.field_names or column == geometry_name:
+                continue
+            values = frame[column]
+            if pd.api.types.is_string_dtype(values) or values.dtype == object:
+                blank = _is_blank(values)
+                if blank.any():
+                    frame[column] = values.where(~blank, None)
 
     if schema is not None and schema.spatial and not isinstance(frame, gpd.GeoDataFrame):
         problems.append(Problem(source, None, "geometry",
@@ -318,6 +341,9 @@ def _check_geometry(frame, schema, rows, source, problems, fix_geometry):
 
 #: How far outside the territory a point or shape may lie before it is refused (metres).
 MAX_OUTSIDE_M = 20_000.0
+
+#: How far outside an offset datum (GCJ-02, BD-09) can put a point (metres, generous).
+DATUM_REACH_M = 2_000.0
 
 #: Layers the place check leaves alone: the territory itself and the fan-out's books.
 _NOT_PLACED = ("territory",)
@@ -441,15 +467,24 @@ def place_problems(
         suggest(inside(raw), f"; its numbers are longitude/latitude degrees but were read as "
                 f"{name}: give --crs EPSG:4326 (or leave --crs out)",
                 f" (degrees read as {name}?)")
-    if datum is None:
+    # The offset datums move a point by 100 m to about 1 km: only rows that close to the
+    # territory can be explained by one.
+    close = np.flatnonzero((causes == "") & (far_m < DATUM_REACH_M))
+
+    def datum_hint(moved: np.ndarray, cause: str, kind: str) -> None:
+        mask = np.zeros(len(at), bool)
+        mask[close] = inside(moved)
+        suggest(mask, cause, kind)
+
+    if len(close) and datum is None:
         for offset, who in (("gcj02", "GCJ-02 (Amap, Tencent)"), ("bd09", "BD-09 (Baidu)")):
-            suggest(inside(to_wgs84(chosen, offset)),
-                    f"; it looks like {who} coordinates read as WGS84: give --crs {offset}",
-                    f" ({offset} read as WGS84?)")
-    else:
-        suggest(inside(from_wgs84(chosen, datum)),
-                f"; it looks like WGS84 already, shifted again by --crs {datum}: leave "
-                "--crs out", f" (WGS84 shifted as {datum}?)")
+            datum_hint(to_wgs84(chosen[close], offset),
+                       f"; it looks like {who} coordinates read as WGS84: give --crs {offset}",
+                       f" ({offset} read as WGS84?)")
+    elif len(close):
+        datum_hint(from_wgs84(chosen[close], datum),
+                   f"; it looks like WGS84 already, shifted again by --crs {datum}: leave "
+                   "--crs out", f" (WGS84 shifted as {datum}?)")
     limit = f"{max_outside / 1000:g} km"
     problems = []
     for i, d, cause, kind in zip(at, far_m, causes, kinds, strict=True):
@@ -484,45 +519,76 @@ def _to_metric(geoms: np.ndarray, metric) -> np.ndarray:
 def ledger_problems(store, frame: pd.DataFrame, *, source: str,
                     labels: Sequence[str]) -> list[Problem]:
     """A ledger row (台账) belongs to a finest grid of its institution's grid layer
-    (``grids__<institution>``, ``gis_grid.naming.grid_layer``). Rows of an institution
-    whose layer is not partitioned yet are refused with that reason; a grid code not in
-    the layer, or of a grid that has sub-grids, is refused by row."""
-    from gis_grid.naming import grid_layer
+    (``grids__<institution>``, ``gis_grid.naming.grid_layer``; failing that, the grids of
+    the institution in the store's other grid layers, so a store keeping a bank's grids
+    as plain ``grids`` works too). Rows of an institution with no grids yet are refused
+    with that reason; a grid code not among its grids, or of a grid that has sub-grids,
+    is refused by row."""
+    from gis_grid.naming import grid_layer, is_staging
     from gis_grid.staffing import finest_grids
 
     if "grid" not in frame.columns or "institution" not in frame.columns:
         return []
     present = {info.name for info in store.layers()}
+    others = sorted(n for n in present if layer_kind(n) == "grids" and not is_staging(n))
     institution = frame["institution"].astype("string")
     grid = frame["grid"].astype("string")
     problems: list[Problem] = []
     for bank in institution.dropna().unique():  # a few institutions per ledger
         rows = (institution == bank).to_numpy(dtype=bool, na_value=False)
+        idx = np.flatnonzero(rows)
         layer = grid_layer(str(bank))
-        if layer not in present:
-            why = (f"the grid layer {layer} of institution {bank!r} is not in the store: "
-                   f"partition it first (gisgrid partition --institution {bank}); ledger "
-                   "rows belong to its finest grids")
+        if layer in present:
+            grids, where = _read_grids(store, layer), layer
+        else:
+            found = [f for f in (_grids_of(store, n, str(bank)) for n in others) if len(f)]
+            grids = pd.concat(found, ignore_index=True) if found else None
+            where = f"the grids of {bank} in layer {' / '.join(others)}"
+        if grids is None or not len(grids):
+            why = (f"institution {bank!r} has no grids yet (no layer {layer}): partition "
+                   f"first (gisgrid partition --institution {bank}); ledger rows belong to "
+                   "its finest grids")
             problems += [Problem(source, labels[i], "grid", why, "grid layer not partitioned")
-                         for i in np.flatnonzero(rows)]
+                         for i in idx]
             continue
-        grids = store.read(layer, columns=["code", "level", "parent"])
         codes = grids["code"].astype("string")
         leaf = set(codes[finest_grids(grids)])
-        known = set(codes)
         have = grid[rows]
-        unknown = ~have.isin(known).to_numpy(dtype=bool, na_value=True)
-        coarse = ~unknown & ~have.isin(leaf).to_numpy(dtype=bool, na_value=False)
-        idx = np.flatnonzero(rows)
-        for i in idx[unknown & have.notna().to_numpy()]:
+        named = have.notna().to_numpy()
+        unknown = named & ~have.isin(set(codes)).to_numpy(dtype=bool, na_value=False)
+        coarse = named & ~unknown & ~have.isin(leaf).to_numpy(dtype=bool, na_value=False)
+        for i in idx[unknown]:
             problems.append(Problem(source, labels[i], "grid",
-                                    f"{grid.iloc[i]!r} is not a grid of {layer}",
+                                    f"{grid.iloc[i]!r} is not a grid of {where}",
                                     "is not a grid of the institution's layer"))
         for i in idx[coarse]:
             problems.append(Problem(source, labels[i], "grid",
-                                    f"{grid.iloc[i]!r} has sub-grids in {layer}; ledger rows "
+                                    f"{grid.iloc[i]!r} has sub-grids in {where}; ledger rows "
                                     "belong to its finest grids", "is not a finest grid"))
     return problems
+
+
+def _read_grids(store, layer: str, *more: str) -> pd.DataFrame | None:
+    """``layer``'s code, level and parent (and ``more``) columns; parent and level are
+    optional in the schema, so they are left out when the layer lacks them. None when it
+    has no code (or lacks one of ``more``)."""
+    for columns in (["code", "level", "parent"], ["code", "level"], ["code"]):
+        try:
+            return store.read(layer, columns=[*columns, *more])
+        except (StoreError, KeyError, ValueError):
+            continue
+    return None
+
+
+def _grids_of(store, layer: str, institution: str) -> pd.DataFrame:
+    """The code, level and parent of ``institution``'s grids in ``layer`` (none when the
+    layer has no institution column)."""
+    grids = _read_grids(store, layer, "institution")
+    if grids is None:
+        return pd.DataFrame()
+    mine = (grids["institution"].astype("string") == institution).to_numpy(
+        dtype=bool, na_value=False)
+    return grids.loc[mine].reset_index(drop=True)
 
 
 def store_problems(

@@ -456,12 +456,22 @@ def _text_table(
     points = gpd.GeoDataFrame(frame.drop(columns=[lon_col, lat_col]), geometry=geoms)
     points = _to_storage(points, src, datum)
 
+    if geographic and len(y_bad):
+        # A latitude beyond ±90 beside a longitude within ±90 (China lies at 73–135°E):
+        # the columns are most likely exchanged.
+        pos = y_bad["position"].to_numpy()
+        with np.errstate(invalid="ignore"):
+            swapped = ((np.abs(y[pos]) > 90) & (np.abs(y[pos]) <= 180)
+                       & (np.abs(x[pos]) <= 90))
+        y_bad.loc[swapped, "message"] += (f"; {lon_col} and {lat_col} look swapped: check "
+                                          "which column is which")
+        y_bad.loc[swapped, "kind"] += " (lon/lat swapped?)"
     # One problem per bad value, row by row, lon before lat: the order a user fixes them.
     bad = pd.concat([x_bad.assign(order=0), y_bad.assign(order=1)])
     bad = bad.sort_values(["position", "order"], kind="stable")
-    problems = [Problem(source, labels[pos], column, message)
-                for pos, column, message in zip(bad["position"], bad["field"], bad["message"],
-                                                 strict=True)]
+    problems = [Problem(source, labels[pos], column, message, kind)
+                for pos, column, message, kind in zip(bad["position"], bad["field"],
+                                                      bad["message"], bad["kind"], strict=True)]
     if not geographic:
         # Rows with unparsable values have no geometry, so these never repeat a problem.
         points, more = _range_problems(
@@ -500,10 +510,12 @@ def _coordinate_problems(
     messages[missing] = "is missing"
     messages[not_number] = [f'"{v.strip()}" is not a number' for v in raw[not_number]]
     messages[out_of_range] = [f"{v.strip()} {why}" for v in raw[out_of_range]]
+    kinds = np.full(len(values), "", dtype=object)
+    kinds[missing], kinds[not_number], kinds[out_of_range] = "is missing", "is not a number", why
     bad = missing | not_number | out_of_range
     positions = np.flatnonzero(bad)
     problems = pd.DataFrame({"position": positions, "field": column,
-                             "message": messages[positions]})
+                             "message": messages[positions], "kind": kinds[positions]})
     return numbers, ~bad, problems
 
 
@@ -862,7 +874,10 @@ def _write_geojson(frame: pd.DataFrame, path: Path, name: str) -> None:
     with warnings.catch_warnings():
         # A table has no SRS to set; RFC 7946 fixes it anyway.
         warnings.filterwarnings("ignore", message="No SRS set", category=RuntimeWarning)
-        _write_ogr(frame, path, name, driver="GeoJSON", layer_options={"RFC7946": "YES"})
+        # RFC 7946 mode rounds to 7 decimals (~1 cm) unless told otherwise; 15 keeps every
+        # bit of a double, so an export imports back unchanged.
+        _write_ogr(frame, path, name, driver="GeoJSON",
+                   layer_options={"RFC7946": "YES", "COORDINATE_PRECISION": "15"})
 
 
 def shapefile_names(columns: list[str]) -> dict[str, str]:

@@ -19,8 +19,14 @@ import numpy as np
 import pandas as pd
 
 from gis_grid.errors import GisGridError, InputError, Problem
-from gis_grid.model import schema_for
-from layers.checks import check_layer, sort_problems
+from gis_grid.model import LAT_ZH, LON_ZH, field_titles_zh, schema_for
+from layers.checks import (
+    MAX_OUTSIDE_M,
+    check_layer,
+    field_columns,
+    sort_problems,
+    store_problems,
+)
 from layers.files import read_file, shapefile_names, write_file
 from layers.history import Actor, Change, key_columns
 from layers.store import MODES, Store, check_layer_name
@@ -49,6 +55,8 @@ class ImportReport:
     repaired: int
     mode: str = "replace"
     change: Change | None = None
+    #: What the user should know though nothing was wrong (a check skipped, and why).
+    notes: tuple[str, ...] = ()
 
     @property
     def total(self) -> int | None:
@@ -120,6 +128,7 @@ def import_file(
     encoding: str | None = None,
     source_layer: str | None = None,
     fix_geometry: bool = False,
+    max_outside: float | None = MAX_OUTSIDE_M,
 ) -> ImportReport:
     """Read ``path``, check it as layer ``layer`` and apply it in ``mode`` (see
     ``layers.store.MODES``; None: only for a layer the store does not hold), all or
@@ -128,6 +137,10 @@ def import_file(
     Raises ``InputError`` with every problem found (the schema's, the keys', the
     references'), ``ModeRequired`` without a mode for an existing layer; the store is
     then unchanged. A file of rows to delete needs only the layer's key column(s).
+    Columns may carry the schema's Chinese titles (``gis_grid.model.field_titles_zh``).
+    Points and shapes farther than ``max_outside`` metres outside the store's territory
+    are refused by row (None: not checked), and ledger rows must name a finest grid of
+    their institution's grid layer (``layers.checks.store_problems``).
 
     Examples
     --------
@@ -141,6 +154,9 @@ def import_file(
     if Path(path).suffix.lower() in (".zip", ".shp"):
         raw = _restore_shapefile_names(raw, layer)
     labels = raw.labels or [f"feature {i + 1}" for i in range(len(raw.frame))]
+    titled = field_columns(list(raw.frame.columns), layer)
+    if titled:
+        raw = replace(raw, frame=raw.frame.rename(columns=titled))
     if mode == "delete":
         frame = _keys_only(raw, layer, labels)
         change = store.change(layer, frame, mode, actor=actor, source=raw.source,
@@ -150,18 +166,20 @@ def import_file(
                                   fix_geometry=fix_geometry)
     # A row whose coordinates could not be read is already reported by the reader; the
     # schema check's "geometry is missing" for it would only repeat that.
-    raw_problems = _drop_optional_missing(raw.problems, layer, lon, lat)
+    raw_problems = _drop_optional_missing(raw.problems, layer, *(raw.coordinates or (lon, lat)))
     unreadable = {p.where for p in raw_problems}
     problems = [p for p in problems if not (p.field == "geometry" and p.where in unreadable
                                             and "missing" in p.message)]
-    problems = sort_problems(raw_problems + problems, labels)
+    placed, notes = store_problems(store, layer, frame, source=raw.source, labels=labels,
+                                   max_outside=max_outside, crs=raw.crs, datum=raw.datum)
+    problems = sort_problems(raw_problems + problems + placed, labels)
     if problems:
         raise InputError(problems, source=raw.source)
     repaired = 0
     if fix_geometry and hasattr(raw.frame, "geometry"):
         repaired = int((~raw.frame.geometry.geom_equals_exact(frame.geometry, 0)).sum())
     change = store.change(layer, frame, mode, actor=actor, source=raw.source, labels=labels)
-    return ImportReport(layer, raw.source, len(frame), repaired, mode, change)
+    return ImportReport(layer, raw.source, len(frame), repaired, mode, change, tuple(notes))
 
 
 def _keys_only(raw, layer: str, labels: list[str]) -> pd.DataFrame:
@@ -203,11 +221,22 @@ def export_layer(
     bbox: tuple[float, float, float, float] | None = None,
     where: dict[str, object] | None = None,
     encoding: str = "utf-8",
+    headers: str | None = None,
 ) -> int:
     """Write a stored layer (or the part of it in ``bbox`` / matching ``where``) to a file
-    whose format follows its extension. Returns the number of features written."""
+    whose format follows its extension. Returns the number of features written.
+
+    ``headers`` (CSV and XLSX): ``zh`` names the columns by the schema's Chinese titles
+    and the coordinates 经度/纬度, ``en`` by the field names; default ``zh`` for .xlsx
+    (a sheet for people), ``en`` for .csv. ``import`` reads either back."""
     frame = store.read(layer, bbox=bbox, where=where)
-    write_file(frame, path, layer=layer, encoding=encoding)
+    suffix = Path(path).suffix.lower()
+    if headers is None:
+        headers = "zh" if suffix == ".xlsx" else "en"
+    options: dict = {}
+    if headers == "zh" and suffix in (".csv", ".xlsx"):
+        options = {"titles": field_titles_zh(layer), "lon": LON_ZH, "lat": LAT_ZH}
+    write_file(frame, path, layer=layer, encoding=encoding, **options)
     return len(frame)
 
 

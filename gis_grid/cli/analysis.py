@@ -36,6 +36,18 @@ def _warn(meta) -> None:
         click.echo(f"gisgrid: warning: {line}", err=True)
 
 
+
+def _period(ctx, param, value):
+    """A ledger period is checked by its form before any work, ledger or not."""
+    import re
+
+    from gis_grid.model import PERIOD
+
+    if value is not None and not re.fullmatch(PERIOD, value):
+        raise click.BadParameter(f"{value!r} is not a period: YYYY-MM or YYYY-Qn (2026-06, "
+                                 "2026-Q2)")
+    return value
+
 @click.command()
 @store_option
 @click.option("--institution", default=None, metavar="ID",
@@ -54,8 +66,8 @@ def _warn(meta) -> None:
               help="Phase year whose targets the files are measured against (year 1: "
                    "villages 40 %, urban residents 40 %, merchants/parks/firms 50 %, rural "
                    "households 70 %; year 2 and 3: 100 %).")
-@click.option("--period", default=None, metavar="YYYY-MM",
-              help="Ledger period to use. Default: the latest.")
+@click.option("--period", default=None, metavar="YYYY-MM", callback=_period,
+              help="Ledger period to use (YYYY-MM or YYYY-Qn). Default: the latest.")
 @click.option("--data-date", default=None,
               help="The date the data describe, stated in the report. Default: the ledger "
                    "period.")

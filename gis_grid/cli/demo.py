@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from gis_grid.cli.data import build_sample_store
+from gis_grid.cli.data import build_sample_ledger, build_sample_store
 from gis_grid.errors import GisGridError
 from gis_grid.naming import grid_layer
 
@@ -30,7 +30,8 @@ def demo(ctx, out: str, county: str, seed: int, households: int | None,
     \b
     1. sample     build the sample territory (real boundary and divisions, synthetic demand)
     2. partition  nested grids for the lead bank (NSH: township, village, ~300 households)
-                 and the postal bank (YCB: outlet service areas, ~300 households)
+                 and the postal bank (YCB: outlet service areas, ~300 households); then
+                 the ledger (台账), one row per finest grid of each bank
     3. validate   check the lead bank's grids are a well-field partition
     4. coverage   access, shares, service blanks, gaps, files, staffing, ranking
     5. map        the interactive offline map
@@ -59,6 +60,8 @@ def demo(ctx, out: str, county: str, seed: int, households: int | None,
         ctx.invoke(partition, institution=bank, level1=one, level2=two, level3=three,
                    store=store, out=str(folder / f"partition-{bank}"))
         outputs[f"grids of {bank}"] = f"layer {grid_layer(bank)}, {folder / f'partition-{bank}'}"
+    # The ledger belongs to the grids: built once they exist, checked as an import.
+    build_sample_ledger(seed, store)
     step("3/6 validate")
     try:
         ctx.invoke(validate, layer=grid_layer("NSH"), store=store, out=str(folder / "validation"))

@@ -89,15 +89,39 @@ def _needed(target: np.ndarray, total: np.ndarray, achieved: np.ndarray) -> np.n
     return np.maximum(0, np.ceil(target * total - 1e-9) - achieved).astype(np.int64)
 
 
+def _grid_positions(codes: np.ndarray, owners: np.ndarray | None,
+                    grids: gpd.GeoDataFrame | None) -> np.ndarray:
+    """Row of ``grids`` holding each ledger grid, -1 if none. A ledger row names a grid
+    of its institution's layer (grids__nsh), and two banks' layers may use one code, so
+    a grid is matched by institution and code where both sides say whose it is, else
+    (the government grid's rows, a ledger without owners) by code alone."""
+    if grids is None or not len(grids):
+        return np.full(len(codes), -1)
+    gcode = _text(grids["code"])
+    pos = np.full(len(codes), -1)
+    if owners is not None and "institution" in grids:
+        def pairs(who: np.ndarray, code: np.ndarray) -> np.ndarray:
+            return (pd.Series(who, dtype=object).fillna("").astype(str) + "\x1f"
+                    + pd.Series(code, dtype=object).fillna("").astype(str)).to_numpy(object)
+
+        pos = _positions(pairs(_text(grids["institution"]), gcode), pairs(owners, codes))
+    rest = pos < 0
+    if rest.any():
+        pos[rest] = _positions(gcode, codes[rest])
+    return pos
+
+
 def _grid_kinds(codes: np.ndarray, units: gpd.GeoDataFrame | None,
-                grids: gpd.GeoDataFrame | None) -> tuple[np.ndarray, np.ndarray]:
+                grids: gpd.GeoDataFrame | None, owners: np.ndarray | None = None,
+                ) -> tuple[np.ndarray, np.ndarray]:
     """Kind (urban / rural / None) and unit code of each ledger grid: the unit holding the
-    grid's interior point where the grids layer has the grid, else the unit whose code
-    the grid's code starts with; the grid's own ``kind`` wins where it has one."""
+    grid's interior point where the grids layer has the grid (matched with its owner,
+    ``owners``, the ledger rows' institutions), else the unit whose code the grid's code
+    starts with (a ledger kept by village); the grid's own ``kind`` wins where it has
+    one."""
     kind = np.full(len(codes), None, dtype=object)
     unit = np.full(len(codes), None, dtype=object)
-    gpos = (_positions(_text(grids["code"]), codes) if grids is not None and len(grids)
-            else np.full(len(codes), -1))
+    gpos = _grid_positions(codes, owners, grids)
     if units is not None and len(units):
         ucode = _text(units["code"])
         ukind = _text(units["kind"]) if "kind" in units else np.full(len(units), None)
@@ -196,7 +220,7 @@ def files_vs_targets(
         led = led.loc[_text(led["period"]) == period]
     led = led.reset_index(drop=True)
     codes = _text(led["grid"])
-    kind, unit = _grid_kinds(codes, units, grids)
+    kind, unit = _grid_kinds(codes, units, grids, _text(led["institution"]))
     num = {c: pd.to_numeric(led[c], errors="coerce").fillna(0).to_numpy(np.int64)
            for c in needed_cols[2:]}
     g = pd.DataFrame({"grid": codes, "institution": _text(led["institution"]), "unit": unit,

@@ -562,6 +562,9 @@ def test_import_gives_back_field_names_a_shapefile_shortened(tmp_path):
         geometry=shapely.points([110.70, 110.75], [30.90, 30.95]), crs="EPSG:4326")
     pyogrio.write_dataframe(frame, tmp_path / "outlets.shp", encoding="UTF-8")
     store = GeoPackageStore(tmp_path / "store.gpkg")
+    store.write("institutions", pd.DataFrame({"id": ["农商行", "邮储银行"],
+                                              "name": ["农商行", "邮储银行"],
+                                              "type": ["农村商业银行", "邮政储蓄银行"]}))
     report = import_file(store, tmp_path / "outlets.shp", "outlets")
     assert report.count == 2
     back = store.read("outlets")
@@ -571,6 +574,6 @@ def test_import_gives_back_field_names_a_shapefile_shortened(tmp_path):
     pyogrio.write_dataframe(frame.drop(columns="INSTITUTIO"), tmp_path / "bad.shp",
                             encoding="UTF-8")
     with pytest.raises(InputError) as caught:
-        import_file(store, tmp_path / "bad.shp", "outlets")
+        import_file(store, tmp_path / "bad.shp", "outlets", mode="replace")
     assert any(p.field == "institution" for p in caught.value.problems)
     assert store.read("outlets")["id"].tolist() == ["O-1", "O-2"]  # left as it was

@@ -388,3 +388,101 @@ def test_gauss_kruger_series_matches_pyproj():
         assert central_meridian(crs) == cm
         assert "CGCS2000" in crs.name
     assert metric_crs((-3.0, 50.0, -2.0, 51.0)).to_epsg() == 32630  # abroad: UTM
+
+
+# ----------------------------------------------------------------------------- ledger per grid
+
+
+@pytest.fixture(scope="module")
+def gridded(tmp_path_factory) -> tuple:
+    """A small Zigui sample in a GeoPackage with NSH's grids (no ledger yet)."""
+    from layers.gpkg import GeoPackageStore
+    from layers.synthetic import sample_grids
+
+    layers = build_sample("420527", households=5_000)
+    grids = sample_grids(layers)
+    grids["institution"] = "NSH"
+    path = tmp_path_factory.mktemp("ledger") / "s.gpkg"
+    with GeoPackageStore(path) as store:
+        for name in ("territory", "townships", "units", "institutions"):
+            store.write(name, layers[name])
+        store.write("grids__nsh", grids)
+    return path, layers, grids
+
+
+def test_sample_ledger_is_one_row_per_finest_grid_of_each_partitioned_bank(gridded):
+    from gis_grid.coverage import files_vs_targets
+    from gis_grid.staffing import finest_grids
+    from layers.gpkg import GeoPackageStore
+    from layers.synthetic.ledger import grid_ledger, store_grid_ledger
+
+    path, layers, grids = gridded
+    with GeoPackageStore(path) as store:
+        ledger = store_grid_ledger(store, seed=3)
+        stored = store.read("ledger")
+    leaves = set(grids.loc[finest_grids(grids), "code"])
+    assert len(stored) == len(leaves) == len(ledger)
+    assert set(stored["grid"]) == leaves and set(stored["institution"]) == {"NSH"}
+    assert (stored["households_files"] <= stored["households_total"]).all()
+    # The grids' households are the ledger's totals; same seed, same figures.
+    by_code = grids.set_index("code")["households"]
+    assert (stored.set_index("grid")["households_total"]
+            == by_code.loc[stored["grid"]].to_numpy()).all()
+    pd.testing.assert_frame_equal(grid_ledger({"NSH": grids}, seed=3), ledger,
+                                  check_dtype=False)
+    # Coverage's files figures find each grid's village by location, not by code.
+    files = files_vs_targets(stored, units=layers["units"], grids=grids)
+    assert files.grids["unit"].notna().all() and files.grids["kind"].notna().all()
+    part = files.institutions.set_index(["scope", "metric"]).loc[("institution",
+                                                                  "participation")]
+    assert part["achieved"] > 0 and part["total"] == len(layers["units"])
+
+
+def test_ledger_rows_off_the_finest_grids_are_refused_with_the_reason(gridded, tmp_path):
+    from click.testing import CliRunner
+
+    from gis_grid.cli import main
+    from layers.gpkg import GeoPackageStore
+
+    path, _, grids = gridded
+    with GeoPackageStore(path) as store:
+        if "ledger" in {i.name for i in store.layers()}:
+            store.delete("ledger")
+    coarse = grids.loc[grids["level"] == 1, "code"].iloc[0]
+    fine = grids.loc[grids["level"] == 3, "code"].iloc[0]
+    rows = pd.DataFrame({
+        "网格": [fine, coarse, "420527-999", fine], "机构": ["NSH", "NSH", "NSH", "YCB"],
+        "期间": "2026-06", "住户总数": 10, "已建档住户": 5, "商户总数": 1, "已建档商户": 0,
+        "小微企业总数": 0, "已建档小微企业": 0})
+    file = tmp_path / "台账.csv"
+    rows.to_csv(file, index=False)
+    result = CliRunner().invoke(main, ["import", str(file), "--layer", "ledger",
+                                       "--store", str(path)])
+    assert result.exit_code == 3, result.output
+    assert "row 2" not in result.output
+    assert f"row 3: grid '{coarse}' has sub-grids in grids__nsh" in result.output
+    assert "row 4: grid '420527-999' is not a grid of grids__nsh" in result.output
+    assert "row 5: grid institution 'YCB' has no grids yet (no layer grids__ycb)" \
+        in result.output
+    with GeoPackageStore(path) as store:
+        assert "ledger" not in {i.name for i in store.layers()}
+    ok = rows.iloc[:1]
+    ok.to_csv(file, index=False)
+    result = CliRunner().invoke(main, ["import", str(file), "--layer", "ledger",
+                                       "--store", str(path)])
+    assert result.exit_code == 0, result.output
+
+
+def test_sample_ledger_before_any_partition_is_refused(tmp_path):
+    from click.testing import CliRunner
+
+    from gis_grid.cli import main
+    from layers.gpkg import GeoPackageStore
+
+    path = tmp_path / "bare.gpkg"
+    with GeoPackageStore(path) as store:
+        store.write("institutions", build_sample("420527", households=2_000)["institutions"])
+    result = CliRunner().invoke(main, ["sample", "--county", "420527", "--ledger",
+                                       "--store", str(path)])
+    assert result.exit_code == 3, result.output
+    assert "no institution's grid layer is partitioned yet" in result.output

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -595,9 +595,20 @@ def five_haves(events: pd.DataFrame, patrols: pd.DataFrame | None = None) -> pd.
     return out
 
 
+#: Patrols each grid needs per day (C2: 坚持每天巡查).
+DAILY_PATROLS = 1
+#: The monthly score's parts and weights (C4, 定期考核): patrols against the daily
+#: requirement, events not overdue, events with all five haves. Events count as met
+#: where a grid had none.
+SCORE_WEIGHTS = {"patrol_rate": 0.5, "on_time": 0.3, "five_haves_share": 0.2}
+#: A grid is named in the notice (通报) below this patrol rate or with an overdue event.
+NOTICE_PATROL_RATE = 0.8
+
+
 def assessment(events: pd.DataFrame, patrols: pd.DataFrame | None = None, *,
                by: str = "grid", start: object | None = None, end: object | None = None,
-               now: object | None = None, limits: Mapping[str, TimeLimit] | None = None
+               now: object | None = None, limits: Mapping[str, TimeLimit] | None = None,
+               grids: Iterable[str] | None = None, daily: int = DAILY_PATROLS
                ) -> pd.DataFrame:
     """The periodic assessment (C4) per grid or per worker.
 
@@ -612,13 +623,21 @@ def assessment(events: pd.DataFrame, patrols: pd.DataFrame | None = None, *,
         inclusive (default: all).
     now
         When overdue is judged (default now).
+    grids
+        Every grid assessed (by grid: the finest grids of the grid layer): each gets a
+        row, zeros included, even without events or patrols.
+    daily
+        Patrols required per grid per day (:data:`DAILY_PATROLS`).
 
     Returns
     -------
     One row per grid or worker: ``events``; ``kind_<kind>`` and ``state_<state>`` counts;
     ``resolve_hours_median`` / ``_mean`` (report to resolution); ``overdue`` (events
     that are or were overdue); ``five_haves`` (events with all five); ``patrol_days``
-    (distinct days patrolled).
+    (distinct days patrolled); ``days`` (of the period: ``start`` to ``end``, else the
+    days from the first to the last event or patrol); ``patrol_rate`` (patrol days ÷
+    days × ``daily``, at most 1); ``on_time`` and ``five_haves_share`` (of the events; 1
+    without events); ``score`` (:data:`SCORE_WEIGHTS` × 100) and ``rank`` (1 best).
     """
     if by not in ("grid", "worker"):
         raise ValueError("assessment: by must be 'grid' or 'worker'")
@@ -653,7 +672,58 @@ def assessment(events: pd.DataFrame, patrols: pd.DataFrame | None = None, *,
         table["patrol_days"] = patrol_days
     else:
         table["patrol_days"] = 0
+    if grids is not None and by == "grid":
+        table = table.reindex(table.index.union(pd.Index(list(grids), dtype="string")))
     counts = [c for c in table.columns if not c.startswith("resolve_hours")]
     table[counts] = table[counts].fillna(0).astype(np.int64)
+    table["days"] = _period_days(first, last, events, patrols)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        required = table["days"].to_numpy(float) * max(int(daily), 1)
+        table["patrol_rate"] = np.round(np.minimum(
+            np.where(required > 0, table["patrol_days"] / required, 0.0), 1.0), 4)
+        n = table["events"].to_numpy(float)
+        table["on_time"] = np.round(np.where(n > 0, 1 - table["overdue"] / n, 1.0), 4)
+        table["five_haves_share"] = np.round(np.where(n > 0, table["five_haves"] / n, 1.0),
+                                             4)
+    table["score"] = np.round(100 * sum(w * table[c] for c, w in SCORE_WEIGHTS.items()), 1)
+    table["rank"] = table["score"].rank(ascending=False, method="min").astype(np.int64)
     table.index.name = by
     return table.sort_index().reset_index()
+
+
+def _period_days(first: dt.date, last: dt.date, events: pd.DataFrame,
+                 patrols: pd.DataFrame | None) -> int:
+    """Days of the assessed period: ``first`` to ``last`` when both are given, else the
+    days the records span (at least 1)."""
+    if first != dt.date.min and last != dt.date.max:
+        return (last - first).days + 1
+    days = list(local_days(events["reported_at"])) if len(events) else []
+    if patrols is not None and len(patrols):
+        days += [d for d in pd.Series(patrols["date"], dtype=object)
+                 if first <= d <= last]
+    days = [d for d in days if isinstance(d, dt.date)]
+    if not days:
+        return 1
+    lo = first if first != dt.date.min else min(days)
+    hi = last if last != dt.date.max else max(days)
+    return max((hi - lo).days + 1, 1)
+
+
+def notice(table: pd.DataFrame, *, rate: float = NOTICE_PATROL_RATE) -> pd.DataFrame:
+    """The ranked notice (通报) of an assessment by grid: every row in rank order, with
+    ``verdict`` 表扬 (rank 1–3 with a full patrol record and nothing overdue), 通报 (patrol
+    rate below ``rate`` or an overdue event, with the reasons) or 合格."""
+    t = table.sort_values(["rank", table.columns[0]]).reset_index(drop=True)
+    reasons = []
+    for r in t.itertuples(index=False):
+        why = []
+        if r.patrol_rate < rate:
+            why.append(f"巡查率 {r.patrol_rate:.0%} 低于 {rate:.0%}")
+        if r.overdue > 0:
+            why.append(f"超时事件 {r.overdue} 件")
+        reasons.append("；".join(why))
+    t["reason"] = reasons
+    praised = (t["rank"] <= 3) & (t["reason"] == "") & (t["patrol_rate"] >= 1.0)
+    t["verdict"] = np.where(t["reason"] != "", "通报", np.where(praised, "表扬", "合格"))
+    return t[[t.columns[0], "rank", "score", "patrol_rate", "on_time", "five_haves_share",
+              "events", "overdue", "verdict", "reason"]]

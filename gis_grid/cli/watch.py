@@ -523,23 +523,54 @@ def patrol(worker, grid, day, grids, note, store):
               help="First day.")
 @click.option("--to", "end", default=None, metavar="YYYY-MM-DD", callback=_when,
               help="Last day.")
+@click.option("--month", default=None, metavar="YYYY-MM",
+              help="The month assessed (instead of --from/--to): the monthly sheet.")
 @click.option("--now", default=None, metavar="TIME", callback=_when,
               help="Judge overdue at this time.")
+@click.option("--grids", default=None, metavar="LAYER",
+              help="Grid layer whose finest grids are all assessed (default: grids).")
 @click.option("--out", default=None, type=click.Path(dir_okay=False),
-              help="Also write the table: .xlsx or .csv, Chinese headers.")
+              help="Also write the table: .xlsx (sheets 考核 and, by grid, 通报) or .csv, "
+                   "Chinese headers.")
 @store_option
-def stats(by, start, end, now, out, store):
+def stats(by, start, end, month, now, grids, out, store):
     """The periodic assessment (定期考核, C4) per grid or worker: events by kind and
-    state, hours to resolve, overdue events, events with all five haves, patrol days."""
+    state, hours to resolve, overdue events, events with all five haves, patrol days and
+    the patrol rate against the daily requirement (每天巡查: one patrol a day per grid),
+    a score and a rank. By grid, every finest grid of the grid layer has a row, zeros
+    included.
+
+    
+    Score = 100 × (0.5 × patrol rate + 0.3 × share of events on time + 0.2 × share of
+    events with all five haves); a grid without events counts as met on both shares.
+    The notice (通报) ranks the grids: 表扬 for the first three with a full patrol record
+    and nothing overdue; 通报 for a patrol rate under 80 % or an overdue event, with the
+    reason; 合格 otherwise.
+
+    Example: gisgrid events stats --month 2026-05 --out 5月网格考核.xlsx
+    """
     from gis_grid.jobs import EVENT_STATS
     from layers.runner import run_job
     from layers.store import open_store
 
+    if month is not None:
+        if start or end:
+            raise click.BadParameter("give --month or --from/--to, not both",
+                                     param_hint="--month")
+        try:
+            first = pd.Period(month, freq="M") if len(month) == 7 and month[4] == "-" \
+                else None
+        except ValueError:
+            first = None
+        if first is None:
+            raise click.BadParameter(f"{month!r} is not a month written YYYY-MM",
+                                     param_hint="--month")
+        start, end = str(first.start_time.date()), str(first.end_time.date())
     if start and end and pd.Timestamp(start) > pd.Timestamp(end):
         raise click.BadParameter(f"--from {start} is after --to {end}", param_hint="--from")
     with open_store(store) as source:
         ran = run_job(source, EVENT_STATS, {"by": by, "start": start, "end": end,
-                                            "now": now, "out": out})
+                                            "now": now, "out": out, "grids": grids})
     click.echo(ran.outcome.text)
     if out:
         _write_out(ran.outcome, out)

@@ -338,3 +338,41 @@ def test_the_township_comes_from_the_point_when_the_unit_is_missing(store):
     report = gpkg.read("risk_reports").iloc[0]
     assert report["township"] == street and report["route"] == "street"
     assert "不明" not in report["reason"]
+
+
+def test_the_monthly_sheet_covers_every_grid_and_ranks_them(store, tmp_path):
+    """Issue 16 (C4): events stats --month covers every finest grid, zeros included, with
+    the patrol rate against one patrol a day, a score and a rank; the xlsx has the scored
+    sheet (考核) and the ranked notice (通报), in Chinese."""
+    from gis_grid.staffing import finest_grids
+
+    gpkg = GeoPackageStore(store)
+    layer = "grids" if gpkg.has("grids") and len(gpkg.read("grids")) else "units"
+    grids = gpkg.read(layer)
+    finest = grids.loc[finest_grids(grids), "code"].astype(str).tolist() \
+        if layer == "grids" else grids["code"].astype(str).tolist()
+    busy, idle = finest[0], finest[1]
+    for day in range(1, 31):  # every day of April: a full patrol record
+        run("events", "patrol", "--worker", "W-1", "--grid", busy, "--grids", layer,
+            "--date", f"2026-04-{day:02d}", "--store", store)
+    run("events", "report", "--kind", "general", "--reporter", "W-1", "--grid", busy,
+        "--grids", layer, "--summary", "x", "--at", "2026-04-03 09:00", "--store", store)
+    out = tmp_path / "4月考核.xlsx"
+    run("events", "stats", "--month", "2026-04", "--grids", layer, "--out", str(out),
+        "--store", store)
+    book = openpyxl.load_workbook(out)
+    assert book.sheetnames == ["考核", "通报"]
+    sheet = pd.DataFrame(list(book["考核"].values)[1:], columns=list(book["考核"].values)[0])
+    assert set(sheet["网格"].astype(str)) >= set(finest)
+    row = sheet.set_index("网格").loc[busy]
+    assert row["巡查天数"] == 30 and row["考核天数"] == 30 and row["巡查率"] == 1
+    # one event, on time, not yet with all five haves: 100 × (0.5 + 0.3 × 1 + 0.2 × 0)
+    assert row["排名"] == 1 and row["得分"] == 80
+    empty = sheet.set_index("网格").loc[idle]
+    assert empty["事件数"] == 0 and empty["巡查率"] == 0 and empty["得分"] == 50
+    notice = pd.DataFrame(list(book["通报"].values)[1:], columns=list(book["通报"].values)[0])
+    assert notice.iloc[0]["网格"] == busy and notice.iloc[0]["通报结果"] == "表扬"
+    verdict = notice.set_index("网格").loc[idle]
+    assert verdict["通报结果"] == "通报" and "巡查率 0% 低于 80%" in verdict["通报原因"]
+    bad = run("events", "stats", "--month", "2026-13", "--store", store, code=2)
+    assert "YYYY-MM" in bad

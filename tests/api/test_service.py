@@ -207,6 +207,28 @@ def test_next_links_double_the_page_up_to_the_maximum_but_not_in_html(svc):
     assert "offset=10" in page and "limit=10" in page and "limit=20" not in page
 
 
+def test_next_limit_doubles_up_to_the_maximum_only_for_machines():
+    from types import SimpleNamespace
+
+    from starlette.requests import Request
+
+    from api.features import next_limit
+    from api.settings import Settings
+
+    app = SimpleNamespace(state=SimpleNamespace(settings=Settings(max_limit=1000)))
+
+    def request(query: bytes = b"", accept: bytes = b"application/geo+json") -> Request:
+        return Request({"type": "http", "query_string": query, "app": app,
+                        "headers": [(b"accept", accept)]})
+
+    assert next_limit(request(), 10) == 20
+    assert next_limit(request(), 600) == 1000
+    assert next_limit(request(), 1000) == 1000
+    assert next_limit(request(b"f=html"), 10) == 10
+    assert next_limit(request(accept=b"text/html,application/xhtml+xml"), 10) == 10
+    assert next_limit(request(b"f=json", b"text/html"), 10) == 20
+
+
 def test_default_and_maximum_limits(svc):
     doc = features(svc, "/collections/households/items", svc.keys.regulator)
     assert doc["numberReturned"] == 10

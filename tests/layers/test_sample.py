@@ -396,16 +396,19 @@ def test_gauss_kruger_series_matches_pyproj():
 @pytest.fixture(scope="module")
 def gridded(tmp_path_factory) -> tuple:
     """A small Zigui sample in a GeoPackage with NSH's grids (no ledger yet)."""
+    from gis_grid.staffing import assign_staff
     from layers.gpkg import GeoPackageStore
     from layers.synthetic import sample_grids
 
     layers = build_sample("420527", households=5_000)
     grids = sample_grids(layers)
     grids["institution"] = "NSH"
+    grids, staff = assign_staff(grids, layers["staff"], institution="NSH")
     path = tmp_path_factory.mktemp("ledger") / "s.gpkg"
     with GeoPackageStore(path) as store:
         for name in ("territory", "townships", "units", "institutions"):
             store.write(name, layers[name])
+        store.write("staff", staff)
         store.write("grids__nsh", grids)
     return path, layers, grids
 
@@ -486,3 +489,29 @@ def test_sample_ledger_before_any_partition_is_refused(tmp_path):
                                        "--store", str(path)])
     assert result.exit_code == 3, result.output
     assert "no institution's grid layer is partitioned yet" in result.output
+
+
+def test_a_grid_workers_key_reads_the_ledger_rows_of_its_own_grids(gridded):
+    """Over real HTTP: once the ledger is kept per finest grid, a worker's key reads the
+    rows of the grids it holds, and no others."""
+    import httpx
+
+    from api.auth import create_key
+    from gis_grid.staffing import finest_grids
+    from layers.gpkg import GeoPackageStore
+    from layers.synthetic.ledger import store_grid_ledger
+    from tests.api.server import Server
+
+    path, _, grids = gridded
+    leaf = grids.loc[finest_grids(grids)]
+    worker = leaf["worker"].dropna().value_counts().index[0]
+    mine = set(leaf.loc[leaf["worker"] == worker, "code"])
+    with GeoPackageStore(path) as store:
+        store_grid_ledger(store)
+        _, key = create_key(store, "worker", "NSH", worker)
+    with Server(str(path)) as server:
+        r = httpx.get(f"{server.url}/collections/ledger/items", params={"limit": 1000},
+                      headers={"X-API-Key": key}, timeout=60)
+    assert r.status_code == 200, r.text
+    seen = {f["properties"]["grid"] for f in r.json()["features"]}
+    assert seen == mine and len(mine) > 0

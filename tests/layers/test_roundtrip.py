@@ -145,3 +145,37 @@ def test_export_imports_back_unchanged(sample_store, tmp_path, name, suffix, hea
         report = import_file(store, target, name, mode="replace")
         assert report.count == len(originals[name])
         assert_same_layer(store.read(name), originals[name], name, suffix)
+
+
+def test_the_products_own_chinese_headers_are_column_names(sample_store, tmp_path):
+    """主体编号/名称/…/经度/纬度, as the product writes them for people, and a column
+    name in other capitals, import as the fields they title."""
+    path, originals = sample_store
+    copy = tmp_path / "copy.gpkg"
+    shutil.copy(path, copy)
+    file = tmp_path / "市场主体.csv"
+    file.write_text("主体编号,名称,登记类型,地址,UNIT,经度,纬度\n"
+                    "E-9001,秭归某某理财咨询有限公司,有限责任公司,茅坪镇,,110.98,30.83\n",
+                    encoding="gbk")
+    with GeoPackageStore(copy) as store:
+        report = import_file(store, file, "entities", mode="upsert")
+        assert report.count == 1
+        back = store.read("entities", where={"id": "E-9001"})
+    assert back["name"].tolist() == ["秭归某某理财咨询有限公司"]
+    assert back["registered_type"].tolist() == ["有限责任公司"]
+    assert (back.geometry.x.tolist(), back.geometry.y.tolist()) == ([110.98], [30.83])
+    assert len(originals["entities"]) + 1 == report.change.rows_after
+
+
+def test_a_missing_column_names_itself_its_title_and_the_closest_header(sample_store,
+                                                                        tmp_path):
+    path, _ = sample_store
+    file = tmp_path / "outlets.csv"
+    file.write_text("id,institution,teir,name,lon,lat\n"
+                    "O-1,NSH,助农点,甲,110.98,30.83\n", encoding="utf-8")
+    with GeoPackageStore(path) as store, pytest.raises(InputError) as refused:
+        import_file(store, file, "outlets", mode="upsert")
+    (problem,) = refused.value.problems
+    assert str(problem) == (f"{file}: tier is required but the input has no 'tier' column "
+                            "(or 网点层级) (closest header: 'teir')")
+    assert "lon, lat" not in str(problem)  # the header is not repeated

@@ -163,3 +163,30 @@ def test_api_upload_refuses_the_same_row(kind, request, tmp_path):
         after = svc.get("/collections/outlets/items", svc.keys.admin_a,
                         params={"limit": 1}).json()["numberMatched"]
         assert after == before
+
+
+def test_report_counts_by_kind_first_and_the_file_lists_every_problem(store_url, zigui,
+                                                                      tmp_path):
+    table = outlets_csv(zigui["outlets"].iloc[:80])
+    table.loc[0:59, "tier"] = "支行"                          # 60 bad tiers
+    table.loc[60:69, "name"] = ""                            # 10 missing names
+    table.loc[70:71, ["lon", "lat"]] = 0.0                   # 2 at (0, 0)
+    path = tmp_path / "many.csv"
+    table.to_csv(path, index=False)
+    listing = tmp_path / "problems.csv"
+    result = run("import", str(path), "--layer", "outlets", "--mode", "upsert",
+                 "--store", store_url, "--problems", str(listing))
+    assert result.exit_code == 3, result.output
+    lines = result.output.splitlines()
+    start = next(i for i, line in enumerate(lines) if "72 problems" in line)
+    assert lines[start + 1].strip() == "by kind (field: problem × how many):"
+    assert lines[start + 2].strip() == "tier: is not one of 一级支行, 二级支行, 分理处, 助农点 × 60"
+    assert lines[start + 3].strip() == "name: is empty but required × 10"
+    assert lines[start + 4].strip().startswith("geometry: lies more than 20 km outside")
+    assert lines[start + 4].strip().endswith("× 2")
+    assert "… and 22 more (--problems FILE lists every one)" in result.output
+    listed = pd.read_csv(listing, encoding="utf-8-sig", dtype=str)
+    assert list(listed.columns) == ["文件", "位置", "字段", "问题类型", "说明"]
+    assert len(listed) == 72 and listed["位置"].nunique() == 72
+    assert listed["位置"].iloc[-1] == "row 73"
+    assert snapshot(store_url)[0] == len(zigui["outlets"])

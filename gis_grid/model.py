@@ -438,7 +438,9 @@ FIELD_TITLES_ZH: dict[str, str] = {
     "at": "时间", "note": "备注", "date": "日期", "keywords": "命中关键词",
     "entity": "市场主体", "inspector": "排查人", "check": "排查项目", "finding": "有无",
     "detail": "详情", "township": "乡镇街道代码", "route": "流转", "handler": "处理部门",
-    "reason": "原因",
+    "reason": "原因", "routed_at": "流转时间", "department": "转办部门", "due": "时限",
+    "subject": "交办事项", "issued_by": "交办单位", "assignee": "承办方",
+    "issued_at": "交办时间", "feedback": "反馈", "layer": "图层", "record": "记录",
 }
 
 #: Titles that differ by layer kind.
@@ -451,7 +453,8 @@ LAYER_TITLES_ZH: dict[str, dict[str, str]] = {
     "entities": {"id": "主体编号"},
     "watch_list": {"id": "主体编号", "grid": "所在网格"},
     "events": {"kind": "事件类型"},
-    "risk_reports": {"checks": "发现问题", "grid": "所在网格"},
+    "risk_reports": {"checks": "发现问题", "grid": "所在网格", "status": "办理状态"},
+    "tasks": {"status": "办理状态"},
 }
 
 #: Chinese titles of the coordinate columns of point layers in CSV and XLSX files.

@@ -460,6 +460,9 @@ LAYER_TITLES_ZH: dict[str, dict[str, str]] = {
 #: Chinese titles of the coordinate columns of point layers in CSV and XLSX files.
 LON_ZH, LAT_ZH = "经度", "纬度"
 
+#: References checked by their own rule rather than ``REFERENCES`` (``layers.checks``).
+_GRID_REFERENCES = {("ledger", "grid"): "grids__<institution>.code (a finest grid)"}
+
 _TYPES_ZH = {"str": "文本", "int": "整数", "float": "数值", "bool": "是/否", "date": "日期",
              "datetime": "日期时间"}
 
@@ -515,6 +518,8 @@ def describe_layer(layer: str) -> dict:
             item["description"] = f.description
         if f.name in refs:
             item["references"] = ".".join(refs[f.name])
+        elif (schema.name, f.name) in _GRID_REFERENCES:
+            item["references"] = _GRID_REFERENCES[(schema.name, f.name)]
         fields.append(item)
     return {
         "layer": layer, "kind": schema.name, "title_zh": schema.title_zh,

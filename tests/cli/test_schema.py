@@ -43,6 +43,8 @@ def test_schema_of_every_layer_and_of_a_suffixed_layer():
     ledger = describe_layer("ledger")
     assert ledger["key"] == ["grid", "institution", "period"]
     assert ["households_files", "households_total"] in ledger["not_above"]
+    grid = next(f for f in ledger["fields"] if f["name"] == "grid")
+    assert grid["references"] == "grids__<institution>.code (a finest grid)"
     text = run("schema").output
     assert "ledger 台账" in text and "households_files may not exceed households_total" in text
 

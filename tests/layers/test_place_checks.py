@@ -163,6 +163,18 @@ def test_api_upload_refuses_the_same_row(kind, request, tmp_path):
         after = svc.get("/collections/outlets/items", svc.keys.admin_a,
                         params={"limit": 1}).json()["numberMatched"]
         assert after == before
+        # The same rows, mended, as an Excel sheet with the Chinese titles: stored.
+        from gis_grid.model import field_titles_zh
+
+        fixed = outlets_csv(mine.iloc[:5]).rename(
+            columns={**field_titles_zh("outlets"), "lon": "经度", "lat": "纬度"})
+        sheet = tmp_path / "网点.xlsx"
+        fixed.to_excel(sheet, index=False)
+        r = svc.post("/imports/outlets", svc.keys.admin_a, params={"mode": "upsert"},
+                     files={"file": ("网点.xlsx", sheet.read_bytes())})
+        assert r.status_code == 201, r.text
+        assert svc.get("/collections/outlets/items", svc.keys.admin_a,
+                       params={"limit": 1}).json()["numberMatched"] == before
 
 
 def test_report_counts_by_kind_first_and_the_file_lists_every_problem(store_url, zigui,

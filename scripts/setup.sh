@@ -65,6 +65,14 @@ if [ "$want_test" -eq 1 ]; then
   PG_MAJOR=15
   apt_install "postgresql-${PG_MAJOR}" "postgresql-${PG_MAJOR}-postgis-3" gdal-bin \
     chromium chromium-driver poppler-utils
+  # QGIS 3.22's Python bindings (Debian 12) for tests/api/test_qgis.py, run offscreen;
+  # without the desktop's recommended packages (~100 MB instead of several hundred).
+  if ! dpkg-query -W -f='${Status}' python3-qgis 2>/dev/null | grep -q "install ok installed"; then
+    [ "$apt_updated" -eq 1 ] || { apt-get update -qq; apt_updated=1; }
+    echo "setup: installing python3-qgis" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      python3-qgis >/dev/null
+  fi
   if ! pg_lsclusters -h 2>/dev/null | grep -q "^${PG_MAJOR} *main"; then
     pg_createcluster "$PG_MAJOR" main >/dev/null
   fi

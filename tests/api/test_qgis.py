@@ -1,0 +1,121 @@
+"""QGIS 3.22 from Debian (python3-qgis, offscreen) against the running service, signed in
+as the README tells a user: an authentication configuration of method Basic with the
+key as the password, then the OGC API – Features layers. QGIS lives in the system
+Python, so it runs as a subprocess of /usr/bin/python3."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.api.server import BANK_A, running_service
+
+SYSTEM_PYTHON = Path("/usr/bin/python3")
+
+SCRIPT = r"""
+import json, os, sys, tempfile
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+profile = tempfile.mkdtemp(prefix="gisgrid-qgis-")
+os.environ["QGIS_AUTH_DB_DIR_PATH"] = profile
+os.environ["QGIS_CUSTOM_CONFIG_PATH"] = profile
+from qgis.core import (Qgis, QgsApplication, QgsAuthMethodConfig, QgsVectorLayer,
+                       QgsWkbTypes)
+
+url, key, spec = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+app = QgsApplication([], False)
+app.initQgis()
+auth = QgsApplication.authManager()
+auth.setMasterPassword("gisgrid-test", True)
+config = QgsAuthMethodConfig()
+config.setName("gisgrid")
+config.setMethod("Basic")
+config.setConfig("username", "qgis")
+config.setConfig("password", key)
+auth.storeAuthenticationConfig(config)
+out = {"qgis": Qgis.QGIS_VERSION, "layers": []}
+for name, subset in spec:
+    uri = (f"url='{url}/' typename='{name}' authcfg='{config.id()}' "
+           "restrictToRequestBBOX='0'")
+    layer = QgsVectorLayer(uri, name, "OAPIF")
+    entry = {"name": name, "subset": subset, "valid": layer.isValid()}
+    if layer.isValid():
+        if subset:
+            entry["subset_ok"] = layer.setSubsetString(subset)
+        entry["geometry"] = QgsWkbTypes.displayString(layer.wkbType())
+        features = list(layer.getFeatures())
+        entry["count"] = len(features)
+        entry["located"] = sum(1 for f in features if f.hasGeometry())
+        entry["fields"] = [f.name() for f in layer.fields()]
+        entry["institutions"] = sorted({str(f["institution"]) for f in features}
+                                       if "institution" in entry["fields"] else [])
+    out["layers"].append(entry)
+print("RESULT " + json.dumps(out, ensure_ascii=False), flush=True)
+os._exit(0)  # QGIS 3.22 may crash while tearing down offscreen; the result is out
+"""
+
+
+def _has_qgis() -> bool:
+    if not SYSTEM_PYTHON.exists():
+        return False
+    done = subprocess.run([str(SYSTEM_PYTHON), "-c", "import qgis.core"],
+                          capture_output=True, timeout=120,
+                          env={"QT_QPA_PLATFORM": "offscreen", "PATH": "/usr/bin:/bin"})
+    return done.returncode == 0
+
+
+pytestmark = pytest.mark.skipif(not _has_qgis(),
+                                reason="needs python3-qgis (scripts/setup.sh --test)")
+
+
+@pytest.fixture(scope="module")
+def svc(request, tmp_path_factory):
+    with running_service("postgis", request, tmp_path_factory.mktemp("qgis")) as service:
+        yield service
+
+
+def qgis(svc, key: str, spec: list) -> dict:
+    done = subprocess.run([str(SYSTEM_PYTHON), "-c", SCRIPT, svc.url, key, json.dumps(spec)],
+                          capture_output=True, text=True, timeout=600,
+                          env={"QT_QPA_PLATFORM": "offscreen", "PATH": "/usr/bin:/bin",
+                               "HOME": "/tmp"})
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    assert done.returncode == 0 and lines, done.stderr[-3000:]
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def test_qgis_322_loads_the_four_layers_with_basic_sign_in(svc):
+    layers = svc.sample.layers
+    helpers = "\"tier\" = '助农点'"
+    got = qgis(svc, svc.keys.regulator, [["grids", None], ["outlets", None],
+                                         ["staff", None], ["households", None],
+                                         ["outlets", helpers]])
+    assert got["qgis"].startswith("3.")
+    by = {(e["name"], e["subset"]): e for e in got["layers"]}
+    assert all(e["valid"] for e in got["layers"]), got
+    for name in ("grids", "outlets", "staff", "households"):
+        assert by[(name, None)]["count"] == len(layers[name]), name
+    assert by[("grids", None)]["geometry"] == "Polygon"
+    assert by[("outlets", None)]["geometry"] == "Point"
+    # staff are points, though the first stored ones have no location
+    assert layers["staff"].geometry.iloc[:10].isna().all()
+    staff = by[("staff", None)]
+    assert staff["geometry"] == "Point"
+    assert staff["located"] == layers["staff"].geometry.notna().sum()
+    assert "phone" not in staff["fields"]  # the regulator's view
+    filtered = by[("outlets", helpers)]
+    assert filtered["subset_ok"]
+    assert filtered["count"] == (layers["outlets"]["tier"] == "助农点").sum()
+
+
+def test_qgis_sees_what_the_key_may_see(svc):
+    got = qgis(svc, svc.keys.admin_a, [["outlets", None], ["staff", None]])
+    outlets, staff = got["layers"]
+    assert outlets["valid"] and outlets["institutions"] == [BANK_A]
+    own = svc.sample.layers["outlets"]["institution"] == BANK_A
+    assert outlets["count"] == own.sum()
+    assert "phone" in staff["fields"]
+    wrong = qgis(svc, "gg_000000000000.wrongwrongwrongwrongwrong", [["outlets", None]])
+    assert not wrong["layers"][0]["valid"]

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from openapi_spec_validator import validate as validate_openapi
 from owslib.ogcapi.features import Features
 
 from tests.api.server import running_service
@@ -115,8 +116,12 @@ def test_owslib_reads_the_openapi_30_service_description(svc):
     assert {"$ref": "#/components/parameters/limit"} in items
     assert "BasicAuth" in api["components"]["securitySchemes"]
     assert_openapi_30(api)
+    validate_openapi(api)  # the 3.0 meta-schema, and the 3.1 document against 3.1's
+    validate_openapi(svc.get("/openapi.json").json())
     doc = client.collection_items("outlets", limit=5)
     assert doc["numberReturned"] == 5
+    queryables = client.collection_queryables("outlets")
+    assert "tier" in queryables["properties"] and "geometry" in queryables["properties"]
 
 
 def assert_openapi_30(doc) -> None:

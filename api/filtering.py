@@ -673,8 +673,16 @@ def parse_sortby(text: str | None, view: View, collection: str) -> tuple[SortKey
 # ---------------------------------------------------------------------------- PostGIS
 
 
-def _param(column: Column) -> sql.Composable:
-    return sql.SQL("%s::{}").format(sql.SQL(_PG_TYPES[column.type]))
+def _pg_type(column: Column, *values) -> str:
+    """The parameter's SQL type: the column's, but a fraction compared with an integer
+    column stays a fraction (``households > 25.5``; a bigint cast would round it)."""
+    if column.type == "int" and any(isinstance(v, float) for v in values):
+        return "double precision"
+    return _PG_TYPES[column.type]
+
+
+def _param(column: Column, *values) -> sql.Composable:
+    return sql.SQL("%s::{}").format(sql.SQL(_pg_type(column, *values)))
 
 
 def _like_pattern(parts) -> str:
@@ -711,22 +719,23 @@ def to_sql(expr: Expr, params: list, alias: str | None = None) -> sql.Composable
         if isinstance(e, Compare):
             params.append(e.value)
             return sql.SQL("({} {} {})").format(ident(e.column.name), sql.SQL(e.op),
-                                                _param(e.column))
+                                                _param(e.column, e.value))
         if isinstance(e, Like):
             params.append(_like_pattern(e.parts))
             return sql.SQL("({} {}{} %s)").format(
                 ident(e.column.name), sql.SQL("NOT " if e.negate else ""),
                 sql.SQL("ILIKE" if e.nocase else "LIKE"))
         if isinstance(e, In):
-            params.append(list(e.values))
+            fractions = _pg_type(e.column, *e.values) == "double precision"
+            params.append([float(v) for v in e.values] if fractions else list(e.values))
             return sql.SQL("({}{} = ANY(%s::{}[]))").format(
                 sql.SQL("NOT " if e.negate else ""), ident(e.column.name),
-                sql.SQL(_PG_TYPES[e.column.type]))
+                sql.SQL(_pg_type(e.column, *e.values)))
         if isinstance(e, Between):
             params.extend([e.low, e.high])
             return sql.SQL("({} {}BETWEEN {} AND {})").format(
                 ident(e.column.name), sql.SQL("NOT " if e.negate else ""),
-                _param(e.column), _param(e.column))
+                _param(e.column, e.low), _param(e.column, e.high))
         if isinstance(e, IsNull):
             target = ident("geom") if e.column is None else ident(e.column.name)
             return sql.SQL("({} IS {}NULL)").format(target, sql.SQL("NOT " if e.negate else ""))

@@ -164,6 +164,9 @@ def test_numbers_and_between(svc):
         ("households BETWEEN 20 AND 35", units["households"].between(20, 35)),
         ("households NOT BETWEEN 20 AND 35", ~units["households"].between(20, 35)),
         ("population <= -1", units["population"] <= -1),
+        ("households > 25.5", units["households"] > 25.5),
+        ("households IN (25, 26.5, 27)", units["households"].isin([25, 27])),
+        ("households BETWEEN 20.5 AND 30", units["households"].between(20.5, 30)),
         # a long chain of one operator is fine (GDAL writes such chains)
         (" OR ".join(f"households = {i}" for i in range(30, 330)),
          units["households"].between(30, 329)),
@@ -319,6 +322,18 @@ def test_sortby_orders_every_page(svc):
     assert (np.diff(pops) <= 0).all() and len(got) == len(units)
     assert "sortby" in bad(svc, "units", svc.keys.regulator, sortby="nosuch")
     assert "twice" in bad(svc, "units", svc.keys.regulator, sortby="code,-code")
+
+
+def test_filter_with_bbox_property_filter_and_sortby_together(svc):
+    outlets = _outlets(svc)
+    area = _area(svc)
+    inside = shapely.intersects(outlets.geometry.to_numpy(), area)
+    rows = outlets[inside & (outlets["institution"] == "NSH") & (outlets["tier"] == "助农点")]
+    want = rows.sort_values("id", ascending=False)["id"].tolist()
+    got = ids(matched(svc, "outlets", svc.keys.regulator, institution="NSH",
+                      bbox=",".join(map(str, area.bounds)), filter="tier = '助农点'",
+                      sortby="-id", limit=3))
+    assert got == want and len(want) > 3
 
 
 # ------------------------------------------------------------------ the role rules

@@ -265,21 +265,29 @@ def diff(name: str, before: pd.DataFrame | None, after: pd.DataFrame | None,
                     rows_after=None if after is None else len(after))
     old_keys = row_keys(name, before) if before is not None else pd.Series([], dtype=object)
     new_keys = row_keys(name, after) if after is not None else pd.Series([], dtype=object)
-    old_set, new_set = set(old_keys), set(new_keys)
-    change.added = new_keys[~new_keys.isin(old_set).to_numpy(dtype=bool)].tolist()
-    removed = ~old_keys.isin(new_set).to_numpy(dtype=bool)
-    change.removed = old_keys[removed].tolist()
+    # the same keys in the same order (a layer rewritten with its values changed, or not)
+    same = len(old_keys) == len(new_keys) and np.array_equal(
+        old_keys.to_numpy(dtype=object), new_keys.to_numpy(dtype=object))
+    if same:
+        removed = np.zeros(len(old_keys), dtype=bool)
+    else:
+        change.added = new_keys[~new_keys.isin(old_keys).to_numpy(dtype=bool)].tolist()
+        removed = ~old_keys.isin(new_keys).to_numpy(dtype=bool)
+        change.removed = old_keys[removed].tolist()
     changed = np.zeros(len(old_keys), dtype=bool)
     if before is not None and after is not None and len(before) and len(after):
         both = ~removed
         if both.any():
-            old_digest = pd.Series(_hashes(before), index=old_keys.to_numpy())
-            new_digest = pd.Series(_hashes(after), index=new_keys.to_numpy())
-            new_digest = new_digest[~new_digest.index.duplicated()]
-            common = old_keys[both]
-            differs = (old_digest[both].to_numpy()
-                       != new_digest.reindex(common.to_numpy()).to_numpy())
-            changed[np.flatnonzero(both)[differs]] = True
+            old_hashes, new_hashes = _hashes(before), _hashes(after)
+            if same:
+                changed = old_hashes != new_hashes
+            else:
+                new_digest = pd.Series(new_hashes, index=new_keys.to_numpy())
+                new_digest = new_digest[~new_digest.index.duplicated()]
+                common = old_keys[both]
+                differs = (old_hashes[both]
+                           != new_digest.reindex(common.to_numpy()).to_numpy())
+                changed[np.flatnonzero(both)[differs]] = True
     change.changed = old_keys[changed].tolist()
     if before is not None and (removed.any() or changed.any()):
         change.old = records(before.reset_index(drop=True)[removed | changed])

@@ -100,6 +100,11 @@ def to_openapi30(doc: dict) -> dict:
     return out
 
 
+def schema_30(schema: dict) -> dict:
+    """One JSON Schema (2020-12) in OpenAPI 3.0's Schema Object dialect (a copy)."""
+    return _schema(copy.deepcopy(schema))
+
+
 def _parameter(parameter: dict) -> None:
     if "schema" in parameter:
         parameter["schema"] = _schema(parameter["schema"])
@@ -119,7 +124,9 @@ def _content(content: dict) -> None:
 
 
 def _is_null(schema: Any) -> bool:
-    return isinstance(schema, dict) and schema.get("type") == "null" and len(schema) == 1
+    """A branch that allows only null: ``{"type": "null"}``, or what it becomes here."""
+    return isinstance(schema, dict) and (schema == {"type": "null"}
+                                         or schema == {"nullable": True})
 
 
 def _schema(schema: Any) -> Any:

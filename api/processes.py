@@ -37,6 +37,7 @@ from api.analyses import (
 from api.dependencies import Caller, get_provider
 from api.errors import ApiError, InvalidParameter, NotFound
 from api.jobs import JobManager, status
+from api.openapi30 import schema_30
 from api.providers import Provider
 
 router = APIRouter(tags=["OGC API - Processes"])
@@ -123,7 +124,8 @@ def _summary(process: Process, base: str) -> dict:
 
 
 def _inputs(model: type[BaseModel]) -> dict:
-    """The model's fields as process inputs: title, description, JSON Schema."""
+    """The model's fields as process inputs: title, description and schema (in
+    OpenAPI 3.0's dialect, as the Processes standard's process description has it)."""
     schema = model.model_json_schema()
     required = set(schema.get("required", []))
     defs = schema.get("$defs", {})
@@ -133,7 +135,7 @@ def _inputs(model: type[BaseModel]) -> dict:
         inputs[name] = {
             "title": prop.pop("title", name),
             "description": prop.pop("description", ""),
-            "schema": prop,
+            "schema": schema_30(prop),
             "minOccurs": 1 if name in required else 0,
             "maxOccurs": 1,
         }

@@ -132,7 +132,8 @@ def assert_openapi_30(doc) -> None:
             assert not isinstance(kind, list), where
             assert kind != "null", where
             for key in ("anyOf", "oneOf"):
-                assert not any(isinstance(b, dict) and b.get("type") == "null"
+                assert not any(isinstance(b, dict) and (b.get("type") == "null"
+                                                        or b == {"nullable": True})
                                for b in node.get(key, [])), where
             for key in ("exclusiveMinimum", "exclusiveMaximum"):
                 assert key not in node or isinstance(node[key], bool), where

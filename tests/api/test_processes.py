@@ -61,6 +61,11 @@ def test_processes_are_listed_and_described(svc):
     assert any(link["rel"].endswith("/execute") for link in doc["links"])
     placement = svc.get("/processes/placement").json()["inputs"]
     assert set(placement["kind"]["schema"]["enum"]) == {"outlet", "device", "any"}
+    # OpenAPI 3.0's dialect: an optional value is nullable, not anyOf with null
+    institution = placement["institution"]["schema"]
+    assert institution["type"] == "string" and institution["nullable"] is True
+    assert "anyOf" not in institution and institution["maxLength"] == 64
+    assert doc["inputs"]["urban_radius"]["schema"]["exclusiveMinimum"] is True
     missing = svc.get("/processes/nothing")
     assert missing.status_code == 404 and missing.json()["type"].endswith("no-such-process")
     conformance = svc.get("/conformance").json()["conformsTo"]

@@ -297,17 +297,29 @@ def test_a_change_leaving_devices_without_their_outlet_is_refused(svc):
 
 
 def test_uploads_are_logged_with_the_key(svc):
-    mine = own_outlets(svc).iloc[:1]
-    changed = mine.assign(name=mine["name"] + "（迁址）")
-    r = upload(svc, "outlets", svc.keys.admin_a, "move.csv", outlets_csv(changed),
-               mode="upsert")
-    assert r.status_code == 201 and r.json()["changed"] == 1, r.text
+    """Issue 15's done-when through the API: an upsert of one changed and one new outlet
+    adds one, is logged with the key, and a restore brings the layer back."""
+    mine = own_outlets(svc)
+    total = count(svc, "outlets", svc.keys.regulator)
+    first = mine.iloc[:1]
+    changed = first.assign(name=first["name"] + "（迁址）")
+    new = _new_outlet(mine, "NSH-O-902")
+    r = upload(svc, "outlets", svc.keys.admin_a, "move.csv",
+               outlets_csv(pd.concat([changed, new])), mode="upsert")
+    assert r.status_code == 201, r.text
+    assert (r.json()["added"], r.json()["changed"], r.json()["total"]) == (1, 1, total + 1)
+    assert count(svc, "outlets", svc.keys.regulator) == total + 1
     with svc.store() as store:
         entry = store.history("outlets", since_id=r.json()["change"], with_old=True)[0]
-        assert entry.changed == [mine["id"].iloc[0]]
+        assert (entry.added, entry.changed) == (["NSH-O-902"], [first["id"].iloc[0]])
         assert "admin of NSH" in entry.who and "POST /imports/outlets?mode=upsert" in entry.how
-        assert entry.old[0]["name"] == mine["name"].iloc[0]
+        assert entry.old[0]["name"] == first["name"].iloc[0]
         restored = store.restore("outlets", entry.id)
-    assert restored.changed == [mine["id"].iloc[0]]
-    doc = svc.get(f"/collections/outlets/items/{mine['id'].iloc[0]}", svc.keys.admin_a).json()
-    assert doc["properties"]["name"] == mine["name"].iloc[0]
+    assert (restored.removed, restored.changed) == (["NSH-O-902"], [first["id"].iloc[0]])
+    assert count(svc, "outlets", svc.keys.regulator) == total
+    doc = svc.get(f"/collections/outlets/items/{first['id'].iloc[0]}", svc.keys.admin_a).json()
+    assert doc["properties"]["name"] == first["name"].iloc[0]
+    # institutions are reference data: not uploaded, so not replaced through the API
+    institutions = svc.sample.layers["institutions"].to_csv(index=False).encode()
+    assert upload(svc, "institutions", svc.keys.admin_a, "i.csv", institutions,
+                  mode="replace").status_code == 403

@@ -60,6 +60,11 @@ EVENT_KINDS = ("general", "coordination", "emergency", "approval")
 #: Event states (C2/C3); which kind may go where is ``gis_grid.events.TRANSITIONS``.
 EVENT_STATES = ("reported", "accepted", "handled_on_site", "taken_back", "escalated",
                 "resolved", "closed")
+#: The path of a risk report (plan A5–A6; ``gis_grid.riskflow``): routed when made, then
+#: 受理 → 处置 or 转办 → 反馈 → 办结.
+REPORT_STATES = ("routed", "accepted", "disposed", "transferred", "fed_back", "closed")
+#: The path of a task handed down from above (交办, A7).
+TASK_STATES = ("issued", "accepted", "fed_back", "closed")
 #: The nine behaviour checks of plan A3 (labels in ``gis_grid.screening.Check``).
 RISK_CHECKS = ("guaranteed_returns", "gifts_rebates", "public_promotion",
                "disguised_lending", "illegal_fundraising", "e_trading", "mutual_aid_platform",
@@ -378,8 +383,52 @@ LAYERS: dict[str, LayerSchema] = {
                 Field("route", "str", enum=("street", "city")),
                 Field("handler", "str"),
                 Field("reason", "str"),
+                Field("status", "str", required=False, enum=REPORT_STATES,
+                      description="where the report is on its path (gis_grid.riskflow)"),
+                Field("routed_at", "datetime", required=False,
+                      description="when it was made and routed (its route never changes)"),
+                Field("department", "str", required=False,
+                      description="the department it was transferred to (转办)"),
+                Field("due", "datetime", required=False,
+                      description="the time limit of its current step"),
+                Field("updated_at", "datetime", required=False),
+                Field("version", "int", required=False, minimum=1,
+                      description="bumped by every change (optimistic concurrency)"),
             ),
             key="id", title_zh="风险信息报告",
+        ),
+        LayerSchema(
+            "tasks", (),
+            (
+                Field("id", "str"),
+                Field("subject", "str", description="what is asked (交办事项)"),
+                Field("issued_by", "str", description="who hands it down (e.g. 市金融办)"),
+                Field("assignee", "str", description="street office, grid or worker"),
+                Field("issued_at", "datetime"),
+                Field("deadline", "datetime", description="feedback is due by"),
+                Field("status", "str", enum=TASK_STATES),
+                Field("feedback", "str", required=False),
+                Field("updated_at", "datetime", required=False),
+                Field("version", "int", required=False, minimum=1),
+            ),
+            key="id", title_zh="上级交办任务",
+        ),
+        LayerSchema(
+            "report_log", (),
+            (
+                Field("id", "str", description="<layer>:<record>/<version reached>"),
+                Field("layer", "str", enum=("risk_reports", "tasks")),
+                Field("record", "str"),
+                Field("version", "int", minimum=2),
+                Field("from_state", "str"),
+                Field("to_state", "str"),
+                Field("action", "str"),
+                Field("actor", "str"),
+                Field("at", "datetime"),
+                Field("note", "str", required=False),
+            ),
+            key="id", title_zh="报告与交办流转记录",
+            description="Every transition of every risk report and task, with who and when.",
         ),
     )
 }

@@ -17,6 +17,7 @@ from gis_grid.cli import (
     history,
     maps,
     province,
+    reports,
     schema,
     service,
     watch,
@@ -72,5 +73,5 @@ for command in (data.sample, data.import_, data.export, data.layers_, data.delet
                 grids.partition, grids.validate, grids.repair, analysis.coverage,
                 analysis.place, maps.map_command, maps.atlas_command, watch.screen,
                 watch.inspect, watch.events, service.serve, service.keys, province.province,
-                demo.demo, schema.schema, history.history):
+                demo.demo, schema.schema, history.history, reports.reports, reports.tasks):
     main.add_command(command)

@@ -68,6 +68,28 @@ def _areas(source, grids: str | None):
                                 available=available_layers(source)))
 
 
+def _workflow_columns(target) -> None:
+    """Give a risk_reports layer made before reports had a path (status, due, version …)
+    those columns, once: its reports as ``routed`` at their inspection day, version 1."""
+    from gis_grid.model import LAYERS
+    from gis_grid.riskflow import DEFAULT_LIMITS, start_reports
+
+    wanted = [f.name for f in LAYERS["risk_reports"].fields]
+    have = target.read("risk_reports", where={"id": []}).columns
+    if all(c in have for c in wanted):
+        return
+
+    def add(current):
+        out = start_reports(current[[c for c in current.columns if c in wanted]])
+        routed = pd.to_datetime(out["date"].astype(str) + " 18:00").dt.tz_localize(
+            "Asia/Shanghai").dt.tz_convert("UTC").astype("datetime64[us, UTC]")
+        out["routed_at"] = out["updated_at"] = routed
+        out["due"] = routed + DEFAULT_LIMITS.accept
+        return out
+
+    target.modify("risk_reports", add)
+
+
 def _routing(street: str | None, street_name: str | None, remit: str | None):
     from gis_grid.screening import Routing, parse_check
 
@@ -189,6 +211,7 @@ def inspect(entity, inspector, day, found, detail, grids, street, street_name, r
     """
     from gis_grid.errors import InputError, Problem
     from gis_grid.events import LOCAL_TZ, check_day
+    from gis_grid.riskflow import start_reports
     from gis_grid.screening import inspection_rows, locate, risk_reports
     from layers.store import open_store
 
@@ -229,8 +252,9 @@ def inspect(entity, inspector, day, found, detail, grids, street, street_name, r
             involved["township"] = locate(involved, townships, leaves=False)
         # A report is routed once, when the visit is recorded: earlier reports keep the
         # route they were given (the routing of later visits may differ).
-        reports = risk_reports(rows, involved, routing)
+        reports = start_reports(risk_reports(rows, involved, routing))
         if len(reports) and target.has("risk_reports"):
+            _workflow_columns(target)
             used = set(target.read("risk_reports", where={"entity": [entity]})["id"])
             clash = reports["id"].isin(used)
             reports.loc[clash, "id"] = reports.loc[clash, "id"] + "-" + inspector

@@ -14,6 +14,11 @@ Every change of a layer's rows appends one entry to the store's own table
 - ``rows_before`` (None when the change created the layer) and ``rows_after`` (None when
   it deleted the layer).
 
+The old rows of a change of more than ``max_old_rows()`` changed and removed rows
+(``GISGRID_HISTORY_MAX_OLD_ROWS``, default 100,000: a province's re-partition or a
+re-generated sample) are not kept — only their keys, and ``old`` is null — so that the
+log does not grow by the size of the layer each time; such a change cannot be restored.
+
 Keys are text: the key field's value; for the ledger ``grid|institution|period``; for a
 layer without a key a digest of the whole row (with ``#n`` for its n-th repeat).
 
@@ -47,6 +52,15 @@ HISTORY_TABLE = "gisgrid_history"
 KEY_JOIN = "|"
 #: The column the old rows hold their geometry in (hex WKB).
 GEOMETRY_FIELD = "geom"
+MAX_OLD_ROWS = 100_000
+
+
+def max_old_rows() -> int:
+    """The most changed and removed rows a change keeps the old values of."""
+    try:
+        return int(os.environ.get("GISGRID_HISTORY_MAX_OLD_ROWS", MAX_OLD_ROWS))
+    except ValueError:
+        return MAX_OLD_ROWS
 
 
 @dataclass(frozen=True)
@@ -92,7 +106,7 @@ class Change:
     added: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
-    old: list[dict] = field(default_factory=list)
+    old: list[dict] | None = field(default_factory=list)  # None: not kept (too many)
     rows_before: int | None = None
     rows_after: int | None = None
     id: int | None = None
@@ -290,7 +304,10 @@ def diff(name: str, before: pd.DataFrame | None, after: pd.DataFrame | None,
                 changed[np.flatnonzero(both)[differs]] = True
     change.changed = old_keys[changed].tolist()
     if before is not None and (removed.any() or changed.any()):
-        change.old = records(before.reset_index(drop=True)[removed | changed])
+        if int((removed | changed).sum()) > max_old_rows():
+            change.old = None
+        else:
+            change.old = records(before.reset_index(drop=True)[removed | changed])
     return change
 
 
@@ -307,7 +324,7 @@ def encode(change: Change) -> dict[str, object]:
             "added": json.dumps(change.added, ensure_ascii=False),
             "changed": json.dumps(change.changed, ensure_ascii=False),
             "removed": json.dumps(change.removed, ensure_ascii=False),
-            "old": json.dumps(change.old, ensure_ascii=False),
+            "old": json.dumps(change.old, ensure_ascii=False),  # null when not kept
             "rows_before": change.rows_before, "rows_after": change.rows_after}
 
 
@@ -325,9 +342,15 @@ def decode(row: Mapping[str, object], *, with_old: bool = True) -> Change:
     return Change(str(row["layer"]), str(row["who"]), str(row["how"]),
                   added=listed(row.get("added")), changed=listed(row.get("changed")),
                   removed=listed(row.get("removed")),
-                  old=listed(row.get("old")) if with_old else [],
+                  old=_old(row.get("old")) if with_old else [],
                   rows_before=row.get("rows_before"), rows_after=row.get("rows_after"),
                   id=int(row["id"]), at=at)
+
+
+def _old(value: object) -> list[dict] | None:
+    if isinstance(value, str | bytes):
+        value = json.loads(value)
+    return None if value is None else list(value)
 
 
 def restored(name: str, change: Change, current: pd.DataFrame | None,
@@ -356,6 +379,12 @@ def restored(name: str, change: Change, current: pd.DataFrame | None,
         raise InputError(problems, source=f"restore of change {change.id} of {name}")
     if change.rows_before is None:
         return None
+    if change.old is None:
+        raise InputError([Problem(f"history {name}", f"change {change.id}", None,
+                                  f"changed or removed {len(change.changed) + len(change.removed)}"
+                                  f" rows, more than the {max_old_rows()} whose old values "
+                                  "the log keeps (GISGRID_HISTORY_MAX_OLD_ROWS): it cannot be "
+                                  "restored")], source=f"restore of change {change.id} of {name}")
     if current is None:
         if change.rows_after is None:  # the change deleted the layer: all of it comes back
             return _in_schema_order(name, frame_from_records(change.old, spatial))

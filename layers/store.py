@@ -218,7 +218,7 @@ class Store(ABC):
     def _is_spatial(self, name: str, current, change: Change) -> bool:
         if current is not None:
             return isinstance(current, gpd.GeoDataFrame)
-        return any(history.GEOMETRY_FIELD in row for row in change.old)
+        return any(history.GEOMETRY_FIELD in row for row in change.old or [])
 
     @abstractmethod
     def _field_types(self, name: str) -> dict[str, str | None]:

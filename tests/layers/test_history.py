@@ -174,3 +174,15 @@ def test_other_clients_truncate_is_refused_while_referenced_and_logged(pg):
     assert entry.how == "SQL TRUNCATE" and sorted(entry.removed) == ["D-1", "D-2", "D-3"]
     store.restore("devices", entry.id)
     assert sorted(store.read("devices")["id"]) == ["D-1", "D-2", "D-3"]
+
+
+def test_big_changes_keep_their_keys_but_not_their_old_rows(filled, monkeypatch):
+    monkeypatch.setenv("GISGRID_HISTORY_MAX_OLD_ROWS", "2")
+    store = filled
+    small = store.change("outlets", outlets(("O-1",), names=("改",)), "upsert")
+    big = store.change("outlets", outlets(names=("一", "二", "三")), "replace")
+    entries = {c.id: c for c in store.history("outlets", with_old=True)}
+    assert len(entries[small.id].old) == 1
+    assert entries[big.id].old is None and entries[big.id].changed == ["O-1", "O-2", "O-3"]
+    with pytest.raises(InputError, match="more than the 2 whose old values the log keeps"):
+        store.restore("outlets", big.id)

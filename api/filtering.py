@@ -1,11 +1,14 @@
 """OGC API – Features Part 3: CQL2 filters and ``sortby``, checked once and run by both stores.
 
-Parsing is pygeofilter's (the CQL2 parser pygeoapi uses): its CQL2-JSON parser as it is,
-and its CQL2-text grammar with the few rules it lacks from the published standard added
-by ``_text_grammar`` — temporal predicates as functions (``T_AFTER(reported_at,
-TIMESTAMP('…'))``; pygeofilter writes them infix), ``INTERVAL`` with dates and open ends
-(``'..'``), ``NOT (a AND b)``, ``''`` inside strings (as GDAL escapes a quote), ``AND``
-binding tighter than ``OR``, and case-insensitive ``DATE``/``TIMESTAMP``/``INTERVAL``.
+Parsing is pygeofilter's (the CQL2 parser pygeoapi uses): its CQL2-JSON parser, with
+three-argument ``between``, ``bbox`` literals, ``t_intersects`` and ``t_disjoint`` put in
+the shape it reads (``_normalise_json``), and its CQL2-text grammar with the few rules it
+lacks from the published standard added by ``_text_grammar`` — temporal predicates as
+functions (``T_AFTER(reported_at, TIMESTAMP('…'))``; pygeofilter writes them infix) and
+``T_DISJOINT``, ``INTERVAL`` with dates and open ends (``'..'``), ``NOT (a AND b)``,
+``''`` inside strings (as GDAL escapes a quote), ``AND`` binding tighter than ``OR``, and
+case-insensitive ``DATE``/``TIMESTAMP``/``INTERVAL``. ``T_INTERSECTS`` is kept as ``NOT
+T_DISJOINT`` (pygeofilter reads it as ``T_OVERLAPS``).
 
 The AST is then checked against the caller's view (``compile_filter``) into this module's
 own small tree (``Expr``): every property must be a column the caller may read — an unknown
@@ -196,6 +199,8 @@ def _text_grammar() -> str:
          '_bound: "\'" DATETIME "\'" | "\'" DATE "\'" | OPEN_END\n'
          'OPEN_END: "\'..\'"'),
         ('SINGLE_QUOTED: "\'" /.*?/ "\'"', "SINGLE_QUOTED: /'(?:[^']|'')*'/"),
+        ('!_binary_temporal_predicate_func: "T_BEFORE"i',
+         '!_binary_temporal_predicate_func: "T_BEFORE"i | "T_DISJOINT"i'),
         ('?timestamp: "TIMESTAMP"', '?timestamp: "TIMESTAMP"i'),
         ('?date: "DATE"', '?date: "DATE"i'),
         ('%import .wkt.ewkt_geometry', '%import wkt.ewkt_geometry'),
@@ -207,10 +212,21 @@ def _text_grammar() -> str:
     return text
 
 
+def _temporal_node(op: str, lhs, rhs) -> ast.Node:
+    # pygeofilter maps T_INTERSECTS to its T_OVERLAPS node; the standard defines it as
+    # NOT T_DISJOINT, which is how it is kept here, so T_OVERLAPS keeps its own meaning.
+    # pygeofilter's grammar and map lack T_DISJOINT.
+    if op == "t_intersects":
+        return ast.Not(ast.TimeDisjoint(lhs, rhs))
+    if op == "t_disjoint":
+        return ast.TimeDisjoint(lhs, rhs)
+    return TEMPORAL_PREDICATES_MAP[op](lhs, rhs)
+
+
 @v_args(meta=False, inline=True)
 class _Transformer(cql2_text_module.CQLTransformer):
     def temporal_call(self, op, lhs, rhs):
-        return TEMPORAL_PREDICATES_MAP[str(op).lower()](lhs, rhs)
+        return _temporal_node(str(op).lower(), lhs, rhs)
 
     def OPEN_END(self, _token):  # noqa: N802 — lark names callbacks after terminals
         return None
@@ -263,6 +279,13 @@ def _normalise_json(node):
     if "op" in node and isinstance(node.get("args"), list):
         args = [_normalise_json(a) for a in node["args"]]
         op = node["op"]
+        if isinstance(op, str) and op.lower() in ("t_intersects", "t_disjoint"):
+            # pygeofilter's JSON parser has no t_disjoint and reads t_intersects as
+            # T_OVERLAPS; both are built here (as _temporal_node), their arguments by it.
+            if len(args) != 2:
+                raise InvalidFilter(f"filter (cql2-json): {op} takes two arguments")
+            node = ast.TimeDisjoint(*(parse_cql2_json(a) for a in args))
+            return node if op.lower() == "t_disjoint" else ast.Not(node)
         if op == "between" and len(args) == 3:
             args = [args[0], [args[1], args[2]]]
         return {**node, "args": args}
@@ -326,7 +349,7 @@ _SPATIAL = {ast.GeometryIntersects: "intersects", ast.GeometryDisjoint: "disjoin
             ast.GeometryTouches: "touches", ast.GeometryCrosses: "crosses",
             ast.GeometryOverlaps: "overlaps", ast.GeometryEquals: "equals"}
 _TEMPORAL = {ast.TimeAfter: "after", ast.TimeBefore: "before", ast.TimeDuring: "during",
-             ast.TimeOverlaps: "intersects", ast.TimeEquals: "equals",
+             ast.TimeEquals: "equals",
              ast.TimeDisjoint: "disjoint"}
 _TYPE_WORDS = {"str": "text", "int": "an integer", "float": "a number", "bool": "a boolean",
                "date": "a date", "datetime": "a timestamp"}

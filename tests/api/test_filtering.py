@@ -280,6 +280,8 @@ def test_temporal_filters_on_dates_and_timestamps(svc):
         ("T_EQUALS(trained, DATE('{}'))".format(staff["trained"].dropna().iloc[0]),
          trained == pd.Timestamp(staff["trained"].dropna().iloc[0])),
         ("trained IS NULL", trained.isna()),
+        ("T_DISJOINT(trained, INTERVAL('2025-06-01', '2025-12-31'))",
+         (trained < cut) | (trained > end)),
     ]
     for text, mask in cases:
         got = sorted(ids(matched(svc, "staff", svc.keys.regulator, filter=text)))
@@ -289,6 +291,14 @@ def test_temporal_filters_on_dates_and_timestamps(svc):
     assert sorted(ids(matched(svc, "staff", svc.keys.regulator, filter=json.dumps(doc),
                               **{"filter-lang": "cql2-json"}))) == \
         sorted(staff.loc[(trained > cut).to_numpy(dtype=bool), "id"])
+    doc = {"op": "t_intersects", "args": [{"property": "trained"},
+                                          {"interval": ["2025-06-01", ".."]}]}
+    assert sorted(ids(matched(svc, "staff", svc.keys.regulator, filter=json.dumps(doc),
+                              **{"filter-lang": "cql2-json"}))) == \
+        sorted(staff.loc[(trained >= cut).to_numpy(dtype=bool), "id"])
+    # T_OVERLAPS of an instant with an interval is never true: refused, not guessed
+    assert "not supported" in bad(svc, "staff", svc.keys.regulator,
+                                  filter="T_OVERLAPS(trained, INTERVAL('2025-06-01', '..'))")
     # events carry timestamps (2026-06-01 08:00 UTC)
     for text, count in [
         ("T_AFTER(reported_at, TIMESTAMP('2026-06-01T07:59:59Z'))", 3),

@@ -1,6 +1,7 @@
 """Benchmark: a 10⁵-row outlets file with realistic faults, fully reported in one pass.
 
-    .venv/bin/python scripts/bench_intake.py [--rows 100000] [--share 0.01] [--problems FILE]
+    .venv/bin/python scripts/bench_intake.py [--rows 100000] [--share 0.01] [--format csv|xlsx]
+                                             [--problems FILE]
 
 Builds the Zigui sample store (territory, townships, units, institutions; a GeoPackage in
 a temporary folder), then writes ``--rows`` outlets as a GBK-encoded CSV (as Chinese
@@ -91,6 +92,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--share", type=float, default=0.01,
                         help="Share of rows for each kind of fault (0.1: 65 %% of rows bad).")
+    parser.add_argument("--format", choices=["csv", "xlsx"], default="csv",
+                        help="The file imported: GBK CSV (default) or an Excel sheet.")
     parser.add_argument("--problems", default=None,
                         help="Problem list to write (default: problems.csv in the temp folder).")
     args = parser.parse_args()
@@ -109,9 +112,16 @@ def main() -> None:
             store.write(name, sample[name])
         table, faults = make_outlets(args.rows, sample["units"], sample["territory"],
                                      args.seed, args.share)
-        path = folder / "outlets.csv"
-        path.write_bytes(table.to_csv(index=False).encode("gbk"))
-        print(f"{args.rows:,} rows, {path.stat().st_size / 1e6:.1f} MB of GBK CSV; faults: "
+        if args.format == "csv":
+            path = folder / "outlets.csv"
+            path.write_bytes(table.to_csv(index=False).encode("gbk"))
+        else:
+            from layers.files import write_file
+
+            path = folder / "outlets.xlsx"
+            write_file(table, path, layer="outlets")
+        kind = "GBK CSV" if args.format == "csv" else "XLSX"
+        print(f"{args.rows:,} rows, {path.stat().st_size / 1e6:.1f} MB of {kind}; faults: "
               + ", ".join(f"{n:,} {what}" for what, n in faults.items()))
 
         start = time.perf_counter()

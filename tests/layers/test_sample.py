@@ -515,3 +515,28 @@ def test_a_grid_workers_key_reads_the_ledger_rows_of_its_own_grids(gridded):
     assert r.status_code == 200, r.text
     seen = {f["properties"]["grid"] for f in r.json()["features"]}
     assert seen == mine and len(mine) > 0
+
+
+def test_files_figures_match_a_ledger_grid_by_its_institution_and_code():
+    """Two banks' layers may use one grid code; each ledger row takes the village of its
+    own bank's grid (by location), not the first grid of that code."""
+    import geopandas as gpd
+
+    from gis_grid.coverage import files_vs_targets
+
+    units = gpd.GeoDataFrame(
+        {"code": ["420527100201", "420527100202"], "kind": ["urban", "rural"]},
+        geometry=[shapely.box(110.0, 30.0, 110.1, 30.1), shapely.box(110.1, 30.0, 110.2, 30.1)],
+        crs=STORAGE_CRS)
+    grids = gpd.GeoDataFrame(
+        {"code": ["G-1", "G-1"], "institution": ["NSH", "YCB"], "level": [1, 1]},
+        geometry=[shapely.box(110.01, 30.01, 110.02, 30.02),
+                  shapely.box(110.11, 30.01, 110.12, 30.02)], crs=STORAGE_CRS)
+    ledger = pd.DataFrame({
+        "grid": ["G-1", "G-1"], "institution": ["YCB", "NSH"], "period": "2026-06",
+        "households_total": [100, 100], "households_files": [50, 50],
+        "merchants_total": [0, 0], "merchants_files": [0, 0], "firms_total": [0, 0],
+        "firms_files": [0, 0]})
+    rows = files_vs_targets(ledger, units=units, grids=grids).grids.set_index("institution")
+    assert rows.loc["NSH", "unit"] == "420527100201" and rows.loc["NSH", "kind"] == "urban"
+    assert rows.loc["YCB", "unit"] == "420527100202" and rows.loc["YCB", "kind"] == "rural"

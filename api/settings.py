@@ -8,7 +8,9 @@ variable                           default    meaning
 =================================  =========  =============================================
 GISGRID_API_TITLE                  …          the landing page's title
 GISGRID_API_DEFAULT_LIMIT          10         features per page when ``limit`` is absent
-GISGRID_API_MAX_LIMIT              10000      the largest ``limit`` accepted
+GISGRID_API_MAX_LIMIT              10000      the largest ``limit`` accepted (both declared
+                                              in the API definition; ``next`` links double
+                                              the page up to it)
 GISGRID_API_MAX_UPLOAD_MB          50         uploads above this get 413
 GISGRID_API_POOL_SIZE              8          PostGIS connections of one server process
 GISGRID_API_STATEMENT_TIMEOUT_S    30         a read query running longer is cancelled

@@ -16,7 +16,9 @@ and copies every collection the regulator may read with
   GeoPackage: wall time, and the HTTP requests it made (counted from GDAL's debug log in
   a second, untimed run);
 * pyogrio's bundled GDAL (≥ 3.7), default options, with ``GDAL_HTTP_AUTH=BEARER``: every
-  layer read whole (``read_dataframe``).
+  layer read whole (``read_dataframe``);
+* QGIS 3.22 (Debian's ``python3-qgis``, offscreen, when installed), a Basic
+  authentication configuration: the households layer loaded and every feature read.
 
 Every copied layer's feature count is compared with the store's (exit 1 on a mismatch).
 With ``--postgis`` (URL, default ``$GISGRID_TEST_PG`` or postgres@127.0.0.1) the same
@@ -116,6 +118,26 @@ def pyogrio_copy(url: str, key: str, names: list[str]) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def qgis_households(url: str, key: str) -> tuple[float, int] | None:
+    """Seconds and features for QGIS 3.22 to load the households; None without QGIS."""
+    from tests.api.test_qgis import SCRIPT, SYSTEM_PYTHON, _has_qgis
+
+    if not _has_qgis():
+        return None
+    start = time.perf_counter()
+    done = subprocess.run([str(SYSTEM_PYTHON), "-c", SCRIPT, url, key,
+                           json.dumps([["households", None]])], capture_output=True,
+                          text=True, timeout=1800,
+                          env={"QT_QPA_PLATFORM": "offscreen", "PATH": "/usr/bin:/bin",
+                               "HOME": "/tmp"})
+    seconds = time.perf_counter() - start
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if not lines:
+        raise SystemExit(f"QGIS failed:\n{done.stderr[-3000:]}")
+    [layer] = json.loads(lines[-1][len("RESULT "):])["layers"]
+    return seconds, layer.get("count", 0)
+
+
 def measure(label: str, store_url: str, folder: Path) -> bool:
     with open_store(store_url) as store:
         _, key = create_key(store, "regulator")
@@ -131,12 +153,17 @@ def measure(label: str, store_url: str, folder: Path) -> bool:
         _, requests, _ = ogr2ogr(url, key, out, debug=True)
         got = copied_counts(out)
         py = pyogrio_copy(url, key, names)
+        qgis = qgis_households(url, key) if "households" in names else None
     total = sum(want.values())
     print(f"\n[{label}] {len(names)} collections, {total:,} features; {version}")
     print(f"  ogr2ogr, default options : {seconds:6.2f} s, {requests} HTTP requests "
           f"(target < {TARGET_S:.0f} s: {'met' if seconds < TARGET_S else 'NOT met'})")
     print(f"  pyogrio (GDAL {py['gdal']}), default options: {py['seconds']:6.2f} s")
     ok = True
+    if qgis is not None:
+        print(f"  QGIS 3.22, households ({qgis[1]:,} features, start-up included): "
+              f"{qgis[0]:6.2f} s")
+        ok = qgis[1] == want.get("households")
     for name in names:
         copied = got.get(name, 0)
         if copied != want.get(name) or py["counts"].get(name) != want.get(name):

@@ -945,16 +945,42 @@ def _text_columns(frame: pd.DataFrame, target: str, lon: str, lat: str,
 
 
 def _write_xlsx(table: pd.DataFrame, path: Path, name: str) -> None:
-    table = table.copy()
+    """One sheet, written streaming (openpyxl's write-only mode). Numbers are number
+    cells holding every digit: openpyxl writes floats with 16 significant digits, one
+    short of a double, so a coordinate would come back a nanometre off and every row of
+    an unchanged workbook would count as changed; float cells are therefore given their
+    shortest exact text (``repr``) as the cell's number."""
+    import openpyxl
+    from openpyxl.cell import WriteOnlyCell
+
+    book = openpyxl.Workbook(write_only=True)
+    sheet = book.create_sheet(name[:31])
+    columns = []
     for column in table.columns:
         values = table[column]
         if isinstance(values.dtype, pd.DatetimeTZDtype):
-            # Excel has no time zones: write the wall time in UTC, ISO in a text cell.
-            table[column] = values.dt.strftime("%Y-%m-%dT%H:%M:%S%z").where(values.notna())
-        elif pd.api.types.is_extension_array_dtype(values.dtype):
-            table[column] = values.astype(object).where(values.notna(), None)
-    with pd.ExcelWriter(path, engine="openpyxl") as writer:
-        table.to_excel(writer, sheet_name=name[:31], index=False)
+            # Excel has no time zones: the time in ISO 8601 with its offset, as text.
+            text = values.dt.strftime("%Y-%m-%dT%H:%M:%S%z")
+            columns.append(text.where(values.notna(), None).tolist())
+        elif pd.api.types.is_datetime64_any_dtype(values.dtype):
+            columns.append([None if pd.isna(v) else v.to_pydatetime() for v in values])
+        elif pd.api.types.is_float_dtype(values.dtype):
+            cells = []
+            for v in values.to_numpy(dtype=float, na_value=np.nan).tolist():
+                if v != v or v in (float("inf"), float("-inf")):  # NaN, inf: empty
+                    cells.append(None)
+                    continue
+                cell = WriteOnlyCell(sheet, value=0)
+                cell._value = repr(v)  # the number's exact text, written as is
+                cells.append(cell)
+            columns.append(cells)
+        else:
+            plain = values.astype(object).where(values.notna(), None)
+            columns.append([v.item() if isinstance(v, np.generic) else v for v in plain])
+    sheet.append([str(c) for c in table.columns])
+    for row in zip(*columns, strict=True):
+        sheet.append(row)
+    book.save(path)
 
 
 def _csv_bytes(table: pd.DataFrame, target: str, encoding: str) -> bytes:

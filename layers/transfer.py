@@ -178,8 +178,63 @@ def import_file(
     repaired = 0
     if fix_geometry and hasattr(raw.frame, "geometry"):
         repaired = int((~raw.frame.geometry.geom_equals_exact(frame.geometry, 0)).sum())
+    frame = keep_stored_shapes(store, layer, frame)
     change = store.change(layer, frame, mode, actor=actor, source=raw.source, labels=labels)
     return ImportReport(layer, raw.source, len(frame), repaired, mode, change, tuple(notes))
+
+
+def keep_stored_shapes(store: Store, layer: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with the stored geometry put back where a row's polygon is the stored
+    row's (same key) written another way: rings turned (RFC 7946 GeoJSON and Shapefile
+    each fix an orientation), started elsewhere, or a one-part MultiPolygon read back as
+    its Polygon (a Shapefile cannot tell them apart). So an exported layer imported back
+    changes nothing, the change log included. Points need none of this."""
+    import geopandas as gpd
+    import shapely
+
+    if not isinstance(frame, gpd.GeoDataFrame) or not len(frame):
+        return frame
+    geoms = np.asarray(frame.geometry.values, dtype=object)
+    kinds = shapely.get_type_id(geoms)
+    areal = (kinds == shapely.GeometryType.POLYGON) | (kinds == shapely.GeometryType.MULTIPOLYGON)
+    keys = key_columns(layer, list(frame.columns))
+    if not areal.any() or not keys or layer not in {i.name for i in store.layers()}:
+        return frame
+    try:
+        stored = store.read(layer, columns=list(keys))
+    except GisGridError:
+        return frame
+    if not isinstance(stored, gpd.GeoDataFrame) or not len(stored):
+        return frame
+
+    def key_of(table: pd.DataFrame) -> pd.Index:
+        parts = [table[k].astype("string").fillna("") for k in keys]
+        return pd.MultiIndex.from_arrays(parts) if len(parts) > 1 else pd.Index(parts[0])
+
+    at = key_of(stored).get_indexer(key_of(frame))
+    found = (at >= 0) & areal
+    if not found.any():
+        return frame
+    old = np.asarray(stored.geometry.values, dtype=object)[at[found]]
+    same = shapely.equals_exact(_canonical(geoms[found]), _canonical(old), tolerance=0.0)
+    if not same.any():
+        return frame
+    geoms = geoms.copy()
+    geoms[np.flatnonzero(found)[same]] = old[same]
+    return frame.set_geometry(gpd.GeoSeries(geoms, index=frame.index, crs=frame.crs))
+
+
+def _canonical(geoms: np.ndarray) -> np.ndarray:
+    """Polygons up to ring orientation and start, repeated vertices and one-part
+    MultiPolygons, for ``keep_stored_shapes``."""
+    import shapely
+
+    geoms = shapely.remove_repeated_points(geoms, 0.0)
+    single = (shapely.get_type_id(geoms) == shapely.GeometryType.MULTIPOLYGON) & (
+        shapely.get_num_geometries(geoms) == 1)
+    geoms = geoms.copy()
+    geoms[single] = shapely.get_geometry(geoms[single], 0)
+    return shapely.normalize(geoms)
 
 
 def _keys_only(raw, layer: str, labels: list[str]) -> pd.DataFrame:

@@ -179,6 +179,11 @@ def _parse_where(pairs: tuple[str, ...]) -> dict[str, object] | None:
     return where or None
 
 
+#: ``export --format`` → the file extension that selects it.
+_EXPORT_FORMATS = {"geojson": ".geojson", "gpkg": ".gpkg", "shp": ".zip", "csv": ".csv",
+                   "xlsx": ".xlsx"}
+
+
 @click.command(name="export")
 @click.argument("layer")
 @click.argument("file", type=click.Path(dir_okay=False))
@@ -192,12 +197,25 @@ def _parse_where(pairs: tuple[str, ...]) -> dict[str, object] | None:
               help="CSV / XLSX column headers: zh, the schema's Chinese titles and 经度/纬度 "
                    "(default for .xlsx); en, the field names and lon/lat (default for .csv). "
                    "import reads both back.")
+@click.option("--format", "file_format", type=click.Choice(sorted(_EXPORT_FORMATS)),
+              default=None,
+              help="The format, when FILE's extension does not say it (the extension is "
+                   "then added): geojson, gpkg, shp (a zipped Shapefile), csv, xlsx.")
 @store_option
-def export(layer, file, bbox, where, encoding, headers, store):
+def export(layer, file, bbox, where, encoding, headers, file_format, store):
     """Write LAYER to FILE; the format follows the extension (.geojson, .gpkg, .zip for a
-    zipped Shapefile, .csv or .xlsx with lon/lat columns for points, or a table)."""
+    zipped Shapefile, .csv or .xlsx with lon/lat columns for points, or a table), or
+    --format. Every format imports back unchanged with `gisgrid import`."""
+    from pathlib import Path
+
     from layers.store import open_store
     from layers.transfer import export_layer
+
+    if file_format is not None:
+        suffix = _EXPORT_FORMATS[file_format]
+        allowed = {suffix, ".json"} if suffix == ".geojson" else {suffix}
+        if Path(file).suffix.lower() not in allowed:
+            file = f"{file}{suffix}"
 
     with open_store(store) as source:
         n = export_layer(source, layer, file, bbox=tuple(bbox) if bbox else None,

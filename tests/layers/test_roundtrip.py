@@ -103,9 +103,7 @@ def assert_same_layer(back: pd.DataFrame, original: pd.DataFrame, name: str,
     if isinstance(original, gpd.GeoDataFrame):
         a = _shape(back.geometry.values)
         b = _shape(original.geometry.values)
-        # Excel keeps 15 significant digits: 1e-12 degrees is a hundredth of a micron.
-        tolerance = 1e-12 if suffix == ".xlsx" else 0.0
-        same = shapely.equals_exact(a, b, tolerance=tolerance) | (
+        same = shapely.equals_exact(a, b, tolerance=0.0) | (
             shapely.is_missing(a) & shapely.is_missing(b))
         assert same.all(), (name, np.flatnonzero(~same)[:5])
 
@@ -144,6 +142,9 @@ def test_export_imports_back_unchanged(sample_store, tmp_path, name, suffix, hea
                 assert text.startswith("编号,机构,网点层级,网点名称")
         report = import_file(store, target, name, mode="replace")
         assert report.count == len(originals[name])
+        # Unchanged, as the change log sees it too: nothing added, changed or removed.
+        change = report.change
+        assert (len(change.added), len(change.changed), len(change.removed)) == (0, 0, 0)
         assert_same_layer(store.read(name), originals[name], name, suffix)
 
 

@@ -180,3 +180,23 @@ def test_a_missing_column_names_itself_its_title_and_the_closest_header(sample_s
     assert str(problem) == (f"{file}: tier is required but the input has no 'tier' column "
                             "(or 网点层级) (closest header: 'teir')")
     assert "lon, lat" not in str(problem)  # the header is not repeated
+
+
+def test_cli_export_format_names_the_file_and_imports_back(sample_store, tmp_path):
+    from click.testing import CliRunner
+
+    from gis_grid.cli import main
+
+    path, originals = sample_store
+    copy = tmp_path / "copy.gpkg"
+    shutil.copy(path, copy)
+    runner = CliRunner()
+    result = runner.invoke(main, ["export", "outlets", str(tmp_path / "网点"), "--format",
+                                  "xlsx", "--store", str(copy)])
+    assert result.exit_code == 0, result.output
+    sheet = tmp_path / "网点.xlsx"
+    assert sheet.is_file() and f"to {sheet}" in result.output
+    result = runner.invoke(main, ["import", str(sheet), "--layer", "outlets", "--mode",
+                                  "replace", "--store", str(copy)])
+    assert result.exit_code == 0, result.output
+    assert "0 added, 0 changed, 0 removed" in result.output

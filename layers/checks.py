@@ -4,8 +4,19 @@
 once — missing fields, values that are not numbers or dates, values outside their
 enumeration, code formats, ranges, duplicate keys, missing or wrong geometry, invalid
 polygons — each named by the row or feature a user can find. Nothing is stored unless the
-report is empty (see ``layers.transfer``). All checks are column-wise (pandas / shapely
-vectorised); Python only formats the messages of rows already found bad.
+report is empty (see ``layers.transfer``). Columns may be named by the schema's Chinese
+titles (``field_columns``); a missing column is named with its title and the closest
+header present. Every problem carries a kind (``Problem.kind``) for the summary by field
+and kind.
+
+``store_problems`` checks a layer against the store as it is: ``place_problems`` refuses
+points and shapes farther than ``max_outside`` outside the territory (``find_territory``)
+and names the likely cause; ``ledger_problems`` refuses ledger rows that are not on a
+finest grid of their institution's grid layer. The import (``layers.transfer``) runs both,
+so ``gisgrid import`` and ``POST /imports/{layer}`` refuse the same rows.
+
+All checks are column-wise (pandas / shapely / pyproj vectorised); Python only formats
+the messages of rows already found bad.
 """
 
 from __future__ import annotations

@@ -59,7 +59,10 @@ synthetic — generated from the seed, plausible but not true
     worker per expected grid of ~300 households (C1) in the bank's share, plus grid
     managers, with generated names and mobile numbers; ``grids`` is empty until a
     partition assigns them. ``ledger`` (台账): one row per unit and bank operating there,
-    period 2026-06, with households / merchants / firms and how many have files.
+    period 2026-06, with households / merchants / firms and how many have files — a
+    ledger kept by village, for in-memory uses; a store's ledger belongs to the grids, so
+    ``gisgrid sample`` does not store this one and ``layers.synthetic.ledger`` builds one
+    per finest grid after the partition.
     ``entities`` (市场主体): a few hundred market entities named from place names and
     trades; a seeded share carries the watch-list words of plan A2 and a few are
     microloan companies (小额贷款有限公司, exempt from that list).

@@ -36,11 +36,14 @@ config.setConfig("username", "qgis")
 config.setConfig("password", key)
 auth.storeAuthenticationConfig(config)
 out = {"qgis": Qgis.QGIS_VERSION, "layers": []}
-for name, subset in spec:
-    uri = (f"url='{url}/' typename='{name}' authcfg='{config.id()}' "
+for name, subset, *query in spec:
+    # A query in the connection URL is sent with every request (QGIS 3.22 sends no
+    # CQL2 of its own: that is how its users have the server filter).
+    where = f"?{query[0]}" if query and query[0] else ""
+    uri = (f"url='{url}/{where}' typename='{name}' authcfg='{config.id()}' "
            "restrictToRequestBBOX='0'")
     layer = QgsVectorLayer(uri, name, "OAPIF")
-    entry = {"name": name, "subset": subset, "valid": layer.isValid()}
+    entry = {"name": name, "subset": subset, "query": where, "valid": layer.isValid()}
     if layer.isValid():
         if subset:
             entry["subset_ok"] = layer.setSubsetString(subset)
@@ -87,13 +90,17 @@ def qgis(svc, key: str, spec: list) -> dict:
 
 
 def test_qgis_322_loads_the_four_layers_with_basic_sign_in(svc):
+    from urllib.parse import urlencode
+
     layers = svc.sample.layers
     helpers = "\"tier\" = '助农点'"
+    cql2 = urlencode({"filter": "tier='助农点' AND S_INTERSECTS(geometry, "
+                                "BBOX(100, 20, 120, 40))"})
     got = qgis(svc, svc.keys.regulator, [["grids", None], ["outlets", None],
                                          ["staff", None], ["households", None],
-                                         ["outlets", helpers]])
+                                         ["outlets", helpers], ["outlets", None, cql2]])
     assert got["qgis"].startswith("3.")
-    by = {(e["name"], e["subset"]): e for e in got["layers"]}
+    by = {(e["name"], e["subset"] or e["query"] or None): e for e in got["layers"]}
     assert all(e["valid"] for e in got["layers"]), got
     for name in ("grids", "outlets", "staff", "households"):
         assert by[(name, None)]["count"] == len(layers[name]), name
@@ -105,9 +112,12 @@ def test_qgis_322_loads_the_four_layers_with_basic_sign_in(svc):
     assert staff["geometry"] == "Point"
     assert staff["located"] == layers["staff"].geometry.notna().sum()
     assert "phone" not in staff["fields"]  # the regulator's view
-    filtered = by[("outlets", helpers)]
-    assert filtered["subset_ok"]
-    assert filtered["count"] == (layers["outlets"]["tier"] == "助农点").sum()
+    helper_count = (layers["outlets"]["tier"] == "助农点").sum()
+    assert 0 < helper_count < len(layers["outlets"])
+    filtered = by[("outlets", helpers)]  # QGIS's own filter, evaluated by QGIS
+    assert filtered["subset_ok"] and filtered["count"] == helper_count
+    served = by[("outlets", f"?{cql2}")]  # a CQL2 filter evaluated by the service
+    assert served["count"] == helper_count
 
 
 def test_qgis_sees_what_the_key_may_see(svc):

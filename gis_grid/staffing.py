@@ -183,3 +183,38 @@ def grid_staffing(grids: pd.DataFrame, staff: pd.DataFrame | None = None) -> pd.
     return pd.DataFrame({"code": code, "institution": inst, "level": level,
                          "finest": finest, "workers": pd.Series(workers, dtype=object),
                          "staffed": finest & has})
+
+
+#: Grid staff are trained at least every this many months (A8: 原则上每半年培训一次).
+TRAINING_EVERY_MONTHS = 6
+
+
+def training_due(staff: pd.DataFrame, at: object | None = None) -> pd.DataFrame:
+    """Each person's training against the six-month rule, judged on day ``at`` (default
+    today): ``trained`` (last training), ``due`` (trained + :data:`TRAINING_EVERY_MONTHS`
+    months), ``status`` — ``current`` (due on or after ``at``), ``overdue`` or ``never`` —
+    and ``days_overdue``. The one rule for "trained" in every output (the coverage
+    report's ``trained_share`` counts ``current``).
+
+    Examples
+    --------
+    >>> s = pd.DataFrame({"id": ["A", "B", "C"], "trained": ["2026-05-01", "2025-10-01", None]})
+    >>> training_due(s, "2026-06-30")[["id", "status", "days_overdue"]].values.tolist()
+    [['A', 'current', 0], ['B', 'overdue', 90], ['C', 'never', 0]]
+    """
+    day = pd.Timestamp(at if at is not None else pd.Timestamp.now(tz="Asia/Shanghai").date()
+                       ).normalize().tz_localize(None)
+    trained = pd.to_datetime(staff["trained"] if "trained" in staff
+                             else pd.Series(None, index=staff.index), errors="coerce")
+    if getattr(trained.dt, "tz", None) is not None:
+        trained = trained.dt.tz_localize(None)
+    due = trained + pd.DateOffset(months=TRAINING_EVERY_MONTHS)
+    status = np.where(trained.isna(), "never", np.where(due >= day, "current", "overdue"))
+    late = ((day - due).dt.days).where(status == "overdue", 0).fillna(0).astype(np.int64)
+    keep = [c for c in ("id", "name", "institution", "role") if c in staff]
+    out = pd.DataFrame({c: staff[c].to_numpy() for c in keep})
+    out["trained"] = trained.dt.date.to_numpy()
+    out["due"] = due.dt.date.to_numpy()
+    out["status"] = status
+    out["days_overdue"] = late.to_numpy()
+    return out

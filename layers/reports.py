@@ -155,7 +155,7 @@ DEFINITIONS_ZH: dict[str, str] = {
     "indicators": "金融服务可得性指标", "overlap": "跨机构重叠", "hhi": "网点集中度",
     "files": "建档率", "participation": "参与村社区比例", "county_households": "全辖住户建档",
     "county_merchants_firms": "全辖商户企业建档", "staffing": "一人一格",
-    "blanks_closed": "填补空白", "score": "考核总分",
+    "blanks_closed": "填补空白", "score": "考核总分", "trained_share": "培训率",
 }
 
 _PERCENT = ("share", "achieved_share", "share_outlet", "share_device", "share_own", "share_any",

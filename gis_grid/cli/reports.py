@@ -258,3 +258,46 @@ def list_tasks(only_overdue, now, store):
         click.echo(f"{r.id}  {r.subject}  → {r.assignee}  {r.status} "
                    f"({TASK_LABELS.get(r.status)})  due {_local(r.deadline)}{late}")
     click.echo(f"{len(frame)} task(s)")
+
+
+@click.command()
+@click.option("--at", "day", default=None, metavar="YYYY-MM-DD",
+              help="The day judged on (default today, China time).")
+@click.option("--institution", default=None, help="Only this institution's staff.")
+@click.option("--all", "show_all", is_flag=True, help="Everyone, not only who is due.")
+@click.option("--out", default=None, type=click.Path(dir_okay=False),
+              help="Also write the list: .xlsx or .csv, Chinese headers.")
+@store_option
+def training(day, institution, show_all, out, store):
+    """Who is due for training (A8: grid staff are trained at least every six months,
+    原则上每半年培训一次): each person's last training (staff layer, field trained),
+    when the next was due, and how many days overdue; never trained counts as due.
+    The coverage report's 培训率 counts the same rule (trained within six months)."""
+    from gis_grid.events import check_day
+    from gis_grid.staffing import training_due
+    from layers.reports import write_sheets
+    from layers.store import open_store
+
+    at = check_day(day, source="training", field="--at") if day else None
+    with open_store(store) as source:
+        staff = source.read("staff")
+    if institution:
+        staff = staff[staff["institution"].astype(str) == institution]
+    table = training_due(staff, at)
+    shown = table if show_all else table[table["status"] != "current"]
+    shown = shown.sort_values(["status", "days_overdue"], ascending=[True, False])
+    for r in shown.itertuples(index=False):
+        last = "从未" if pd.isna(r.trained) else r.trained
+        click.echo(f"{r.id}  {getattr(r, 'name', '')}  {getattr(r, 'institution', '')}  "
+                   f"last {last}  {r.status}"
+                   + (f"  {r.days_overdue} days overdue" if r.days_overdue else ""))
+    due = int((table["status"] != "current").sum())
+    click.echo(f"{due} of {len(table)} staff due for training (every "
+               f"six months; judged on {at or 'today'})")
+    if out:
+        headers = {"id": "人员编号", "name": "姓名", "institution": "机构", "role": "角色",
+                   "trained": "最近培训日期", "due": "应培训日期", "status": "状态",
+                   "days_overdue": "逾期天数"}
+        write_sheets({"培训": (shown.assign(status=shown["status"].map(
+            {"current": "在期", "overdue": "逾期", "never": "从未培训"})), headers)}, out)
+        click.echo(f"wrote {out}")

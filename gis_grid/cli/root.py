@@ -73,5 +73,6 @@ for command in (data.sample, data.import_, data.export, data.layers_, data.delet
                 grids.partition, grids.validate, grids.repair, analysis.coverage,
                 analysis.place, maps.map_command, maps.atlas_command, watch.screen,
                 watch.inspect, watch.events, service.serve, service.keys, province.province,
-                demo.demo, schema.schema, history.history, reports.reports, reports.tasks):
+                demo.demo, schema.schema, history.history, reports.reports, reports.tasks,
+                reports.training):
     main.add_command(command)

@@ -132,6 +132,18 @@ _FILES_ZH = {"participation": "参与村社区 participation", "urban_households
              "rural_households": "农户 rural", "merchants_firms": "商户企业 merchants+firms"}
 
 
+def _as_of(data_date: str | None, files) -> pd.Timestamp | None:
+    """The day figures such as "trained within six months" are judged on: the last day of
+    the data date (``2026-06`` → 2026-06-30), else of the ledger period, else today."""
+    text = data_date or (files.period if files is not None else None)
+    if not text:
+        return None
+    try:
+        return pd.Period(str(text), freq="D" if len(str(text)) > 7 else "M").end_time.normalize()
+    except ValueError:
+        return None
+
+
 def _records(t: pd.DataFrame) -> list[dict]:
     out = []
     for row in t.to_dict(orient="records"):
@@ -345,7 +357,8 @@ def coverage_report(
         st = staff if institution is None else staff.loc[_text(staff["institution"]) == institution]
         staffed = staffing(st, grids=own_grids, ledger=ledger if institution is None else
                            (ledger.loc[_text(ledger["institution"]) == institution]
-                            if ledger is not None else None))
+                            if ledger is not None else None),
+                           at=_as_of(data_date, files))
         tables["staffing"] = staffed.institutions
         if len(staffed.grids):
             tables["staffing_grids"] = staffed.grids
@@ -451,6 +464,8 @@ DEFINITIONS = {
     "staffing": "一人一格：有网格员（专职或兼职，不含网格管理员）的最细网格 ÷ 最细网格，与 "
                 "gisgrid validate 的无网格员 (no_worker) 同一规则 (a finest grid is staffed "
                 "when a worker or part-time worker, not a manager, is assigned to it)",
+    "trained_share": "培训率：数据日期前六个月内参加过培训的人员 ÷ 人员（原则上每半年培训一次）"
+                     " (staff trained within the six months before the data date)",
     "blanks_closed": "填补空白：仅靠该机构的触点才不成为服务空白的村/社区数 (units an institution "
                      "alone keeps from being blanks)",
     "score": "考核总分 = Σ 权重 × 各项得分 (0–1) × 100，权重见「考核权重」（合计为 1）；"

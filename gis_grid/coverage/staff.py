@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from gis_grid.coverage.common import _text
-from gis_grid.staffing import WORKER_ROLES, grid_staffing
+from gis_grid.staffing import WORKER_ROLES, grid_staffing, training_due
 
 
 @dataclass
@@ -29,7 +29,9 @@ class Staffing:
         the latest period), ``workers`` (grid workers, full- and part-time), ``managers``,
         ``grids_staffed`` (finest grids a worker or part-time worker is assigned to),
         ``unstaffed``, ``multi_grid_workers`` (workers holding more than one of its finest
-        grids), ``trained_share``, ``compliance`` (staffed ÷ grids; empty without grids)
+        grids), ``trained_share`` (staff trained within the last six months on the day
+        ``at``: :func:`gis_grid.staffing.training_due`), ``compliance`` (staffed ÷ grids;
+        empty without grids)
         and ``basis`` (``grids`` / ``ledger``: where its grids came from).
     grids
         Per finest grid: ``code``, ``institution``, ``staff`` (workers assigned),
@@ -41,7 +43,7 @@ class Staffing:
 
 
 def staffing(staff: pd.DataFrame, *, grids: gpd.GeoDataFrame | None = None,
-             ledger: pd.DataFrame | None = None) -> Staffing:
+             ledger: pd.DataFrame | None = None, at: object | None = None) -> Staffing:
     """Staffing compliance: is there a grid worker on every finest grid (B4)?
 
     An institution's grids are its finest grids in ``grids``
@@ -81,8 +83,10 @@ def staffing(staff: pd.DataFrame, *, grids: gpd.GeoDataFrame | None = None,
     who = who.loc[who["finest"] & who["institution"].notna()]
     sinst = _text(staff["institution"]) if len(staff) else np.array([], object)
     role = _text(staff["role"]) if len(staff) else np.array([], object)
-    trained = (pd.Series(staff["trained"]).notna().to_numpy() if "trained" in staff
-               else np.zeros(len(staff), bool))
+    # Trained means trained within the last six months on day ``at`` (A8; the one rule,
+    # gis_grid.staffing.training_due), not ever trained.
+    trained = (training_due(staff, at)["status"].to_numpy() == "current" if len(staff)
+               else np.zeros(0, bool))
     rows, grid_rows = [], []
     for inst in sorted(set(who["institution"]) | {i for i in sinst if i}):
         mine_grids = who.loc[who["institution"] == inst]

@@ -141,3 +141,29 @@ def test_reports_made_before_the_path_existed_are_adopted(store):
     assert len(after) == 2 and after.loc[report, "status"] == "routed"
     assert after.loc[report, "route"] == old.set_index("id").loc[report, "route"]
     run("reports", "move", report, "accept", "--actor", "张", "--store", store)
+
+
+def test_training_is_due_every_six_months(store, tmp_path):
+    """A8: trained means trained within six months; who is due is listed, and the coverage
+    report's 培训率 counts the same rule."""
+    from gis_grid.coverage.staff import staffing
+    from gis_grid.staffing import training_due
+
+    gpkg = GeoPackageStore(store)
+    staff = gpkg.read("staff")
+    due = training_due(staff, "2026-06-30")
+    expected = int((due["status"] != "current").sum())
+    assert 0 < expected < len(staff)
+    out = run("training", "--at", "2026-06-30", "--out", str(tmp_path / "培训.xlsx"),
+              "--store", store)
+    assert f"{expected} of {len(staff)} staff due for training" in out
+    sheet = list(openpyxl.load_workbook(tmp_path / "培训.xlsx")["培训"].values)
+    assert sheet[0][:2] == ("人员编号", "姓名") and len(sheet) == expected + 1
+    assert {row[6] for row in sheet[1:]} <= {"逾期", "从未培训"}
+    # the coverage figure: the share of each institution's staff with status current
+    shares = staffing(staff, at="2026-06-30").institutions.set_index("institution")
+    for inst, group in due.groupby("institution"):
+        assert shares.loc[inst, "trained_share"] == pytest.approx(
+            (group["status"] == "current").mean())
+    out = run("training", "--at", "2031-01-01", "--store", store, code=3)
+    assert "晚于今天" in out

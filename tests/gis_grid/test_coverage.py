@@ -362,12 +362,16 @@ def test_staffing_one_person_per_grid():
                           "role": ["worker", "part-time", "manager", "worker", "manager"],
                           "grids": [None, "X1-2;X1-3", None, None, None],
                           "trained": ["2026-01-01", None, "2026-01-01", None, None]})
-    s = staffing(staff, grids=grids).institutions.set_index("institution")
+    s = staffing(staff, grids=grids, at="2026-06-30").institutions.set_index("institution")
     assert s.loc["X", ["grids", "workers", "managers", "grids_staffed"]].tolist() == [3, 2, 1,
                                                                                       3]
     assert s.loc["X", "compliance"] == 1.0 and s.loc["X", "basis"] == "grids"
     assert s.loc["X", "multi_grid_workers"] == 1
     assert s.loc["X", "trained_share"] == pytest.approx(2 / 3)
+    # Trained means within the last six months (A8): by 2026-07-02 the training of
+    # 2026-01-01 has lapsed.
+    later = staffing(staff, grids=grids, at="2026-07-02").institutions.set_index("institution")
+    assert later.loc["X", "trained_share"] == 0.0
     # One rule, no headcount: Y's worker is assigned to no grid, so none is staffed.
     assert s.loc["Y", ["grids", "grids_staffed", "compliance", "basis"]].tolist() == [
         2, 0, 0.0, "grids"]

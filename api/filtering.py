@@ -242,7 +242,9 @@ def _text_parser() -> Lark:
                 import_paths=[os.path.dirname(os.path.dirname(cql2_text_module.__file__))])
 
 
-def _syntax_message(text: str, exc: LarkError) -> str:
+def _syntax_message(full: str, exc: LarkError) -> str:
+    # The filter is echoed, up to 200 characters of it.
+    text = full if len(full) <= 200 else full[:200] + "…"
     if isinstance(exc, UnexpectedEOF | UnexpectedToken) and getattr(
             exc, "token", None) is not None and exc.token.type == "$END":
         return f"filter {text!r}: the filter ends too early"
@@ -251,7 +253,7 @@ def _syntax_message(text: str, exc: LarkError) -> str:
         pos = getattr(exc, "pos_in_stream", None)
         if pos is None:
             pos = (column or 1) - 1
-        near = text[max(0, pos):pos + 20]
+        near = full[max(0, pos):pos + 20]
         return (f"filter {text!r}: syntax error at character {pos + 1}"
                 f" (near {near!r})")
     if isinstance(exc, UnexpectedEOF):

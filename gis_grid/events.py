@@ -183,7 +183,8 @@ def _typed_nulls(dtype: str, n: int) -> pd.Series:
 def new_event(kind: str, reporter: str, *, grid: str | None = None,
               point: shapely.Point | None = None, summary: str | None = None,
               at: object | None = None, event_id: str | None = None,
-              limits: Mapping[str, TimeLimit] | None = None) -> gpd.GeoDataFrame:
+              limits: Mapping[str, TimeLimit] | None = None,
+              category: str | None = None) -> gpd.GeoDataFrame:
     """A newly reported event (state ``reported``, version 1) as a one-row frame of the
     ``events`` schema, its deadline set by the kind's time limit.
 
@@ -204,6 +205,7 @@ def new_event(kind: str, reporter: str, *, grid: str | None = None,
     values: dict[str, object] = {
         "id": event_id, "kind": kind, "grid": grid, "reporter": reporter,
         "state": "reported", "reported_at": reported_at, "summary": summary,
+        "category": category,
         "deadline": deadline, "updated_at": reported_at, "version": 1,
     }
     data = {}
@@ -216,8 +218,9 @@ def new_event(kind: str, reporter: str, *, grid: str | None = None,
 
 
 #: The columns the workflow keeps on every event (all of the ``events`` schema's but
-#: ``source``).
-WORKFLOW_COLUMNS = tuple(f.name for f in LAYERS[EVENTS].fields if f.name != "source")
+#: ``source`` and the optional ``category``).
+WORKFLOW_COLUMNS = tuple(f.name for f in LAYERS[EVENTS].fields
+                         if f.name not in ("source", "category"))
 
 
 def adopt_events(events: pd.DataFrame, limits: Mapping[str, TimeLimit] | None = None
@@ -345,6 +348,64 @@ def plan_move(event: Mapping[str, object], to: str, *, actor: str, at: object | 
     return Move(ident, step, changes, log, version)
 
 
+#: The subject categories of plan C's 定责 (what a grid is responsible for), the default
+#: list; an office gives its own with a file (:func:`read_categories`).
+SUBJECT_CATEGORIES = ("市容管控", "环境卫生", "民政", "计生", "就业", "社保", "创建", "综治",
+                      "党建", "文化", "民生工程", "违建巡查", "医疗", "法律", "家政", "心理咨询",
+                      "金融风险", "其他")
+
+
+def read_categories(path: str | None = None) -> tuple[str, ...]:
+    """The subject categories: :data:`SUBJECT_CATEGORIES`, or the office's list from
+    ``path`` — a text file with one category per line (``#`` starts a comment), or TOML /
+    JSON with a ``categories`` list. A missing or empty file is an ``InputError``."""
+    if path is None:
+        return SUBJECT_CATEGORIES
+    import json
+    import tomllib
+    from pathlib import Path
+
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        _refuse(str(path), "categories", f"cannot read the category list: {exc.strerror}")
+    try:
+        if file.suffix.lower() == ".toml":
+            values = tomllib.loads(text).get("categories", [])
+        elif file.suffix.lower() == ".json":
+            values = json.loads(text)
+            values = values.get("categories", []) if isinstance(values, dict) else values
+        else:
+            values = [line.split("#", 1)[0].strip() for line in text.splitlines()]
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        _refuse(str(path), "categories", f"not a category list: {exc}")
+    names = tuple(dict.fromkeys(str(v).strip() for v in values if str(v).strip()))
+    if not names:
+        _refuse(str(path), "categories", "the category list is empty")
+    return names
+
+
+def check_category(category: str | None, categories: tuple[str, ...], *, source: str
+                   ) -> None:
+    """Refuse a category not in the list, naming the allowed ones."""
+    if category is not None and category not in categories:
+        _refuse(source, "category", f"分类 {category!r} 不在定责分类中 (is not a subject "
+                                    f"category): {', '.join(categories)}", "unknown category")
+
+
+def by_category(events: pd.DataFrame, categories: tuple[str, ...] = SUBJECT_CATEGORIES, *,
+                by: str = "grid") -> pd.DataFrame:
+    """Events per grid (or reporter) and subject category, every category a column (zeros
+    included), events without a category under 未分类."""
+    key = events["grid" if by == "grid" else "reporter"].astype("string").fillna("(none)")
+    cat = (events["category"].astype("string") if "category" in events
+           else pd.Series(pd.NA, index=events.index, dtype="string")).fillna("未分类")
+    table = pd.crosstab(key, cat).reindex(columns=[*categories, "未分类"], fill_value=0)
+    table.index.name = by
+    return table.reset_index()
+
+
 #: How far (metres) a reported point may lie outside the grid it is reported in: a phone's
 #: position near a grid's edge is often off by tens of metres.
 GRID_TOLERANCE_M = 200.0
@@ -432,7 +493,13 @@ def report_event(store: EventStore, kind: str, reporter: str, **kwargs) -> gpd.G
     arguments are ``new_event``'s. Returns the stored row."""
     event = new_event(kind, reporter, **kwargs)
     if store.has(EVENTS):
-        _require_workflow(store.read(EVENTS, where={"id": []}).columns)
+        columns = store.read(EVENTS, where={"id": []}).columns
+        _require_workflow(columns)
+        if "category" not in columns:  # a layer from before categories
+            if kwargs.get("category") is not None:
+                raise StoreError(f"{EVENTS}: the layer has no category column yet; run "
+                                 "`gisgrid events adopt` once to add it")
+            event = event.drop(columns="category")
         ident = str(event["id"].iloc[0])
         if len(store.read(EVENTS, where={"id": [ident]})):
             _refuse("events", "id", f"事件编号 {ident} 已存在 (event id {ident} is already "

@@ -302,6 +302,9 @@ LAYERS: dict[str, LayerSchema] = {
                 Field("state", "str", enum=EVENT_STATES),
                 Field("reported_at", "datetime"),
                 Field("summary", "str", required=False),
+                Field("category", "str", required=False,
+                      description="subject category (定责: 市容管控, 民政, 计生 …; "
+                                  "gis_grid.events.SUBJECT_CATEGORIES or the office's list)"),
                 Field("owner", "str", required=False, description="who took it on (有人负责)"),
                 Field("deadline", "datetime", required=False,
                       description="to be resolved by (emergencies: reported_at + limit)"),

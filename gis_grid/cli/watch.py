@@ -316,12 +316,19 @@ def events() -> None:
 @click.option("--id", "event_id", default=None, help="Event id. Default: EV-<time>-<random>.")
 @click.option("--resolve-within", type=click.FloatRange(min=0, min_open=True), default=None,
               metavar="HOURS", help="Deadline. Default: 24 for emergencies, none otherwise.")
+@click.option("--category", default=None,
+              help="Subject category (定责): one of --categories, default 市容管控, 环境卫生, "
+                   "民政, 计生, 就业, 社保, 创建, 综治, 党建, 文化, 民生工程, 违建巡查, 医疗, "
+                   "法律, 家政, 心理咨询, 金融风险, 其他.")
+@click.option("--categories", "categories_file", default=None,
+              type=click.Path(dir_okay=False), metavar="FILE",
+              help="The office's category list: one per line, or TOML/JSON 'categories'.")
 @click.option("--tolerance", type=click.FloatRange(min=0), default=None, metavar="METRES",
               help="How far outside --grid the --lon/--lat point may lie. Default: 200 "
                    "(gis_grid.events.GRID_TOLERANCE_M).")
 @store_option
 def report(kind, reporter, grid, lon, lat, grids, summary, at, event_id, resolve_within,
-           tolerance, store):
+           category, categories_file, tolerance, store):
     """Report a new event (state reported).
 
     Refused (exit 3, nothing stored, the reason in Chinese and English): a --grid that is
@@ -333,9 +340,11 @@ def report(kind, reporter, grid, lon, lat, grids, summary, at, event_id, resolve
         DEFAULT_LIMITS,
         GRID_TOLERANCE_M,
         TimeLimit,
+        check_category,
         check_grid,
         check_in_grid,
         check_time,
+        read_categories,
         report_event,
     )
     from gis_grid.screening import locate
@@ -345,6 +354,7 @@ def report(kind, reporter, grid, lon, lat, grids, summary, at, event_id, resolve
         raise click.UsageError("give both --lon and --lat")
     if at is not None:
         check_time(at, source="events report", field="--at")
+    check_category(category, read_categories(categories_file), source="events report")
     point = shapely.Point(lon, lat) if lon is not None else None
     limits = dict(DEFAULT_LIMITS)
     if resolve_within is not None:
@@ -369,7 +379,8 @@ def report(kind, reporter, grid, lon, lat, grids, summary, at, event_id, resolve
                 grid = None if pd.isna(located) else str(located)
         try:
             event = report_event(target, kind, reporter, grid=grid, point=point,
-                                 summary=summary, at=at, event_id=event_id, limits=limits)
+                                 summary=summary, at=at, event_id=event_id, limits=limits,
+                                 category=category)
         except ValueError as exc:
             raise click.BadParameter(str(exc)) from None
     row = event.iloc[0]
@@ -553,11 +564,15 @@ def patrol(worker, grid, day, grids, note, store):
               help="Judge overdue at this time.")
 @click.option("--grids", default=None, metavar="LAYER",
               help="Grid layer whose finest grids are all assessed (default: grids).")
+@click.option("--categories", "categories_file", default=None,
+              type=click.Path(dir_okay=False), metavar="FILE",
+              help="The office's subject categories (as for events report): the 定责分类 "
+                   "sheet counts events per grid and category.")
 @click.option("--out", default=None, type=click.Path(dir_okay=False),
               help="Also write the table: .xlsx (sheets 考核 and, by grid, 通报) or .csv, "
                    "Chinese headers.")
 @store_option
-def stats(by, start, end, month, now, grids, out, store):
+def stats(by, start, end, month, now, grids, categories_file, out, store):
     """The periodic assessment (定期考核, C4) per grid or worker: events by kind and
     state, hours to resolve, overdue events, events with all five haves, patrol days and
     the patrol rate against the daily requirement (每天巡查: one patrol a day per grid),
@@ -573,6 +588,7 @@ def stats(by, start, end, month, now, grids, out, store):
 
     Example: gisgrid events stats --month 2026-05 --out 5月网格考核.xlsx
     """
+    from gis_grid.events import read_categories
     from gis_grid.jobs import EVENT_STATS
     from layers.runner import run_job
     from layers.store import open_store
@@ -594,7 +610,9 @@ def stats(by, start, end, month, now, grids, out, store):
         raise click.BadParameter(f"--from {start} is after --to {end}", param_hint="--from")
     with open_store(store) as source:
         ran = run_job(source, EVENT_STATS, {"by": by, "start": start, "end": end,
-                                            "now": now, "out": out, "grids": grids})
+                                            "now": now, "out": out, "grids": grids,
+                                            "categories": list(read_categories(
+                                                categories_file))})
     click.echo(ran.outcome.text)
     if out:
         _write_out(ran.outcome, out)

@@ -47,7 +47,15 @@ def _reads(params, available) -> list[Read]:
 def _compute(inputs, params) -> Outcome:
     import pandas as pd
 
-    from gis_grid.events import EVENTS, PATROLS, assessment, notice
+    from gis_grid.events import (
+        EVENTS,
+        PATROLS,
+        SUBJECT_CATEGORIES,
+        assessment,
+        by_category,
+        local_days,
+        notice,
+    )
     from gis_grid.staffing import finest_grids
 
     by = params.get("by", "grid")
@@ -61,6 +69,17 @@ def _compute(inputs, params) -> Outcome:
     sheets = {"考核": (table, STATS_HEADERS)}
     if by == "grid":
         sheets["通报"] = (notice(table), STATS_HEADERS)
+    events = inputs[EVENTS]
+    days = local_days(events["reported_at"]) if len(events) else pd.Series(dtype=object)
+    first, last = params.get("start"), params.get("end")
+    inside = pd.Series(True, index=events.index)
+    if first:
+        inside &= (days >= pd.Timestamp(first).date()).to_numpy()
+    if last:
+        inside &= (days <= pd.Timestamp(last).date()).to_numpy()
+    categories = tuple(params.get("categories") or SUBJECT_CATEGORIES)
+    sheets["定责分类"] = (by_category(events[inside.to_numpy()], categories, by=by),
+                      STATS_HEADERS)
     files = {params["out"]: Sheets(sheets)} if params.get("out") else {}
     return Outcome(result=table, files=files, summary={"by": by, "rows": len(table)},
                    text=text)

@@ -191,7 +191,8 @@ def test_imported_events_are_adopted(store, tmp_path):
     run("import", str(csv), "--layer", "events", "--store", store)
     out = run("events", "move", "EV-7", "accept", "--actor", "王伟", "--store", store, code=4)
     assert "gisgrid events adopt" in out
-    assert "added columns summary, owner" in run("events", "adopt", "--store", store)
+    adopted = run("events", "adopt", "--store", store)
+    assert "added columns summary, category, owner" in adopted
     assert "version 2" in run("events", "move", "EV-7", "accept", "--actor", "王伟",
                               "--store", store)
 
@@ -361,7 +362,7 @@ def test_the_monthly_sheet_covers_every_grid_and_ranks_them(store, tmp_path):
     run("events", "stats", "--month", "2026-04", "--grids", layer, "--out", str(out),
         "--store", store)
     book = openpyxl.load_workbook(out)
-    assert book.sheetnames == ["考核", "通报"]
+    assert book.sheetnames == ["考核", "通报", "定责分类"]
     sheet = pd.DataFrame(list(book["考核"].values)[1:], columns=list(book["考核"].values)[0])
     assert set(sheet["网格"].astype(str)) >= set(finest)
     row = sheet.set_index("网格").loc[busy]
@@ -376,3 +377,35 @@ def test_the_monthly_sheet_covers_every_grid_and_ranks_them(store, tmp_path):
     assert verdict["通报结果"] == "通报" and "巡查率 0% 低于 80%" in verdict["通报原因"]
     bad = run("events", "stats", "--month", "2026-13", "--store", store, code=2)
     assert "YYYY-MM" in bad
+
+
+def test_events_carry_a_subject_category_from_the_offices_list(store, tmp_path):
+    """Issue 16 (C, 定责): a category is one of the configurable list (default or the
+    office's file); stats count events per grid and category, every category a column."""
+    code = str(_first_grid(store)["code"].iloc[0])
+    run("events", "report", "--kind", "general", "--reporter", "W", "--grid", code,
+        "--category", "市容管控", "--summary", "占道经营", "--at", "2026-04-02 09:00",
+        "--store", store)
+    out = run("events", "report", "--kind", "general", "--reporter", "W", "--grid", code,
+              "--category", "外星人", "--summary", "x", "--store", store, code=3)
+    assert "不在定责分类中" in out and "市容管控" in out
+    mine = tmp_path / "分类.txt"
+    mine.write_text("# 本街道定责\n市容管控\n防范非法集资\n", encoding="utf-8")
+    run("events", "report", "--kind", "general", "--reporter", "W", "--grid", code,
+        "--category", "防范非法集资", "--categories", str(mine), "--summary", "传单",
+        "--at", "2026-04-03 09:00", "--store", store)
+    out = run("events", "report", "--kind", "general", "--reporter", "W", "--grid", code,
+              "--category", "民政", "--categories", str(mine), "--summary", "x", "--store",
+              store, code=3)
+    assert "防范非法集资" in out
+    book = tmp_path / "s.xlsx"
+    run("events", "stats", "--month", "2026-04", "--categories", str(mine), "--out",
+        str(book), "--store", store)
+    rows = list(openpyxl.load_workbook(book)["定责分类"].values)
+    assert rows[0] == ("网格", "市容管控", "防范非法集资", "未分类")
+    assert rows[1] == (code, 1, 1, 0)
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# nothing\n", encoding="utf-8")
+    out = run("events", "report", "--kind", "general", "--reporter", "W", "--grid", code,
+              "--categories", str(empty), "--summary", "x", "--store", store, code=3)
+    assert "empty" in out

@@ -194,10 +194,16 @@ def parse_bbox(value: str | None, crs: OutputCRS) -> tuple[float, float, float, 
 
 
 def _typed(value: str, ftype: str, name: str) -> object:
-    """A filter value as its column's type (400 if it cannot be)."""
+    """A filter value as its column's type (400 if it cannot be, or if the store could
+    not take it: a NUL character, an integer beyond 64 bits)."""
+    if "\x00" in value:
+        raise InvalidProperty(f"{name}: NUL characters are not allowed")
     try:
         if ftype == "int":
-            return int(value)
+            number = int(value)
+            if not -(2**63) <= number < 2**63:
+                raise InvalidProperty(f"{name}={value!r}: out of range for a 64-bit integer")
+            return number
         if ftype == "float":
             number = float(value)
             if not math.isfinite(number):
@@ -215,8 +221,6 @@ def _typed(value: str, ftype: str, name: str) -> object:
             return stamp if stamp.tzinfo else stamp.replace(tzinfo=dt.UTC)
     except ValueError:
         raise InvalidProperty(f"{name}={value!r}: expected a value of type {ftype}") from None
-    if "\x00" in value:
-        raise InvalidProperty(f"{name}: NUL characters are not allowed")
     return value
 
 

@@ -62,7 +62,7 @@ def bad(svc, layer, key, **params):
     r = svc.get(f"/collections/{layer}/items", key, params=params)
     assert r.status_code == 400, (params, r.status_code, r.text)
     body = r.json()
-    assert body["code"] in ("InvalidFilter", "InvalidParameterValue"), body
+    assert body["code"] in ("InvalidFilter", "InvalidParameterValue", "InvalidProperty"), body
     assert "Traceback" not in r.text
     return body["description"]
 
@@ -451,6 +451,18 @@ def test_bad_filters_are_400_never_5xx(svc):
                          filter="unit BETWEEN '1' AND '2'")
     assert "filter-lang" in bad(svc, "outlets", svc.keys.regulator, filter="tier='x'",
                                 **{"filter-lang": "sql"})
+
+
+def test_values_the_store_cannot_take_are_400(svc):
+    """Integers beyond 64 bits and NUL characters, in a CQL2 filter or a property filter
+    (``?households=…``), are refused before they reach PostgreSQL (were 500s)."""
+    for params in [{"filter": "households = 99999999999999999999"},
+                   {"filter": "households IN (1, -99999999999999999999)"},
+                   {"households": "99999999999999999999"},
+                   {"population": "-99999999999999999999"},
+                   {"name": "a\x00b"}, {"filter": "name = 'a\x00b'"}]:
+        assert "range" in bad(svc, "units", svc.keys.regulator, **params) or \
+            "NUL" in bad(svc, "units", svc.keys.regulator, **params)
 
 
 def test_random_garbage_is_never_a_server_error(svc):

@@ -379,6 +379,15 @@ def restored(name: str, change: Change, current: pd.DataFrame | None,
         raise InputError(problems, source=f"restore of change {change.id} of {name}")
     if change.rows_before is None:
         return None
+    if not key_columns(name, list(current.columns) if current is not None else
+                       [k for row in (change.old or [])[:1] for k in row]) and any(
+            len(k.split("#")[0]) != 16 for k in change.keys):
+        # rows of a layer without a key that other SQL changed are named by an md5 of
+        # the row, which is not how the store names them: they cannot be matched
+        raise InputError([Problem(f"history {name}", f"change {change.id}", None,
+                                  "was made by SQL on a layer without a key; its rows "
+                                  "cannot be matched to restore it")],
+                         source=f"restore of change {change.id} of {name}")
     if change.old is None:
         raise InputError([Problem(f"history {name}", f"change {change.id}", None,
                                   f"changed or removed {len(change.changed) + len(change.removed)}"

@@ -186,3 +186,25 @@ def test_big_changes_keep_their_keys_but_not_their_old_rows(filled, monkeypatch)
     assert entries[big.id].old is None and entries[big.id].changed == ["O-1", "O-2", "O-3"]
     with pytest.raises(InputError, match="more than the 2 whose old values the log keeps"):
         store.restore("outlets", big.id)
+
+
+def test_sql_changes_of_a_layer_without_a_key_are_logged_but_not_restored(pg):
+    store, location = pg
+    patrols = pd.DataFrame({"worker": ["S-1"], "grid": ["420527-1"],
+                            "date": [dt.date(2026, 5, 1)]})
+    store.change("patrols", patrols, "replace")
+    with psycopg.connect(location.url, autocommit=True) as conn:
+        conn.execute(sql.SQL("INSERT INTO {} (fid, worker, grid, date) VALUES"
+                             " (2, 'S-2', '420527-2', '2026-05-02')").format(
+            sql.Identifier(location.schema, "patrols")))
+    entry = store.history("patrols")[-1]
+    assert len(entry.added) == 1 and entry.how == "SQL INSERT"
+    with pytest.raises(InputError, match="cannot be matched"):
+        store.restore("patrols", entry.id)
+    assert len(store.read("patrols")) == 2
+    # the store's own change of it is restored by its row digests
+    first = store.history("patrols")[0]
+    appended = store.change("patrols", patrols.assign(worker="S-3"), "append")
+    store.restore("patrols", appended.id)
+    assert sorted(store.read("patrols")["worker"]) == ["S-1", "S-2"]
+    assert first.added and len(first.added[0]) == 16

@@ -158,13 +158,16 @@ def files_vs_targets(
 
     Targets in year 1: participating villages / communities 40 %, urban residents with
     files 40 %, merchants, parks and small firms 50 %, rural households 70 %; year 2
-    (and 3): 100 %. A grid's kind comes from the grids layer, else from the unit whose
-    code its code starts with. A unit *participates* for an institution when its ledger
-    rows of the period there record files or visits (``surveys``, ``checks``); the share
-    is over every unit of the territory, for each institution and for the territory
-    (any institution). The territory's row counts each household once
-    (:data:`FILES_RULES`): totals from ``households`` (by kind) and ``entities`` where
-    given, files per unit the most of any one institution, at most the unit's total.
+    (and 3): 100 %. A ledger row names a finest grid of its institution's grid layer:
+    it is found in ``grids`` by institution and code, and takes the grid's kind and the
+    unit holding the grid's interior point; a row whose grid is not there (a ledger kept
+    by village) takes the unit whose code its code starts with. A unit *participates* for
+    an institution when its ledger rows of the period there record files or visits
+    (``surveys``, ``checks``); the share is over every unit of the territory, for each
+    institution and for the territory (any institution). The territory's row counts each
+    household once (:data:`FILES_RULES`): totals from ``households`` (by kind) and
+    ``entities`` where given, files per unit the most of any one institution, at most the
+    unit's total.
 
     Parameters
     ----------

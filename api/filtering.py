@@ -743,7 +743,12 @@ def to_sql(expr: Expr, params: list, alias: str | None = None) -> sql.Composable
             return sql.SQL("(NOT {})").format(walk(e.term))
         if isinstance(e, Compare):
             params.append(e.value)
-            return sql.SQL("({} {} {})").format(ident(e.column.name), sql.SQL(e.op),
+            target: sql.Composable = ident(e.column.name)
+            if e.column.type == "str" and e.op not in ("=", "<>"):
+                # Text order by code point, as Python orders it on GeoPackage; the
+                # database's locale collation could order it otherwise.
+                target = sql.SQL('{} COLLATE "C"').format(target)
+            return sql.SQL("({} {} {})").format(target, sql.SQL(e.op),
                                                 _param(e.column, e.value))
         if isinstance(e, Like):
             params.append(_like_pattern(e.parts))

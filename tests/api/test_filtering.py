@@ -135,6 +135,9 @@ def _outlets(svc) -> pd.DataFrame:
     ("institution IS NULL", lambda o: o["institution"].isna()),
     ("institution IS NOT NULL", lambda o: o["institution"].notna()),
     ("'NSH' = institution", lambda o: o["institution"] == "NSH"),
+    # text order is by code point on both stores ('S' < 'b'; a locale collation says not)
+    ("id < 'Nb'", lambda o: o["id"] < "Nb"),
+    ("name >= '秭归县'", lambda o: o["name"] >= "秭归县"),
     ("1 = 1", lambda o: o["institution"].notna() | o["institution"].isna()),
     ("1 = 2", lambda o: o["institution"] != o["institution"]),
 ])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import unicodedata
 
 import click
 
@@ -71,15 +72,36 @@ def history(layer: str, since: str | None, as_json: bool, restore_id: int | None
         click.echo(f"{layer}: no changes logged" + (f" since {since}" if since else ""))
         return
     click.echo(f"{layer}: {len(changes)} change(s)")
-    click.echo(f"{'编号':>6}  {'时间 (UTC)':<19}  {'操作人':<14}  {'新增':>6} {'修改':>6} "
-               f"{'删除':>6}  {'行数':>13}  方式")
+    widths = (6, 19, 16, 7, 7, 7, 13)
+    right = (True, False, False, True, True, True, True)
+    header = ("编号", "时间 (UTC)", "操作人", "新增", "修改", "删除", "行数")
+    click.echo(_row(header, widths, right) + "  方式")
     for c in changes:
         before = "-" if c.rows_before is None else str(c.rows_before)
         after = "-" if c.rows_after is None else str(c.rows_after)
         at = c.at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S") if c.at else ""
-        click.echo(f"{c.id:>8}  {at:<19}  {c.who[:16]:<16}  {len(c.added):>8} "
-                   f"{len(c.changed):>8} {len(c.removed):>8}  {before + '→' + after:>15}  "
-                   f"{c.how}")
+        cells = (str(c.id), at, _clip(c.who, widths[2]), str(len(c.added)),
+                 str(len(c.changed)), str(len(c.removed)), f"{before}→{after}")
+        click.echo(_row(cells, widths, right) + f"  {c.how}")
         for label, keys in (("+", c.added), ("~", c.changed), ("-", c.removed)):
             if keys and len(keys) <= 20:
-                click.echo(f"{'':>10}{label} {_keys(keys)}")
+                click.echo(f"{'':>8}{label} {_keys(keys)}")
+
+
+def _width(text: str) -> int:
+    """Columns a terminal gives ``text`` (CJK characters take two)."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _clip(text: str, width: int) -> str:
+    while _width(text) > width:
+        text = text[:-1]
+    return text
+
+
+def _row(cells, widths, right) -> str:
+    out = []
+    for cell, width, to_right in zip(cells, widths, right, strict=True):
+        pad = " " * max(0, width - _width(cell))
+        out.append(pad + cell if to_right else cell + pad)
+    return "  ".join(out)

@@ -488,6 +488,53 @@ def check_in_grid(point: shapely.Point, code: str, areas: gpd.GeoDataFrame, *, s
                                    f"grid {code}; tolerance {tolerance:g} m)", "outside its grid")
 
 
+def check_place(point: shapely.Point, territory: gpd.GeoDataFrame | None, *,
+                source: str) -> None:
+    """Refuse (InputError) a point with unusable coordinates or farther than the largest
+    service radius outside the territory: the rule coverage leaves such points out by
+    (``gis_grid.coverage.common.screen_points``), here for one point, so a report at
+    (0, 0) is named, not stored without a grid. No check without a territory."""
+    from gis_grid.coverage import DEFAULT_RADII
+    from gis_grid.coverage.common import screen_points, territory_crs
+    from gis_grid.crs import to_crs
+
+    if territory is None or not len(territory):
+        return
+    crs = territory_crs(territory)
+    land = shapely.union_all(np.asarray(to_crs(territory.geometry, crs).array))
+    where = gpd.GeoDataFrame({"id": ["lon/lat"]}, geometry=[point], crs=STORAGE_CRS)
+    screen_points({"events": where}, land, crs, DEFAULT_RADII.largest, strict=True,
+                  source=source)
+
+
+def place_report(*, grid: str | None, point: shapely.Point | None, at: object | None,
+                 category: str | None, categories: tuple[str, ...],
+                 areas: gpd.GeoDataFrame | None, territory: gpd.GeoDataFrame | None,
+                 layer: str, tolerance: float = GRID_TOLERANCE_M, source: str
+                 ) -> str | None:
+    """Every check a new event passes, the same for the command line and the service,
+    and its grid: the time is not in the future, the category is in the list, the point
+    lies within 5 km of the territory and within ``tolerance`` of its grid, the grid is
+    in the grid layer (``areas``, named ``layer``). Without a grid, the finest grid (or
+    unit) holding the point. Raises ``InputError`` naming the problem."""
+    from gis_grid.screening import locate
+
+    if at is not None:
+        check_time(at, source=source, field="at")
+    check_category(category, categories, source=source)
+    if point is not None:
+        check_place(point, territory, source=source)
+    if grid is not None:
+        check_grid(grid, areas, source=source, layer=layer)
+        if point is not None and areas is not None:
+            check_in_grid(point, grid, areas, source=source, tolerance=tolerance)
+        return grid
+    if point is not None and areas is not None:
+        located = locate(gpd.GeoDataFrame(geometry=[point], crs=areas.crs), areas).iloc[0]
+        return None if pd.isna(located) else str(located)
+    return None
+
+
 def report_event(store: EventStore, kind: str, reporter: str, **kwargs) -> gpd.GeoDataFrame:
     """Report a new event into ``store`` (layer ``events``, created if missing); the
     arguments are ``new_event``'s. Returns the stored row."""

@@ -340,43 +340,27 @@ def report(kind, reporter, grid, lon, lat, grids, summary, at, event_id, resolve
         DEFAULT_LIMITS,
         GRID_TOLERANCE_M,
         TimeLimit,
-        check_category,
-        check_grid,
-        check_in_grid,
-        check_time,
+        place_report,
         read_categories,
         report_event,
     )
-    from gis_grid.screening import locate
     from layers.store import open_store
 
     if (lon is None) != (lat is None):
         raise click.UsageError("give both --lon and --lat")
-    if at is not None:
-        check_time(at, source="events report", field="--at")
-    check_category(category, read_categories(categories_file), source="events report")
+    categories = read_categories(categories_file)
     point = shapely.Point(lon, lat) if lon is not None else None
     limits = dict(DEFAULT_LIMITS)
     if resolve_within is not None:
         base = limits.get(kind, TimeLimit())
         limits[kind] = TimeLimit(base.respond, pd.Timedelta(hours=resolve_within))
     with open_store(store) as target:
-        if point is not None:
-            _check_place(target, point)
-        if grid is not None:
-            areas, _ = _areas(target, grids)
-            check_grid(grid, areas, source="events report", layer=grids or "grids")
-            if point is not None and areas is not None:
-                check_in_grid(point, grid, areas, source="events report",
-                              tolerance=GRID_TOLERANCE_M if tolerance is None else tolerance)
-        if grid is None and point is not None:
-            import geopandas as gpd
-
-            areas, _ = _areas(target, grids)
-            if areas is not None:
-                where = gpd.GeoDataFrame(geometry=[point], crs=areas.crs)
-                located = locate(where, areas).iloc[0]
-                grid = None if pd.isna(located) else str(located)
+        areas, _ = _areas(target, grids)
+        territory = target.read("territory") if target.has("territory") else None
+        grid = place_report(grid=grid, point=point, at=at, category=category,
+                            categories=categories, areas=areas, territory=territory,
+                            layer=grids or "grids", source="events report",
+                            tolerance=GRID_TOLERANCE_M if tolerance is None else tolerance)
         try:
             event = report_event(target, kind, reporter, grid=grid, point=point,
                                  summary=summary, at=at, event_id=event_id, limits=limits,
@@ -387,31 +371,6 @@ def report(kind, reporter, grid, lon, lat, grids, summary, at, event_id, resolve
     deadline = "" if pd.isna(row["deadline"]) else f", due {_local(row['deadline'])}"
     grid = row["grid"] if isinstance(row["grid"], str) else "-"
     click.echo(f"reported {row['id']} ({kind}) in grid {grid}{deadline}")
-
-
-def _check_place(source, point) -> None:
-    """Refuse (InputError, exit 3) an event point with unusable coordinates or farther
-    than the largest service radius outside the territory: the rule coverage leaves such
-    points out by (``gis_grid.coverage.screen_points``), here for one point, so a report
-    at (0, 0) is named, not stored without a grid."""
-    import geopandas as gpd
-    import numpy as np
-    import shapely
-
-    from gis_grid.coverage import DEFAULT_RADII
-    from gis_grid.coverage.common import screen_points, territory_crs
-    from gis_grid.crs import to_crs
-    from gis_grid.model import STORAGE_CRS
-    from layers.runner import available_layers
-
-    territory = source.read("territory") if "territory" in available_layers(source) else None
-    if territory is None or not len(territory):
-        return
-    crs = territory_crs(territory)
-    land = shapely.union_all(np.asarray(to_crs(territory.geometry, crs).array))
-    where = gpd.GeoDataFrame({"id": ["--lon/--lat"]}, geometry=[point], crs=STORAGE_CRS)
-    screen_points({"events": where}, land, crs, DEFAULT_RADII.largest, strict=True,
-                  source="events report")
 
 
 @events.command()

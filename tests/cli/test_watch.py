@@ -205,7 +205,7 @@ def test_an_event_far_outside_the_territory_is_refused(store, lon, lat):
     before = len(gpkg.read("events")) if gpkg.has("events") else 0
     out = run("events", "report", "--kind", "general", "--reporter", "王伟", "--lon",
               str(lon), "--lat", str(lat), "--summary", "x", "--store", store, code=3)
-    assert "--lon/--lat" in out and "outside the territory" in out
+    assert "lon/lat" in out and "outside the territory" in out
     assert "Traceback" not in out
     assert (len(gpkg.read("events")) if gpkg.has("events") else 0) == before
     edge = gpkg.read("territory").geometry.iloc[0].representative_point()

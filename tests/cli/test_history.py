@@ -98,3 +98,18 @@ def test_replacing_institutions_without_one_in_use_names_the_layers(zigui, tmp_p
     with open_store(url) as store:
         assert len(store.read("institutions")) == len(table)
         assert len(store.history("institutions")) == logged
+
+
+def test_delete_is_refused_while_referenced_and_logged(zigui):
+    url = zigui
+    out = run("delete", "outlets", "--yes", "--store", url, code=3)
+    assert "of layer devices refer through 'outlet' to outlets id" in out
+    assert outlet_count(url) == 187
+    with open_store(url) as store:
+        entities = store.read("entities")
+    out = run("delete", "entities", "--yes", "--store", url)  # nothing refers to entities
+    change = int(out.rsplit("change ", 1)[1].rstrip(")\n"))
+    run("history", "entities", "--restore", str(change), "--store", url)
+    with open_store(url) as store:
+        back = store.read("entities")
+    assert back["id"].tolist() == entities["id"].tolist() and len(back) > 100

@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterable
 
 import pandas as pd
 
-from gis_grid.errors import InputError, Problem
-from gis_grid.model import REFERENCES
+from gis_grid.errors import InputError, Problem, StoreError
+from gis_grid.model import REFERENCES, schema_for
 from gis_grid.naming import is_staging, layer_kind
 from layers.history import key_columns, row_keys
 
@@ -124,10 +124,16 @@ def check(
         gone = old - new
         if not gone:
             continue
+        schema = schema_for(layer)
+        wanted = list(dict.fromkeys([field, *key_columns(layer, schema.field_names)])) \
+            if schema is not None else None
         try:
-            probe = read(layer, None)
-        except Exception:  # noqa: BLE001 — a layer that cannot be read refers to nothing
-            continue
+            probe = read(layer, wanted)  # the reference and the key: a narrow read
+        except StoreError:  # a column missing: read it whole
+            try:
+                probe = read(layer, None)
+            except StoreError:  # a layer that cannot be read refers to nothing
+                continue
         if field not in probe.columns:
             continue
         keys = key_columns(layer, list(probe.columns))

@@ -8,6 +8,12 @@ layer as it was. Rows can also be appended (``append``) and one row changed unde
 optimistic version check (``update``), for layers that grow and change row by row, such
 as events and their log. One contract test module (``tests/layers/test_store_contract.py``)
 runs against both.
+
+People's data goes through ``change`` (a frame applied in a write mode by the layer's key,
+references checked against the store's current state, all or nothing), ``remove`` and
+``restore``; every change of a layer, by any method, is logged (``history``; see
+``layers.history`` and ``layers.integrity``, tested in ``tests/layers/test_modes.py`` and
+``tests/layers/test_history.py``).
 """
 
 from __future__ import annotations

@@ -27,6 +27,8 @@ Staging layers of a fan-out (``<layer>__c<code>``) are bookkeeping and are not l
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import datetime as dt
 import getpass
 import json
@@ -82,8 +84,27 @@ def set_command(command: str | None) -> None:
     _COMMAND[0] = command[:500] if command else None
 
 
+_ACTING: contextvars.ContextVar[Actor | None] = contextvars.ContextVar("gisgrid_acting",
+                                                                      default=None)
+
+
+@contextlib.contextmanager
+def acting(actor: Actor):
+    """Within the block (this thread or task), the store's own writes are logged as
+    ``actor``'s: e.g. a service request's key for the event updates it makes."""
+    token = _ACTING.set(actor)
+    try:
+        yield actor
+    finally:
+        _ACTING.reset(token)
+
+
 def default_actor(how: str) -> Actor:
-    """The OS user, and ``how`` with the command line of the running CLI command."""
+    """Who writes when nobody says: the actor of ``acting`` if any, else the OS user;
+    ``how`` with the command line of the running CLI command."""
+    current = _ACTING.get()
+    if current is not None:
+        return Actor(current.who, f"{how}: {current.how}")
     try:
         who = getpass.getuser()
     except (OSError, KeyError):  # no name for the uid (a container)

@@ -208,3 +208,15 @@ def test_sql_changes_of_a_layer_without_a_key_are_logged_but_not_restored(pg):
     store.restore("patrols", appended.id)
     assert sorted(store.read("patrols")["worker"]) == ["S-1", "S-2"]
     assert first.added and len(first.added[0]) == 16
+
+
+def test_writes_in_an_acting_block_are_logged_as_the_actor(filled):
+    from layers.history import acting
+
+    with acting(Actor("api key k1: admin of NSH", "POST /events/E-1/accept")):
+        filled.append("outlets", outlets(("O-6",)))
+    entry = filled.history("outlets")[-1]
+    assert entry.who == "api key k1: admin of NSH"
+    assert entry.how == "append: POST /events/E-1/accept"
+    filled.append("outlets", outlets(("O-7",)))
+    assert filled.history("outlets")[-1].who != "api key k1: admin of NSH"

@@ -55,6 +55,7 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-functions",
     "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-functions-plus",
     "http://www.opengis.net/spec/cql2/1.0/conf/spatial-functions",
+    "http://www.opengis.net/spec/cql2/1.0/conf/temporal-functions",
     # sortby, as pygeoapi declares it (Features has no sorting class of its own yet).
     "http://www.opengis.net/spec/ogcapi-records-1/1.0/conf/sorting",
     # Part 5 (Schemas): /collections/{collectionId}/schema, api.schemas.

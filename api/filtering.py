@@ -131,13 +131,12 @@ class Spatial:
 
 
 @dataclass(frozen=True)
-class Temporal:
-    """A temporal predicate on an instant column against [start, end] (None: open)."""
+class CompareColumns:
+    """``left op right``, two columns of one type (ends of temporal intervals)."""
 
-    op: str  # after, before, during, intersects, equals, disjoint
-    column: Column
-    start: object
-    end: object
+    left: Column
+    op: str
+    right: Column
 
 
 @dataclass(frozen=True)
@@ -155,7 +154,8 @@ class Either:
     terms: tuple[Expr, ...]
 
 
-Expr = Const | Compare | Like | In | Between | IsNull | Spatial | Temporal | Not | Both | Either
+Expr = (Const | Compare | CompareColumns | Like | In | Between | IsNull | Spatial | Not | Both
+        | Either)
 
 
 @dataclass(frozen=True)
@@ -196,7 +196,7 @@ def _text_grammar() -> str:
          ' ")" -> temporal_call'),
         ('?interval: "INTERVAL" "("  "\'" DATETIME "\'" "," "\'" DATETIME "\'" ")"',
          '?interval: "INTERVAL"i "(" _bound "," _bound ")"\n'
-         '_bound: "\'" DATETIME "\'" | "\'" DATE "\'" | OPEN_END\n'
+         '_bound: "\'" DATETIME "\'" | "\'" DATE "\'" | OPEN_END | attribute\n'
          'OPEN_END: "\'..\'"'),
         ('SINGLE_QUOTED: "\'" /.*?/ "\'"', "SINGLE_QUOTED: /'(?:[^']|'')*'/"),
         ('!_binary_temporal_predicate_func: "T_BEFORE"i',
@@ -278,6 +278,23 @@ def _normalise_json(node):
         if len(numbers) != 4 or not all(isinstance(v, int | float) for v in numbers):
             raise InvalidFilter("filter (cql2-json): a bbox is 4 or 6 numbers")
         return shapely.geometry.mapping(shapely.box(*numbers))
+    if isinstance(node.get("interval"), list) and len(node) == 1 and any(
+            isinstance(v, dict) for v in node["interval"]):
+        # An interval with a property end, which pygeofilter's JSON parser cannot read.
+        ends = node["interval"]
+        if len(ends) != 2:
+            raise InvalidFilter("filter (cql2-json): an interval has two ends")
+        parsed = []
+        for end in ends:
+            if isinstance(end, dict) and isinstance(end.get("property"), str):
+                parsed.append(ast.Attribute(end["property"]))
+            elif end == "..":
+                parsed.append(None)
+            elif isinstance(end, str):
+                parsed.append(_instant(end, "datetime" if "T" in end else "date"))
+            else:
+                raise InvalidFilter(f"filter (cql2-json): {end!r} cannot end an interval")
+        return values.Interval(*parsed)
     if "op" in node and isinstance(node.get("args"), list):
         args = [_normalise_json(a) for a in node["args"]]
         op = node["op"]
@@ -350,9 +367,29 @@ _SPATIAL = {ast.GeometryIntersects: "intersects", ast.GeometryDisjoint: "disjoin
             ast.GeometryContains: "contains", ast.GeometryWithin: "within",
             ast.GeometryTouches: "touches", ast.GeometryCrosses: "crosses",
             ast.GeometryOverlaps: "overlaps", ast.GeometryEquals: "equals"}
-_TEMPORAL = {ast.TimeAfter: "after", ast.TimeBefore: "before", ast.TimeDuring: "during",
-             ast.TimeEquals: "equals",
+_TEMPORAL = {ast.TimeAfter: "after", ast.TimeBefore: "before", ast.TimeBegins: "begins",
+             ast.TimeBegunBy: "begunby", ast.TimeContains: "contains",
+             ast.TimeDuring: "during", ast.TimeEndedBy: "endedby", ast.TimeEnds: "ends",
+             ast.TimeEquals: "equals", ast.TimeMeets: "meets", ast.TimeMetBy: "metby",
+             ast.TimeOverlappedBy: "overlappedby", ast.TimeOverlaps: "overlaps",
              ast.TimeDisjoint: "disjoint"}
+#: CQL2's temporal functions as comparisons of the ends of two intervals a and b (an
+#: instant is an interval whose ends are equal): (a end, comparison, b end), 0 the start,
+#: 1 the end. T_DISJOINT is NOT T_INTERSECTS.
+_ALLEN = {
+    "after": [(0, ">", 1)], "before": [(1, "<", 0)],
+    "begins": [(0, "=", 0), (1, "<", 1)], "begunby": [(0, "=", 0), (1, ">", 1)],
+    "contains": [(0, "<", 0), (1, ">", 1)], "during": [(0, ">", 0), (1, "<", 1)],
+    "endedby": [(0, "<", 0), (1, "=", 1)], "ends": [(0, ">", 0), (1, "=", 1)],
+    "equals": [(0, "=", 0), (1, "=", 1)], "intersects": [(0, "<=", 1), (1, ">=", 0)],
+    "meets": [(1, "=", 0)], "metby": [(0, "=", 1)],
+    "overlappedby": [(0, ">", 0), (0, "<", 1), (1, ">", 1)],
+    "overlaps": [(0, "<", 0), (1, ">", 0), (1, "<", 1)],
+}
+#: An open end ('..') as the earliest or latest value of the type (both stores hold it).
+_OPEN = {"date": (dt.date.min, dt.date.max),
+         "datetime": (dt.datetime.min.replace(tzinfo=dt.UTC),
+                      dt.datetime.max.replace(tzinfo=dt.UTC))}
 _TYPE_WORDS = {"str": "text", "int": "an integer", "float": "a number", "bool": "a boolean",
                "date": "a date", "datetime": "a timestamp"}
 
@@ -583,24 +620,69 @@ class _Checker:
 
     def temporal(self, node) -> Expr:
         op = _TEMPORAL[type(node)]
-        lhs, rhs = node.lhs, node.rhs
-        if not isinstance(lhs, ast.Attribute) and isinstance(rhs, ast.Attribute):
-            lhs, rhs = rhs, lhs
-            op = {"after": "before", "before": "after"}.get(op, op)
-        column = self.column(lhs)
-        if column.type not in ("date", "datetime"):
-            raise InvalidFilter(f"filter: T_{op.upper()} needs a date or timestamp "
-                                f"property; {column.name} is {_TYPE_WORDS[column.type]}")
-        if isinstance(rhs, values.Interval):
-            start = None if rhs.start is None else self.value(rhs.start, column)
-            end = None if rhs.end is None else self.value(rhs.end, column)
-            if start is not None and end is not None and start > end:
+        name = f"T_{op.upper()}"
+        a, b = self.interval(node.lhs, name), self.interval(node.rhs, name)
+        columns = [e for e in (*a, *b) if isinstance(e, Column)]
+        if not columns:
+            raise InvalidFilter(f"filter: {name} compares a date or timestamp property "
+                                "(or an INTERVAL of them) with a DATE, TIMESTAMP or INTERVAL")
+        for column in columns:
+            if column.type not in ("date", "datetime"):
+                raise InvalidFilter(f"filter: {name} needs date or timestamp properties; "
+                                    f"{column.name} is {_TYPE_WORDS[column.type]}")
+        if len({c.type for c in columns}) > 1:
+            raise InvalidFilter(f"filter: {name} compares properties of one type (dates "
+                                "with dates, timestamps with timestamps)")
+        kind = columns[0]
+
+        def typed(end, index: int):
+            if isinstance(end, Column):
+                return end
+            if end is None:
+                return _OPEN[kind.type][index]
+            return self.value(end, kind)
+
+        a = (typed(a[0], 0), typed(a[1], 1))
+        b = (typed(b[0], 0), typed(b[1], 1))
+        for lo, hi in (a, b):
+            if not isinstance(lo, Column) and not isinstance(hi, Column) and lo > hi:
                 raise InvalidFilter("filter: the interval ends before it starts")
-        else:
-            start = end = self.value(rhs, column)
-        if op == "during" and (start is None and end is None):
-            return IsNull(column, True)
-        return Temporal(op, column, start, end)
+        terms = tuple(self.ends(a[i], cmp, b[j])
+                      for i, cmp, j in _ALLEN["intersects" if op == "disjoint" else op])
+        expr = terms[0] if len(terms) == 1 else Both(terms)
+        return Not(expr) if op == "disjoint" else expr
+
+    def interval(self, node, name: str) -> tuple:
+        """One side of a temporal function as (start, end): a column, a literal, or None
+        for an open end."""
+        if isinstance(node, ast.Attribute):
+            column = self.column(node)
+            return column, column
+        if isinstance(node, values.Interval):
+            ends = []
+            for end in (node.start, node.end):
+                if isinstance(end, ast.Attribute):
+                    ends.append(self.column(end))
+                elif end is None or isinstance(end, dt.date):
+                    ends.append(end)
+                else:
+                    raise InvalidFilter(f"filter: {name}: an INTERVAL holds dates, "
+                                        f"timestamps, properties or '..', not {_show(end)}")
+            return tuple(ends)
+        if isinstance(node, dt.date):
+            return node, node
+        raise InvalidFilter(f"filter: {name} takes properties, DATE, TIMESTAMP or INTERVAL "
+                            f"values, not {_show(node)}")
+
+    @staticmethod
+    def ends(x, cmp: str, y) -> Expr:
+        if isinstance(x, Column) and isinstance(y, Column):
+            return CompareColumns(x, cmp, y)
+        if isinstance(x, Column):
+            return Compare(x, cmp, y)
+        if isinstance(y, Column):
+            return Compare(y, _MIRROR[cmp], x)
+        return Const(_constant(cmp, x, y))
 
 
 def _is_literal(value) -> bool:
@@ -773,38 +855,12 @@ def to_sql(expr: Expr, params: list, alias: str | None = None) -> sql.Composable
             params.append(e.wkb)
             return sql.SQL("{}({}, ST_GeomFromWKB(%s, 4326))").format(
                 sql.SQL(_PG_SPATIAL[e.op]), ident("geom"))
-        if isinstance(e, Temporal):
-            return _temporal_sql(e, ident(e.column.name), params)
+        if isinstance(e, CompareColumns):
+            return sql.SQL("({} {} {})").format(ident(e.left.name), sql.SQL(e.op),
+                                                ident(e.right.name))
         raise TypeError(e)  # pragma: no cover
 
     return walk(expr)
-
-
-def _temporal_sql(e: Temporal, col: sql.Composable, params: list) -> sql.Composable:
-    cast = sql.SQL(_PG_TYPES[e.column.type])
-
-    def bound(op: str, value) -> sql.Composable:
-        params.append(value)
-        return sql.SQL("{} {} %s::{}").format(col, sql.SQL(op), cast)
-
-    if e.op == "after":
-        return sql.SQL("({})").format(bound(">", e.end)) if e.end is not None else \
-            sql.SQL("false")
-    if e.op == "before":
-        return sql.SQL("({})").format(bound("<", e.start)) if e.start is not None else \
-            sql.SQL("false")
-    strict = e.op == "during"
-    parts = []
-    if e.start is not None:
-        parts.append(bound(">" if strict else ">=", e.start))
-    if e.end is not None:
-        parts.append(bound("<" if strict else "<=", e.end))
-    if not parts:
-        parts.append(sql.SQL("{} IS NOT NULL").format(col))
-    inside = sql.SQL("({})").format(sql.SQL(" AND ").join(parts))
-    if e.op == "disjoint":
-        return sql.SQL("(NOT {})").format(inside)
-    return inside
 
 
 def order_sql(keys: tuple[SortKey, ...], alias: str | None = None) -> sql.Composable:
@@ -835,10 +891,15 @@ def _series(frame: pd.DataFrame, column: Column) -> pd.Series:
 
 
 def _scalar(value, column: Column):
-    if column.type == "date":
-        return pd.Timestamp(value)
-    if column.type == "datetime":
-        return pd.Timestamp(value).tz_convert("UTC")
+    if column.type in ("date", "datetime"):
+        try:
+            stamp = pd.Timestamp(value)
+        except (OverflowError, ValueError):  # beyond pandas' years 1677–2262: an open end
+            stamp = pd.Timestamp.min if value.year < 2000 else pd.Timestamp.max
+            stamp = stamp.tz_localize("UTC") if column.type == "datetime" else stamp
+        if column.type == "date":
+            return stamp.tz_localize(None) if stamp.tzinfo else stamp
+        return stamp.tz_convert("UTC") if stamp.tzinfo else stamp.tz_localize("UTC")
     return value
 
 
@@ -871,6 +932,14 @@ def to_mask(expr: Expr, frame: pd.DataFrame) -> np.ndarray:
             else:
                 nulls = frame[e.column.name].isna().to_numpy()
             return pd.array(~nulls if e.negate else nulls, dtype="boolean")
+        if isinstance(e, CompareColumns):
+            left, right = _series(frame, e.left), _series(frame, e.right)
+            missing = (left.isna() | right.isna()).to_numpy()
+            ops = {"=": left.__eq__, "<>": left.__ne__, "<": left.__lt__, "<=": left.__le__,
+                   ">": left.__gt__, ">=": left.__ge__}
+            hits = np.zeros(n, dtype=bool)
+            hits[~missing] = np.asarray(ops[e.op](right)[~missing], dtype=bool)
+            return _known(hits, missing)
         if isinstance(e, Spatial):
             geoms = np.asarray(frame.geometry.array, dtype=object)
             other = shapely.from_wkb(e.wkb)
@@ -912,23 +981,6 @@ def to_mask(expr: Expr, frame: pd.DataFrame) -> np.ndarray:
             lo, hi = _scalar(e.low, e.column), _scalar(e.high, e.column)
             hits = ((s >= lo) & (s <= hi)).to_numpy(dtype=bool)
             return known(~hits if e.negate else hits)
-        if isinstance(e, Temporal):
-            start = None if e.start is None else _scalar(e.start, e.column)
-            end = None if e.end is None else _scalar(e.end, e.column)
-            if e.op == "after":
-                hits = (s > end).to_numpy() if end is not None else np.zeros(len(s), bool)
-            elif e.op == "before":
-                hits = (s < start).to_numpy() if start is not None else np.zeros(len(s), bool)
-            else:
-                strict = e.op == "during"
-                hits = np.ones(len(s), dtype=bool)
-                if start is not None:
-                    hits &= ((s > start) if strict else (s >= start)).to_numpy()
-                if end is not None:
-                    hits &= ((s < end) if strict else (s <= end)).to_numpy()
-                if e.op == "disjoint":
-                    hits = ~hits
-            return known(hits)
         raise TypeError(e)  # pragma: no cover
 
     return walk(expr).fillna(False).to_numpy(dtype=bool)

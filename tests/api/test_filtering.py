@@ -74,7 +74,8 @@ def test_conformance_declares_part3_and_cql2(svc):
     conformance = set(svc.get("/conformance").json()["conformsTo"])
     for uri in (PART3 + "filter", PART3 + "features-filter", PART3 + "queryables",
                 PART3 + "queryables-query-parameters", CQL2 + "cql2-text",
-                CQL2 + "cql2-json", CQL2 + "basic-cql2", CQL2 + "basic-spatial-functions"):
+                CQL2 + "cql2-json", CQL2 + "basic-cql2", CQL2 + "basic-spatial-functions",
+                CQL2 + "temporal-functions"):
         assert uri in conformance
 
 
@@ -307,9 +308,41 @@ def test_temporal_filters_on_dates_and_timestamps(svc):
     assert sorted(ids(matched(svc, "staff", svc.keys.regulator, filter=json.dumps(doc),
                               **{"filter-lang": "cql2-json"}))) == \
         sorted(staff.loc[(trained >= cut).to_numpy(dtype=bool), "id"])
-    # T_OVERLAPS of an instant with an interval is never true: refused, not guessed
-    assert "not supported" in bad(svc, "staff", svc.keys.regulator,
-                                  filter="T_OVERLAPS(trained, INTERVAL('2025-06-01', '..'))")
+    # the other functions, an instant being an interval whose ends are equal
+    first = pd.Timestamp(staff["trained"].dropna().iloc[0])
+    day = first.date().isoformat()
+    for text, mask in [
+        ("T_OVERLAPS(trained, INTERVAL('2025-06-01', '..'))", trained.isna() & False),
+        (f"T_MEETS(trained, DATE('{day}'))", trained == first),
+        (f"T_BEGINS(trained, INTERVAL('{day}', '..'))", trained == first),
+        (f"T_METBY(trained, INTERVAL('..', '{day}'))", trained == first),
+        ("T_CONTAINS(INTERVAL('2025-06-01', '2025-12-31'), trained)",
+         (trained > cut) & (trained < end)),
+        # NOT of a predicate that is false stays unknown for a missing date (not true)
+        ("NOT T_AFTER(trained, INTERVAL('2025-06-01', '..'))", trained.notna()),
+    ]:
+        got = sorted(ids(matched(svc, "staff", svc.keys.regulator, filter=text)))
+        assert got == sorted(staff.loc[mask.to_numpy(dtype=bool), "id"]), text
+    # intervals of properties
+    doc = {"op": "t_during", "args": [
+        {"interval": [{"property": "reported_at"}, {"property": "reported_at"}]},
+        {"interval": ["2026-05-31T00:00:00Z", ".."]}]}
+    assert len(matched(svc, "events", svc.keys.regulator, filter=json.dumps(doc),
+                       **{"filter-lang": "cql2-json"})) == 3
+    for text, count in [
+        ("T_DURING(INTERVAL(reported_at, reported_at), INTERVAL('2026-05-31T00:00:00Z', '..'))",
+         3),
+        ("T_FINISHES(reported_at, DATE('2026-06-01'))", None),
+        ("T_AFTER(INTERVAL(reported_at, '..'), TIMESTAMP('2026-06-01T09:00:00Z'))", 0),
+        ("T_INTERSECTS(INTERVAL(reported_at, '..'), TIMESTAMP('2026-06-01T09:00:00Z'))", 3),
+    ]:
+        if count is None:
+            bad(svc, "events", svc.keys.regulator, filter=text)
+        else:
+            assert len(matched(svc, "events", svc.keys.regulator, filter=text)) == count, text
+    assert "unit is text" in bad(svc, "staff", svc.keys.regulator,
+                                 filter="T_AFTER(trained, INTERVAL(trained, '..')) OR "
+                                        "T_EQUALS(trained, INTERVAL('..', unit))")
     # events carry timestamps (2026-06-01 08:00 UTC)
     for text, count in [
         ("T_AFTER(reported_at, TIMESTAMP('2026-06-01T07:59:59Z'))", 3),

@@ -25,7 +25,17 @@ from importlib.metadata import PackageNotFoundError, version
 import anyio
 from fastapi import FastAPI
 
-from api import analyses, errors, features, mappage, processes, security, tiles, uploads
+from api import (
+    analyses,
+    errors,
+    features,
+    mappage,
+    processes,
+    records,
+    security,
+    tiles,
+    uploads,
+)
 from api.auth import KeyRing, read_keys
 from api.jobs import JobManager
 from api.providers import open_provider
@@ -90,7 +100,7 @@ def create_app(store_url: str | None = None, settings: Settings | None = None) -
     errors.install(app)
     app.state.store_url = url
     mappage.install(app)
-    for module in (features, tiles, analyses, processes, uploads, mappage):
+    for module in (features, tiles, analyses, processes, uploads, mappage, records):
         app.include_router(module.router)
     features.install_openapi(app)
     app.add_middleware(uploads.BodySizeLimit, limit=settings.max_upload_bytes)

@@ -1,0 +1,322 @@
+"""Writing field records over HTTP (issue 16; OGC API – Features Part 4 style): grid
+events and daily patrols, created one at a time and moved along their path.
+
+``POST /collections/events/items``
+    A GeoJSON Feature (Point, or no geometry with a ``grid``): ``kind`` (required),
+    ``grid``, ``summary``, ``category``, ``reported_at``, ``id``. The checks are the
+    command line's (``gis_grid.events.place_report``: time, category, territory, grid,
+    point within its grid), then ``gis_grid.events.report_event``. 201 with ``Location``
+    and ``ETag`` (the event's version); 422 naming the problem; 409 for an id in use.
+``PATCH /collections/events/items/{id}``
+    ``{"state": "accepted", "note": …, "owner": …, "at": …}`` (a JSON merge patch of the
+    state): the move is the state machine's (``gis_grid.events.move_event``), checked
+    against ``If-Match`` (the version the caller saw; required, 428 without): 412 when
+    the event changed since, 409 naming the allowed moves when the path does not allow it.
+``POST /collections/patrols/items``
+    ``{"grid": …, "date": "YYYY-MM-DD", "note": …}`` (properties of a Feature or a plain
+    object): a day's patrol (``gis_grid.events.record_patrol``), strict date, the grid in
+    the grid layer, once per worker, grid and day. 201.
+
+Who may write: a grid worker reports and patrols as itself, only in the grids it holds
+(the grid layers' ``worker`` and ``institution`` fields), and moves the events it
+reported; an institution's administrator writes for its own staff (``reporter`` /
+``worker`` one of them) and moves their events; the regulator reads only (403). A grid
+the caller may not write in is refused exactly like one that does not exist in its scope
+(403 naming the grid), so no write reveals another bank's grids.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import anyio
+import pandas as pd
+import shapely
+from fastapi import APIRouter, Body, Header, Request
+from fastapi.responses import JSONResponse
+
+from api.auth import OWN_STAFF, Principal
+from api.dependencies import Caller
+from api.errors import ApiError, Conflict, Forbidden, NotFound, Unprocessable
+from gis_grid.errors import ConflictError, InputError, StoreError, TransitionRefused
+
+router = APIRouter(tags=["Records"])
+
+
+class PreconditionFailed(ApiError):
+    status, code = 412, "PreconditionFailed"
+
+
+class PreconditionRequired(ApiError):
+    status, code = 428, "PreconditionRequired"
+
+
+def _etag(version: int) -> str:
+    return f'"{int(version)}"'
+
+
+def _if_match(value: str | None) -> int:
+    """The version an ``If-Match`` header names (``"3"``, ``W/"3"`` or ``3``)."""
+    if value is None:
+        raise PreconditionRequired("If-Match is required: send the ETag (version) of the "
+                                   "event as you last read it")
+    text = value.strip().removeprefix("W/").strip('"')
+    try:
+        version = int(text)
+    except ValueError:
+        raise PreconditionFailed(f"If-Match {value!r} is not an ETag of this service "
+                                 "(the event's version, e.g. \"3\")") from None
+    if version < 1:
+        raise PreconditionFailed(f"If-Match {value!r}: versions start at 1")
+    return version
+
+
+def _properties(body: Any) -> tuple[dict, shapely.Geometry | None]:
+    if not isinstance(body, dict):
+        raise Unprocessable("the body must be a JSON object (a GeoJSON Feature)")
+    if body.get("type") == "Feature":
+        props = body.get("properties") or {}
+        if not isinstance(props, dict):
+            raise Unprocessable("properties must be an object")
+        geometry = body.get("geometry")
+        if geometry is None:
+            return props, None
+        try:
+            shape = shapely.from_geojson(json.dumps(geometry))
+        except (shapely.errors.GEOSException, ValueError, TypeError):
+            raise Unprocessable("geometry is not valid GeoJSON") from None
+        if shape.geom_type != "Point" or shape.is_empty:
+            raise Unprocessable("geometry must be a Point (longitude, latitude, WGS84)")
+        return props, shape
+    return body, None
+
+
+def _text(props: dict, name: str, *, required: bool = False) -> str | None:
+    value = props.get(name)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise Unprocessable(f"{name} is required")
+        return None
+    if not isinstance(value, (str, int)):
+        raise Unprocessable(f"{name} must be text")
+    text = str(value).strip()
+    if "\x00" in text or len(text) > 2000:
+        raise Unprocessable(f"{name}: not a usable text (NUL byte or over 2,000 characters)")
+    return text
+
+
+def _areas(store, who: Principal):
+    """The areas the caller's records are checked and located against: the rows of its
+    institution in every grid layer (each bank keeps its own), else the units when the
+    store has no grids (None when it has neither)."""
+    from gis_grid.jobs.screening import area_reads, areas_of
+    from gis_grid.naming import grid_layers
+    from layers.runner import available_layers, read_inputs
+
+    names = grid_layers(available_layers(store))
+    frames = [store.read(n) for n in names]
+    frames = [f for f in frames if len(f) and "institution" in f]
+    if frames:
+        merged = pd.concat([f.to_crs(frames[0].crs) for f in frames], ignore_index=True)
+        mine = merged["institution"].astype("string").eq(who.institution).fillna(False)
+        return merged[mine.to_numpy()].reset_index(drop=True)
+    return areas_of(read_inputs(store, area_reads(None),
+                                available=available_layers(store)))[0]
+
+
+async def _own_staff(request: Request, who: Principal) -> set[str]:
+    provider = request.app.state.provider
+    return set(map(str, await provider.lookup(OWN_STAFF, who)))
+
+
+def _writer(who: Principal) -> None:
+    if who.role == "regulator":
+        raise Forbidden("regulators read; grid workers and institution administrators write "
+                        "field records")
+
+
+def _held_grids(areas, who: Principal) -> set[str] | None:
+    """The grids the caller may write in: a worker's own, an admin's institution's (None:
+    no grid layer to tell)."""
+    if areas is None or not len(areas) or "institution" not in areas:
+        return None
+    mine = areas["institution"].astype("string").eq(who.institution).fillna(False)
+    if who.role == "worker" and "worker" in areas:
+        mine &= areas["worker"].astype("string").eq(who.worker).fillna(False)
+    return set(areas.loc[mine.to_numpy(), "code"].astype(str))
+
+
+def _refused(exc: InputError) -> Unprocessable:
+    return Unprocessable(exc.report(limit=20))
+
+
+@router.post("/collections/events/items", status_code=201,
+             summary="Report an event (a grid worker's report, plan C)")
+async def create_event(request: Request, who: Caller,
+                       body: Annotated[Any, Body()] = None) -> JSONResponse:
+    from gis_grid.events import (
+        EVENT_KINDS,
+        EVENTS,
+        SUBJECT_CATEGORIES,
+        place_report,
+        report_event,
+    )
+
+    _writer(who)
+    props, point = _properties(body)
+    kind = _text(props, "kind", required=True)
+    if kind not in EVENT_KINDS:
+        raise Unprocessable(f"kind {kind!r}: one of {', '.join(EVENT_KINDS)}")
+    reporter = who.worker if who.role == "worker" else _text(props, "reporter", required=True)
+    if who.role == "worker" and props.get("reporter") not in (None, who.worker):
+        raise Forbidden("a grid worker reports as itself")
+    if who.role == "admin" and reporter not in await _own_staff(request, who):
+        raise Forbidden(f"reporter {reporter!r} is not one of your institution's staff")
+    grid = _text(props, "grid")
+    summary = _text(props, "summary")
+    category = _text(props, "category")
+    at = _text(props, "reported_at")
+    ident = _text(props, "id")
+    store = request.app.state.provider.store
+
+    def write():
+        areas = _areas(store, who)
+        territory = store.read("territory") if store.has("territory") else None
+        try:
+            located = place_report(grid=grid, point=point, at=at, category=category,
+                                   categories=SUBJECT_CATEGORIES, areas=areas,
+                                   territory=territory, layer="grids",
+                                   source="events")
+        except InputError as exc:
+            if grid is not None and any(p.kind == "unknown grid" for p in exc.problems):
+                raise Forbidden(f"grid {grid}: not a grid you may report in") from None
+            raise _refused(exc) from None
+        held = _held_grids(areas, who)
+        if held is not None and located is not None and located not in held:
+            raise Forbidden(f"grid {located}: not a grid you may report in")
+        try:
+            event = report_event(store, kind, reporter, grid=located, point=point,
+                                 summary=summary, at=at, event_id=ident, category=category)
+        except StoreError as exc:
+            if "events adopt" in str(exc):
+                raise Conflict("the events layer was stored without the workflow's columns; "
+                               "the operator runs `gisgrid events adopt` once") from None
+            raise
+        except InputError as exc:
+            if any(p.kind == "duplicate id" for p in exc.problems):
+                raise Conflict(exc.problems[0].message) from None
+            raise _refused(exc) from None
+        except ValueError as exc:
+            raise Unprocessable(str(exc)) from None
+        return event
+
+    event = await anyio.to_thread.run_sync(write)
+    row = event.iloc[0]
+    base = str(request.base_url).rstrip("/")
+    body_out = {"type": "Feature", "id": str(row["id"]),
+                "geometry": None if point is None else {"type": "Point",
+                                                        "coordinates": [point.x, point.y]},
+                "properties": {"kind": kind, "grid": row["grid"] if isinstance(row["grid"], str)
+                               else None, "reporter": reporter, "state": "reported",
+                               "version": 1, "category": category, "summary": summary}}
+    return JSONResponse(body_out, status_code=201, headers={
+        "Location": f"{base}/collections/{EVENTS}/items/{row['id']}", "ETag": _etag(1)})
+
+
+@router.patch("/collections/events/items/{featureId}",
+              summary="Move an event along its path (a JSON merge patch of its state)")
+async def patch_event(request: Request, featureId: str, who: Caller,
+                      body: Annotated[Any, Body()] = None,
+                      if_match: Annotated[str | None, Header()] = None) -> JSONResponse:
+    from gis_grid.events import EVENTS, STATE_LABELS, move_event
+
+    _writer(who)
+    if not isinstance(body, dict) or not isinstance(body.get("state"), str):
+        raise Unprocessable('the body must be a JSON object with "state" (e.g. '
+                            '{"state": "accepted"}); other properties of an event change '
+                            "only by its moves")
+    unknown = set(body) - {"state", "note", "owner", "at"}
+    if unknown:
+        raise Unprocessable(f"cannot change {', '.join(sorted(unknown))}: an event changes "
+                            "by its moves (state, with note, owner, at)")
+    expected = _if_match(if_match)
+    store = request.app.state.provider.store
+    staff = await _own_staff(request, who) if who.role == "admin" else set()
+
+    def write():
+        rows = store.read(EVENTS, where={"id": [featureId]}) if store.has(EVENTS) \
+            else pd.DataFrame()
+        if not len(rows):
+            raise NotFound(f"no event {featureId!r}")
+        row = rows.iloc[0]
+        reporter = str(row["reporter"])
+        mine = reporter == who.worker if who.role == "worker" else reporter in staff
+        if not mine:
+            raise NotFound(f"no event {featureId!r}")  # another bank's: as if absent
+        if pd.isna(row.get("version")):
+            raise Conflict(f"event {featureId} was stored without the workflow's columns; "
+                           "the operator runs `gisgrid events adopt` once")
+        if int(row["version"]) != expected:
+            raise PreconditionFailed(f"event {featureId} is at version {int(row['version'])}, "
+                                     f"not {expected}: read it again")
+        actor = who.worker if who.role == "worker" else f"{who.institution} admin"
+        try:
+            move = move_event(store, featureId, body["state"], actor=actor,
+                              at=body.get("at"), note=body.get("note"),
+                              owner=body.get("owner"), expected_version=expected, retries=0)
+        except TransitionRefused as exc:
+            raise Conflict(str(exc)) from None
+        except ConflictError:
+            raise PreconditionFailed(f"event {featureId} changed meanwhile: read it "
+                                     "again") from None
+        except InputError as exc:
+            raise _refused(exc) from None
+        except ValueError as exc:
+            raise Unprocessable(str(exc)) from None
+        return move
+
+    move = await anyio.to_thread.run_sync(write)
+    state = move.step.target
+    return JSONResponse({"id": featureId, "state": state, "state_zh": STATE_LABELS[state],
+                         "version": move.version},
+                        headers={"ETag": _etag(move.version)})
+
+
+@router.post("/collections/patrols/items", status_code=201,
+             summary="Record a day's patrol of a grid (每天巡查, plan C2)")
+async def create_patrol(request: Request, who: Caller,
+                        body: Annotated[Any, Body()] = None) -> JSONResponse:
+    from gis_grid.events import LOCAL_TZ, PATROLS, check_day, check_grid, record_patrol
+
+    _writer(who)
+    props, _ = _properties(body)
+    grid = _text(props, "grid", required=True)
+    worker = who.worker if who.role == "worker" else _text(props, "worker", required=True)
+    if who.role == "worker" and props.get("worker") not in (None, who.worker):
+        raise Forbidden("a grid worker records its own patrols")
+    if who.role == "admin" and worker not in await _own_staff(request, who):
+        raise Forbidden(f"worker {worker!r} is not one of your institution's staff")
+    day_text = _text(props, "date")
+    note = _text(props, "note")
+    store = request.app.state.provider.store
+
+    def write():
+        try:
+            day = check_day(day_text, source=PATROLS, field="date") if day_text else \
+                pd.Timestamp.now(tz=LOCAL_TZ).date()
+            areas = _areas(store, who)
+            held = _held_grids(areas, who)
+            if held is not None and grid not in held:
+                raise Forbidden(f"grid {grid}: not a grid you may patrol")
+            check_grid(grid, areas, source=PATROLS, layer="grids")
+            record_patrol(store, worker, grid, day, note)
+        except InputError as exc:
+            if any(p.kind == "duplicate patrol" for p in exc.problems):
+                raise Conflict(exc.problems[0].message) from None
+            raise _refused(exc) from None
+        return day
+
+    day = await anyio.to_thread.run_sync(write)
+    return JSONResponse({"worker": worker, "grid": grid, "date": day.isoformat(),
+                         "note": note}, status_code=201)

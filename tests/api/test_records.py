@@ -1,0 +1,145 @@
+"""Field records over HTTP (issue 16): a worker reports events and patrols in its own
+grids, moves them along their path with If-Match, and nothing else gets through — on
+GeoPackage and PostGIS, through the real service."""
+
+from __future__ import annotations
+
+import pytest
+import shapely
+
+from gis_grid.events import adopt_events
+from layers.store import open_store
+from tests.api.server import running_service
+
+
+@pytest.fixture(scope="module", params=["gpkg", "postgis"])
+def svc(request, tmp_path_factory):
+    with running_service(request.param, request,
+                         tmp_path_factory.mktemp(f"records{request.param}")) as running:
+        with open_store(running.store_url) as store:  # the sample's events, adopted once
+            store.write("events", adopt_events(store.read("events")))
+        yield running
+
+
+def _grid_of(svc, worker: str):
+    grids = svc.sample.layers["grids"]
+    return grids[grids["worker"] == worker].iloc[0]
+
+
+def _feature(point: shapely.Point | None, **props) -> dict:
+    return {"type": "Feature", "properties": props,
+            "geometry": None if point is None else {"type": "Point",
+                                                    "coordinates": [point.x, point.y]}}
+
+
+def _patch(svc, path, key, body, etag=None):
+    headers = {"X-API-Key": key}
+    if etag is not None:
+        headers["If-Match"] = etag
+    return svc.client.patch(path, json=body, headers=headers)
+
+
+def test_a_worker_reports_in_its_grid_and_moves_the_event_with_if_match(svc):
+    grid = _grid_of(svc, svc.sample.worker_a)
+    inside = grid.geometry.representative_point()
+    made = svc.post("/collections/events/items", svc.keys.worker_a,
+                    json=_feature(inside, kind="general", summary="井盖缺失",
+                                  category="市容管控", reported_at="2026-06-02 08:00"))
+    assert made.status_code == 201, made.text
+    ident = made.json()["id"]
+    assert made.headers["location"].endswith(f"/collections/events/items/{ident}")
+    assert made.headers["etag"] == '"1"' and made.json()["properties"]["grid"] == grid["code"]
+    path = f"/collections/events/items/{ident}"
+    assert _patch(svc, path, svc.keys.worker_a, {"state": "accepted"}).status_code == 428
+    moved = _patch(svc, path, svc.keys.worker_a, {"state": "accepted"}, '"1"')
+    assert moved.status_code == 200, moved.text
+    assert moved.headers["etag"] == '"2"' and moved.json()["state"] == "accepted"
+    stale = _patch(svc, path, svc.keys.worker_a, {"state": "handled_on_site"}, '"1"')
+    assert stale.status_code == 412
+    refused = _patch(svc, path, svc.keys.worker_a, {"state": "closed"}, '"2"')
+    assert refused.status_code == 409 and "allowed: handle" in refused.text
+    assert _patch(svc, path, svc.keys.worker_a, {"state": "handled_on_site"},
+                  'W/"2"').status_code == 200
+    with open_store(svc.store_url) as store:
+        row = store.read("events", where={"id": [ident]}).iloc[0]
+        log = store.read("event_log", where={"event": [ident]})
+    assert row["state"] == "handled_on_site" and int(row["version"]) == 3
+    assert row["category"] == "市容管控" and row["reporter"] == svc.sample.worker_a
+    assert sorted(log["action"]) == ["accept", "handle"]
+    # read back through the API
+    page = svc.get(path, svc.keys.worker_a).json()
+    assert page["properties"]["state"] == "handled_on_site"
+
+
+@pytest.mark.parametrize("props, status, words", [
+    ({"kind": "general", "reported_at": "2025-02-30 08:00"}, 422, "not a time"),
+    ({"kind": "general", "reported_at": "2999-01-01"}, 422, "future"),
+    ({"kind": "nonsense"}, 422, "kind"),
+    ({"kind": "general", "category": "外星人"}, 422, "不在定责分类中"),
+    ({"kind": "general", "grid": "NOPE-GRID"}, 403, "not a grid you may report in"),
+])
+def test_bad_reports_are_refused_plainly(svc, props, status, words):
+    inside = _grid_of(svc, svc.sample.worker_a).geometry.representative_point()
+    answer = svc.post("/collections/events/items", svc.keys.worker_a,
+                      json=_feature(None if "grid" in props else inside, **props))
+    assert answer.status_code == status, answer.text
+    assert words in answer.text
+
+
+def test_no_one_writes_outside_its_scope(svc):
+    # the sample's banks grid the same units: a grid worker B does not hold
+    held_b = svc.sample.layers["grids__ycb"]
+    held_b = set(held_b.loc[held_b["worker"] == svc.sample.worker_b, "code"])
+    grids = svc.sample.layers["grids"]
+    other = grids[~grids["code"].isin(held_b)].iloc[0]
+    inside = other.geometry.representative_point()
+    # worker B (the other bank) in worker A's grid, by point and by code
+    answer = svc.post("/collections/events/items", svc.keys.worker_b,
+                      json=_feature(inside, kind="general", grid=other["code"]))
+    assert answer.status_code == 403 and "not a grid you may report in" in answer.text
+    # the regulator reads only
+    assert svc.post("/collections/events/items", svc.keys.regulator,
+                    json=_feature(inside, kind="general")).status_code == 403
+    # a point in Beijing
+    far = svc.post("/collections/events/items", svc.keys.worker_a,
+                   json=_feature(shapely.Point(116.4, 39.9), kind="general"))
+    assert far.status_code == 422 and "outside the territory" in far.text
+    # another bank's event is not there for B's admin
+    assert _patch(svc, "/collections/events/items/E-1", svc.keys.admin_b,
+                  {"state": "accepted"}, '"1"').status_code == 404
+    assert _patch(svc, "/collections/events/items/NOPE", svc.keys.admin_a,
+                  {"state": "accepted"}, '"1"').status_code == 404
+    bad = _patch(svc, "/collections/events/items/E-2", svc.keys.admin_a,
+                 {"state": "accepted", "reporter": "x"}, '"1"')
+    assert bad.status_code == 422 and "cannot change reporter" in bad.text
+
+
+def test_an_id_in_use_is_a_conflict(svc):
+    inside = _grid_of(svc, svc.sample.worker_a).geometry.representative_point()
+    body = _feature(inside, kind="general", id="EV-API-1")
+    assert svc.post("/collections/events/items", svc.keys.worker_a, json=body
+                    ).status_code == 201
+    again = svc.post("/collections/events/items", svc.keys.worker_a, json=body)
+    assert again.status_code == 409 and "EV-API-1" in again.text
+
+
+def test_patrols_are_the_workers_own_once_a_day(svc):
+    grid = _grid_of(svc, svc.sample.worker_a)["code"]
+    ok = svc.post("/collections/patrols/items", svc.keys.worker_a,
+                  json={"grid": grid, "date": "2026-06-01"})
+    assert ok.status_code == 201, ok.text
+    again = svc.post("/collections/patrols/items", svc.keys.worker_a,
+                     json={"grid": grid, "date": "2026-06-01"})
+    assert again.status_code == 409
+    assert svc.post("/collections/patrols/items", svc.keys.worker_a,
+                    json={"grid": grid, "date": "2025-02-30"}).status_code == 422
+    held_b = svc.sample.layers["grids__ycb"]
+    held_b = set(held_b.loc[held_b["worker"] == svc.sample.worker_b, "code"])
+    not_b = next(c for c in svc.sample.layers["grids"]["code"] if c not in held_b)
+    assert svc.post("/collections/patrols/items", svc.keys.worker_b,
+                    json={"grid": not_b}).status_code == 403
+    assert svc.post("/collections/patrols/items", svc.keys.admin_a,
+                    json={"grid": grid, "worker": svc.sample.worker_a,
+                          "date": "2026-06-02"}).status_code == 201
+    assert svc.post("/collections/patrols/items", svc.keys.admin_a,
+                    json={"grid": grid, "worker": "someone-else"}).status_code == 403

@@ -168,7 +168,7 @@ def key_columns(name: str, columns: Sequence[str]) -> tuple[str, ...]:
     return unique if unique and all(c in columns for c in unique) else ()
 
 
-def _text(values: pd.Series) -> pd.Series:
+def key_text(values: pd.Series) -> pd.Series:
     """Values as text for keys and comparisons: numbers without a trailing ``.0``
     difference between int and float, null as ``None``."""
     dtype = values.dtype
@@ -198,7 +198,7 @@ def row_keys(name: str, frame: pd.DataFrame) -> pd.Series:
     frame = frame.reset_index(drop=True)
     key = key_columns(name, [c for c in frame.columns])
     if key:
-        parts = [_text(frame[c]).fillna("") for c in key]
+        parts = [key_text(frame[c]).fillna("") for c in key]
         out = parts[0].astype(str)
         for part in parts[1:]:
             out = out + KEY_JOIN + part.astype(str)

@@ -27,7 +27,7 @@ import pandas as pd
 from gis_grid.errors import InputError, Problem, StoreError
 from gis_grid.model import REFERENCES, schema_for
 from gis_grid.naming import is_staging, layer_kind
-from layers.history import key_columns, row_keys
+from layers.history import key_columns, key_text, row_keys
 
 #: Ids of referencing rows named in a refusal (then "… (N in all)").
 SHOWN = 10
@@ -66,9 +66,11 @@ def related(name: str, present: Iterable[str]) -> set[str]:
 
 
 def _values(values: pd.Series) -> pd.Series:
-    """Reference values as text; empty text counts as no reference."""
-    text = values.astype("string")
-    return text.where(text.str.len() > 0)
+    """Reference values as text (a whole number read as 14.0 is "14", as an id written
+    14 in one file and "14" in another must match); empty text counts as no
+    reference."""
+    text = pd.Series(key_text(values.reset_index(drop=True)), dtype="string")
+    return text.where(text.str.strip().str.len() > 0)
 
 
 def check(

@@ -489,11 +489,18 @@ class _Checker:
             if isinstance(rhs, ast.Function) and rhs.name == "lower" and len(rhs.arguments) == 1:
                 rhs = rhs.arguments[0]
         column = self.column(lhs)
+        if isinstance(rhs, ast.Attribute) and not nocase:
+            # Two properties (basic CQL2): of one type, or both numbers.
+            other = self.column(rhs)
+            if column.type != other.type and not {column.type, other.type} <= {"int", "float"}:
+                raise InvalidFilter(f"filter: {column.name} {op} {other.name}: {column.name} "
+                                    f"is {_TYPE_WORDS[column.type]}, {other.name} "
+                                    f"{_TYPE_WORDS[other.type]} (text literals take single "
+                                    "quotes)")
+            return CompareColumns(column, op, other)
         if isinstance(rhs, ast.Node):
-            hint = " (text literals take single quotes)" if isinstance(rhs, ast.Attribute) \
-                else ""
             raise InvalidFilter(f"filter: {column.name} {op} {_show(rhs)}: compare a property "
-                                f"with a literal value{hint}")
+                                f"with a literal value or another property")
         value = self.value(rhs, column)
         if nocase:
             if column.type != "str":
@@ -856,8 +863,10 @@ def to_sql(expr: Expr, params: list, alias: str | None = None) -> sql.Composable
             return sql.SQL("{}({}, ST_GeomFromWKB(%s, 4326))").format(
                 sql.SQL(_PG_SPATIAL[e.op]), ident("geom"))
         if isinstance(e, CompareColumns):
-            return sql.SQL("({} {} {})").format(ident(e.left.name), sql.SQL(e.op),
-                                                ident(e.right.name))
+            left: sql.Composable = ident(e.left.name)
+            if e.left.type == "str" and e.op not in ("=", "<>"):
+                left = sql.SQL('{} COLLATE "C"').format(left)  # as Compare
+            return sql.SQL("({} {} {})").format(left, sql.SQL(e.op), ident(e.right.name))
         raise TypeError(e)  # pragma: no cover
 
     return walk(expr)

@@ -140,6 +140,9 @@ def _outlets(svc) -> pd.DataFrame:
     ("id < 'Nb'", lambda o: o["id"] < "Nb"),
     ("name >= '秭归县'", lambda o: o["name"] >= "秭归县"),
     ("1 = 1", lambda o: o["institution"].notna() | o["institution"].isna()),
+    ("name < tier OR id = unit",  # two properties
+     lambda o: (o["name"] < o["tier"]) | (o["id"] == o["unit"])),
+    ("unit = tier", lambda o: o["unit"] == o["tier"]),
     ("1 = 2", lambda o: o["institution"] != o["institution"]),
 ])
 def test_text_filters_match_pandas(svc, text, expect):
@@ -151,7 +154,7 @@ def test_text_filters_match_pandas(svc, text, expect):
     got = sorted(ids(matched(svc, "outlets", svc.keys.regulator, filter=text)))
     assert got == want
     assert len(want) not in (0, len(outlets)) or text in (
-        "1 = 1", "1 = 2", "institution IS NULL", "institution IS NOT NULL")
+        "1 = 1", "1 = 2", "institution IS NULL", "institution IS NOT NULL", "unit = tier")
 
 
 def test_the_issue_filter_gives_the_export_count(svc, tmp_path):

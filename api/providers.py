@@ -14,7 +14,10 @@ store (cached until the file changes), filtered with pandas/shapely (vectorised)
 written out as GeoJSON; vector tiles need PostGIS (501).
 
 Both apply the caller's ``View`` (``api.auth``): the scope conditions are part of every
-query, so no filter, bbox, page, id or tile reaches rows outside it.
+query, so no filter, bbox, page, id or tile reaches rows outside it. A CQL2 ``filter``
+(``api.filtering``) is ANDed inside that scope in its own parentheses — as SQL with bound
+values on PostGIS, as a mask of the scoped rows on GeoPackage — and ``sortby`` orders the
+page by code point with NULLs last on both.
 """
 
 from __future__ import annotations

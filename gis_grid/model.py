@@ -493,6 +493,7 @@ FIELD_TITLES_ZH: dict[str, str] = {
     "reason": "原因", "routed_at": "流转时间", "department": "转办部门", "due": "时限",
     "subject": "交办事项", "issued_by": "交办单位", "assignee": "承办方",
     "issued_at": "交办时间", "feedback": "反馈", "layer": "图层", "record": "记录",
+    "category": "事件类别",
 }
 
 #: Titles that differ by layer kind.

@@ -260,6 +260,10 @@ class PostGISStore(Store):
                     locked = {name} | (integrity.related(name, present) if checked else set())
                     for layer in sorted(locked):
                         self._lock_layer(layer)
+                    if checked:  # a layer made meanwhile is checked too
+                        present = {info.name for info in self.layers()}
+                        for layer in sorted(integrity.related(name, present) - locked):
+                            self._lock_layer(layer)
                     meta = self._meta(name)
                     keep_log = logged(name)
                     current = (self.read(name) if meta is not None and (keep_log or checked)

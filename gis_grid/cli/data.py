@@ -128,7 +128,8 @@ def import_(file, layer, crs, lon_col, lat_col, encoding, source_layer, fix_geom
     or by the schema's Chinese titles (主体编号, 名称, 经度, 纬度 …: see gisgrid schema).
     Every value is checked against the layer's schema (fields, types, enumerations, code
     formats, geometry type and validity), against the layers it refers to, and every
-    point or shape against the territory (--max-outside). Problems are listed all at once,
+    point or shape against the territory (--max-outside); a ledger row must name a finest
+    grid of its institution's grid layer (grids__nsh …). Problems are listed all at once,
     first counted by field and kind, then each with its row or feature, field and what is
     wrong — e.g. `outlets.csv row 17: lon 1130.2 out of range` — and then nothing is
     stored (exit code 3); --problems FILE lists every one of them.

@@ -29,6 +29,7 @@ from api import (
     analyses,
     errors,
     features,
+    field,
     mappage,
     processes,
     records,
@@ -100,7 +101,7 @@ def create_app(store_url: str | None = None, settings: Settings | None = None) -
     errors.install(app)
     app.state.store_url = url
     mappage.install(app)
-    for module in (features, tiles, analyses, processes, uploads, mappage, records):
+    for module in (features, tiles, analyses, processes, uploads, mappage, records, field):
         app.include_router(module.router)
     features.install_openapi(app)
     app.add_middleware(uploads.BodySizeLimit, limit=settings.max_upload_bytes)

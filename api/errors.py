@@ -123,7 +123,13 @@ def install(app: FastAPI) -> None:
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         response = _json(exc.status, exc.body(), exc.headers)
         if isinstance(exc, NotAuthenticated):
-            for challenge in NotAuthenticated.CHALLENGES:
+            # A caller that sent its key in X-API-Key or as a Bearer token (a script, the
+            # phone page's fetch) is offered Bearer only: a Basic challenge would make a
+            # browser stop the page's request to ask for a password.
+            sent = request.headers.get("x-api-key") or request.headers.get(
+                "authorization", "").lower().startswith("bearer")
+            for challenge in NotAuthenticated.CHALLENGES[:1] if sent else \
+                    NotAuthenticated.CHALLENGES:
                 response.headers.append("WWW-Authenticate", challenge)
         return response
 

@@ -32,13 +32,16 @@ def _keys(keys: list[str], n: int = 5) -> str:
 @click.option("--since", default=None, metavar="DATE",
               help="Only changes at or after DATE (2026-11-01, or 2026-11-01T08:00; UTC).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.option("--show", "show_id", type=int, default=None, metavar="CHANGE_ID",
+              help="Print one change whole, with the old values of its changed and removed "
+                   "rows, as JSON.")
 @click.option("--restore", "restore_id", type=int, default=None, metavar="CHANGE_ID",
               help="Put LAYER back as it was before change CHANGE_ID, all or nothing, as one "
                    "more logged change. Refused (exit 3) when a later change touched the "
                    "same keys: restore those first, newest first.")
 @store_option
-def history(layer: str, since: str | None, as_json: bool, restore_id: int | None,
-            store: str | None) -> None:
+def history(layer: str, since: str | None, as_json: bool, show_id: int | None,
+            restore_id: int | None, store: str | None) -> None:
     """List the changes of LAYER (oldest first), or undo one with --restore.
 
     Every change of a layer is logged: when (UTC), who (the OS user, or the API key's
@@ -63,6 +66,16 @@ def history(layer: str, since: str | None, as_json: bool, restore_id: int | None
                        f"{len(change.removed)} removed, {change.rows_after} rows now"
                        + (f" (change {change.id})" if change.id is not None else
                           " (nothing to change)"))
+            return
+        if show_id is not None:
+            found = [c for c in source.history(layer, since_id=show_id, with_old=True)
+                     if c.id == show_id]
+            if not found:
+                raise click.BadParameter(f"no change {show_id} of layer {layer}",
+                                         param_hint="--show")
+            entry = found[0]
+            click.echo(json.dumps(entry.summary() | {"old": entry.old}, ensure_ascii=False,
+                                  indent=2))
             return
         changes = source.history(layer, since=moment)
     if as_json:

@@ -69,6 +69,8 @@ def test_upsert_history_and_restore(zigui, tmp_path):
     assert "import --mode upsert" in upsert["how"] and upsert["who"]
     assert log[-2]["rows_after"] == 187 and "sample" in log[-2]["how"]  # the sample
 
+    shown = json.loads(run("history", "outlets", "--show", str(upsert["id"]), "--store", url))
+    assert [row["name"] for row in shown["old"]] == [table.iloc[0]["name"]]
     out = run("history", "outlets", "--restore", str(upsert["id"]), "--store", url)
     assert "187 rows now" in out
     with open_store(url) as store:

@@ -147,6 +147,17 @@ def _held_grids(areas, who: Principal) -> set[str] | None:
     return set(areas.loc[mine.to_numpy(), "code"].astype(str))
 
 
+def _as(who: Principal, how: str, write):
+    """``write`` run with the store's writes logged as the caller's key (the change log,
+    ``layers.history``), as uploads are."""
+    from layers.history import Actor, acting
+
+    def run():
+        with acting(Actor(f"api key {who.key_id}: {who}", how)):
+            return write()
+    return run
+
+
 def _refused(exc: InputError) -> Unprocessable:
     return Unprocessable(exc.report(limit=20))
 
@@ -211,7 +222,7 @@ async def create_event(request: Request, who: Caller,
             raise Unprocessable(str(exc)) from None
         return event
 
-    event = await anyio.to_thread.run_sync(write)
+    event = await anyio.to_thread.run_sync(_as(who, "POST /collections/events/items", write))
     row = event.iloc[0]
     base = str(request.base_url).rstrip("/")
     body_out = {"type": "Feature", "id": str(row["id"]),
@@ -276,7 +287,8 @@ async def patch_event(request: Request, featureId: str, who: Caller,
             raise Unprocessable(str(exc)) from None
         return move
 
-    move = await anyio.to_thread.run_sync(write)
+    move = await anyio.to_thread.run_sync(
+        _as(who, f"PATCH /collections/events/items/{featureId}", write))
     state = move.step.target
     return JSONResponse({"id": featureId, "state": state, "state_zh": STATE_LABELS[state],
                          "version": move.version},
@@ -317,6 +329,6 @@ async def create_patrol(request: Request, who: Caller,
             raise _refused(exc) from None
         return day
 
-    day = await anyio.to_thread.run_sync(write)
+    day = await anyio.to_thread.run_sync(_as(who, "POST /collections/patrols/items", write))
     return JSONResponse({"worker": worker, "grid": grid, "date": day.isoformat(),
                          "note": note}, status_code=201)

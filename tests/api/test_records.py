@@ -66,6 +66,10 @@ def test_a_worker_reports_in_its_grid_and_moves_the_event_with_if_match(svc):
     assert row["state"] == "handled_on_site" and int(row["version"]) == 3
     assert row["category"] == "市容管控" and row["reporter"] == svc.sample.worker_a
     assert sorted(log["action"]) == ["accept", "handle"]
+    with open_store(svc.store_url) as store:  # the change log names the key
+        changes = [c for c in store.history("events") if ident in c.keys]
+    assert changes and all(svc.keys.ids["worker_a"] in c.who for c in changes)
+    assert any("PATCH /collections/events/items" in c.how for c in changes)
     # read back through the API
     page = svc.get(path, svc.keys.worker_a).json()
     assert page["properties"]["state"] == "handled_on_site"

@@ -5,7 +5,7 @@ three-argument ``between``, ``bbox`` literals, ``t_intersects`` and ``t_disjoint
 the shape it reads (``_normalise_json``), and its CQL2-text grammar with the few rules it
 lacks from the published standard added by ``_text_grammar`` — temporal predicates as
 functions (``T_AFTER(reported_at, TIMESTAMP('…'))``; pygeofilter writes them infix) and
-``T_DISJOINT``, ``INTERVAL`` with dates and open ends (``'..'``), ``NOT (a AND b)``,
+``T_DISJOINT``, ``INTERVAL`` with dates, properties and open ends (``'..'``), ``NOT (a AND b)``,
 ``''`` inside strings (as GDAL escapes a quote), ``AND`` binding tighter than ``OR``, and
 case-insensitive ``DATE``/``TIMESTAMP``/``INTERVAL``. ``T_INTERSECTS`` is kept as ``NOT
 T_DISJOINT`` (pygeofilter reads it as ``T_OVERLAPS``).
@@ -13,7 +13,9 @@ T_DISJOINT`` (pygeofilter reads it as ``T_OVERLAPS``).
 The AST is then checked against the caller's view (``compile_filter``) into this module's
 own small tree (``Expr``): every property must be a column the caller may read — an unknown
 and a hidden column get the same 400, so a filter cannot probe for hidden columns — and
-every literal is typed as its column. The two providers translate that tree themselves:
+every literal is typed as its column. Temporal functions become comparisons of interval
+ends (``_ALLEN``; an instant is an interval with equal ends, an open end the type's first
+or last value). The two providers translate that tree themselves:
 ``to_sql`` composes PostgreSQL with ``psycopg.sql`` (identifiers only from the view's
 columns, every value a bound parameter) and ``to_mask`` evaluates it on the GeoPackage
 provider's cached frame with pandas/shapely under SQL's three-valued logic, so both

@@ -25,6 +25,7 @@ This module works on frames and on any object with the store's ``read`` / ``has`
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,10 +33,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from gis_grid.errors import InputError, Problem, TransitionRefused
+from gis_grid.errors import ConflictError, InputError, Problem, TransitionRefused
 from gis_grid.events import EventStore, check_time, to_utc
-from gis_grid.model import REPORT_STATES, TASK_STATES
-from gis_grid.screening import township_of
+from gis_grid.model import LAYERS, REPORT_STATES, TASK_STATES
+from gis_grid.screening import Routing, township_of
 
 REPORTS, TASKS, LOG = "risk_reports", "tasks", "report_log"
 
@@ -196,7 +197,8 @@ def _plan(layer: str, row: Mapping[str, object], to: str, *, actor: str, at: obj
 
 def move(store: EventStore, layer: str, ident: str, to: str, *, actor: str,
          at: object | None = None, note: str | None = None, department: str | None = None,
-         limits: Limits = DEFAULT_LIMITS) -> tuple[str, int]:
+         limits: Limits = DEFAULT_LIMITS, expected_version: int | None = None
+         ) -> tuple[str, int]:
     """Move report or task ``ident`` of ``layer`` (``risk_reports`` or ``tasks``) to
     ``to`` (a state or an action): its row and its log entry in one transaction, only if
     nobody changed it since it was read (else ``ConflictError``). Returns the new state
@@ -215,11 +217,96 @@ def move(store: EventStore, layer: str, ident: str, to: str, *, actor: str,
         raise TransitionRefused(f"no {'risk report' if layer == REPORTS else 'task'} "
                                 f"{ident!r}", [])
     row = rows.iloc[0].to_dict()
+    if expected_version is not None and int(row.get("version") or 1) != expected_version:
+        raise ConflictError(f"{ident} is at version {int(row.get('version') or 1)}, not "
+                            f"{expected_version}")
     changes, log, version = _plan(layer, row, to, actor=actor, at=at, note=note,
                                   department=department, limits=limits)
     store.update(layer, "id", ident, changes, expected_version=version - 1,
                  append=(LOG, log))
     return str(changes["status"]), version
+
+
+def adopt_reports(store) -> None:
+    """Give a ``risk_reports`` layer made before reports had a path (status, due, version
+    …) those columns, once: its reports ``routed`` at 18:00 of their inspection day,
+    version 1. Nothing to do for a layer that has them."""
+    wanted = [f.name for f in LAYERS[REPORTS].fields]
+    if not store.has(REPORTS):
+        return
+    have = store.read(REPORTS, where={"id": []}).columns
+    if all(c in have for c in wanted):
+        return
+
+    def add(current):
+        out = start_reports(current[[c for c in current.columns if c in wanted]])
+        routed = pd.to_datetime(out["date"].astype(str) + " 18:00").dt.tz_localize(
+            "Asia/Shanghai").dt.tz_convert("UTC").astype("datetime64[us, UTC]")
+        out["routed_at"] = out["updated_at"] = routed
+        out["due"] = routed + DEFAULT_LIMITS.accept
+        return out
+
+    store.modify(REPORTS, add)
+
+
+def record_inspection(store, entity: str, day: dt.date, inspector: str, found, *,
+                      detail: str | None = None, routing: Routing | None = None,
+                      areas=None, source: str = "inspect"
+                      ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Record one inspection visit (A3) and, with a finding, its risk report routed now
+    (A4) and set on its path: the same for the command line and the service.
+
+    Refused (``InputError``, nothing stored): an entity not in layer ``entities``; the same
+    visit (entity, inspector, day) again; a ``routing.street`` that is not a township of
+    the store. The entity's grid is the area of ``areas`` holding it; its township its
+    unit's, else the township holding its point. Earlier reports are never re-routed.
+    Returns the inspection rows and the new report (empty without a finding)."""
+    from gis_grid.screening import inspection_rows, locate, risk_reports
+
+    def refuse(field: str, message: str, kind: str) -> None:
+        raise InputError([Problem(source, None, field, message, kind)], source=source)
+
+    routing = routing or Routing()
+    try:
+        rows = inspection_rows(entity, day, inspector, found, detail=detail)
+    except ValueError as exc:
+        refuse("found", str(exc), "bad check")
+    entities = store.read("entities", where={"id": [entity]}) if store.has("entities") \
+        else pd.DataFrame()
+    if not len(entities):
+        refuse("entity", f"主体 {entity} 不在主体图层中 (no entity {entity!r} in layer "
+                         "entities)", "unknown entity")
+    if store.has("inspections"):
+        done = store.read("inspections", where={"entity": [entity]})
+        same = done["inspector"].astype(str).eq(inspector) & \
+            pd.to_datetime(done["date"]).dt.date.eq(day)
+        if same.any():
+            refuse("date", f"{inspector} 对 {entity} 在 {day} 的检查已记录 ({inspector}'s "
+                           f"inspection of {entity} on {day} is already recorded)",
+                   "duplicate inspection")
+    townships = store.read("townships") if store.has("townships") else None
+    if routing.street is not None and townships is not None and \
+            routing.street not in set(townships["code"].astype(str)):
+        refuse("street", f"{routing.street} 不是本辖区的乡镇街道代码 (is not a township of "
+                         f"layer townships: "
+                         f"{', '.join(sorted(townships['code'].astype(str))[:5])} …)",
+               "unknown township")
+    involved = entities.copy()
+    if areas is not None:
+        involved["grid"] = locate(involved, areas)
+    if townships is not None:
+        involved["township"] = locate(involved, townships, leaves=False)
+    # Routed once, now: earlier reports keep the route they were given.
+    reports = start_reports(risk_reports(rows, involved, routing))
+    if len(reports) and store.has(REPORTS):
+        adopt_reports(store)
+        used = set(store.read(REPORTS, where={"entity": [entity]})["id"])
+        clash = reports["id"].isin(used)
+        reports.loc[clash, "id"] = reports.loc[clash, "id"] + "-" + inspector
+    store.append("inspections", rows)
+    if len(reports):
+        store.append(REPORTS, reports)
+    return rows, reports
 
 
 def overdue(frame: pd.DataFrame, now: object | None = None, *, due: str = "due"

@@ -68,28 +68,6 @@ def _areas(source, grids: str | None):
                                 available=available_layers(source)))
 
 
-def _workflow_columns(target) -> None:
-    """Give a risk_reports layer made before reports had a path (status, due, version …)
-    those columns, once: its reports as ``routed`` at their inspection day, version 1."""
-    from gis_grid.model import LAYERS
-    from gis_grid.riskflow import DEFAULT_LIMITS, start_reports
-
-    wanted = [f.name for f in LAYERS["risk_reports"].fields]
-    have = target.read("risk_reports", where={"id": []}).columns
-    if all(c in have for c in wanted):
-        return
-
-    def add(current):
-        out = start_reports(current[[c for c in current.columns if c in wanted]])
-        routed = pd.to_datetime(out["date"].astype(str) + " 18:00").dt.tz_localize(
-            "Asia/Shanghai").dt.tz_convert("UTC").astype("datetime64[us, UTC]")
-        out["routed_at"] = out["updated_at"] = routed
-        out["due"] = routed + DEFAULT_LIMITS.accept
-        return out
-
-    target.modify("risk_reports", add)
-
-
 def _routing(street: str | None, street_name: str | None, remit: str | None):
     from gis_grid.screening import Routing, parse_check
 
@@ -209,58 +187,23 @@ def inspect(entity, inspector, day, found, detail, grids, street, street_name, r
 
     Example: gisgrid inspect ENT-00010 --inspector 王伟 --found 5 --detail "承诺年化12%"
     """
-    from gis_grid.errors import InputError, Problem
     from gis_grid.events import LOCAL_TZ, check_day
-    from gis_grid.riskflow import start_reports
-    from gis_grid.screening import inspection_rows, locate, risk_reports
+    from gis_grid.riskflow import record_inspection
+    from gis_grid.screening import parse_check
     from layers.store import open_store
 
     routing = _routing(street, street_name, remit)
-    day = (check_day(day, source="inspect", field="--date").isoformat() if day
-           else pd.Timestamp.now(tz=LOCAL_TZ).date().isoformat())
-    try:
-        rows = inspection_rows(entity, day, inspector, found, detail=detail)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+    for value in found:  # a bad check number is a usage error, as with --remit
+        try:
+            parse_check(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--found") from None
+    day = (check_day(day, source="inspect", field="--date") if day
+           else pd.Timestamp.now(tz=LOCAL_TZ).date())
     with open_store(store) as target:
-        entities = target.read("entities")
-        if not entities["id"].eq(entity).any():
-            raise click.BadParameter(f"no entity {entity!r} in layer entities",
-                                     param_hint="ENTITY")
-        if target.has("inspections"):
-            done = target.read("inspections", where={"entity": [entity]})
-            same = done["inspector"].astype(str).eq(inspector) & \
-                pd.to_datetime(done["date"]).dt.date.astype(str).eq(day)
-            if same.any():
-                raise InputError([Problem(
-                    "inspect", None, "--date", f"{inspector} 对 {entity} 在 {day} 的检查已记录 "
-                    f"({inspector}'s inspection of {entity} on {day} is already recorded)",
-                    "duplicate inspection")], source="inspect")
-        townships = target.read("townships") if target.has("townships") else None
-        if routing.street is not None and townships is not None and \
-                routing.street not in set(townships["code"].astype(str)):
-            raise InputError([Problem(
-                "inspect", None, "--street", f"{routing.street} 不是本辖区的乡镇街道代码 (is not "
-                f"a township of layer townships: "
-                f"{', '.join(sorted(townships['code'].astype(str))[:5])} …)",
-                "unknown township")], source="inspect")
-        involved = entities[entities["id"].eq(entity)].copy()
         areas, _ = _areas(target, grids)
-        if areas is not None:
-            involved["grid"] = locate(involved, areas)
-        if townships is not None:
-            involved["township"] = locate(involved, townships, leaves=False)
-        # A report is routed once, when the visit is recorded: earlier reports keep the
-        # route they were given (the routing of later visits may differ).
-        reports = start_reports(risk_reports(rows, involved, routing))
-        if len(reports) and target.has("risk_reports"):
-            _workflow_columns(target)
-            used = set(target.read("risk_reports", where={"entity": [entity]})["id"])
-            clash = reports["id"].isin(used)
-            reports.loc[clash, "id"] = reports.loc[clash, "id"] + "-" + inspector
-        target.append("inspections", rows)
-        if len(reports):
-            target.append("risk_reports", reports)
+        rows, reports = record_inspection(target, entity, day, inspector, found,
+                                          detail=detail, routing=routing, areas=areas)
         every = (target.read("risk_reports") if target.has("risk_reports")
                  else reports)
     found_now = rows.loc[rows["finding"], "check"].tolist()

@@ -122,7 +122,7 @@ def test_inspect_and_route(store):
     reports = source.read("risk_reports")
     assert reports["route"].tolist() == ["street", "city"]
     assert reports["grid"].tolist() == [unit, unit]
-    run("inspect", "ENT-99999", "--inspector", "王伟", "--store", store, code=2)
+    run("inspect", "ENT-99999", "--inspector", "王伟", "--store", store, code=3)
     run("inspect", entity, "--inspector", "王伟", "--found", "12", "--store", store, code=2)
     run("inspect", entity, "--inspector", "王伟", "--remit", "1,x", "--store", store, code=2)
 

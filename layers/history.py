@@ -6,7 +6,7 @@ Every change of a layer's rows appends one entry to the store's own table
 ``layers.postgis``; on PostGIS a trigger also records other clients' SQL). An entry holds:
 
 - ``id`` (increasing), ``layer``, ``at`` (UTC), ``who`` (the OS user for the CLI, the API
-  key's role and institution for the service, ``current_user`` / ``application_name``
+  key's role and institution for the service, ``session_user (application_name)``
   for other SQL clients) and ``how`` (the mode and the command or endpoint);
 - the keys ``added``, ``changed`` and ``removed``, by the layer's key (``key_columns``);
 - ``old``: the rows as they were before the change, for the changed and removed keys

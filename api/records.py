@@ -1,5 +1,6 @@
 """Writing field records over HTTP (issue 16; OGC API – Features Part 4 style): grid
-events and daily patrols, created one at a time and moved along their path.
+events, daily patrols, inspections and risk reports, created one at a time and moved
+along their path.
 
 ``POST /collections/events/items``
     A GeoJSON Feature (Point, or no geometry with a ``grid``): ``kind`` (required),
@@ -17,12 +18,22 @@ events and daily patrols, created one at a time and moved along their path.
     object): a day's patrol (``gis_grid.events.record_patrol``), strict date, the grid in
     the grid layer, once per worker, grid and day. 201.
 
-Who may write: a grid worker reports and patrols as itself, only in the grids it holds
-(the grid layers' ``worker`` and ``institution`` fields), and moves the events it
-reported; an institution's administrator writes for its own staff (``reporter`` /
-``worker`` one of them) and moves their events; the regulator reads only (403). A grid
-the caller may not write in is refused exactly like one that does not exist in its scope
-(403 naming the grid), so no write reveals another bank's grids.
+``POST /collections/inspections/items``
+    ``{"entity": …, "date": …, "found": [5], "detail": …}``: ``gisgrid inspect``'s
+    ``gis_grid.riskflow.record_inspection``; a finding makes a risk report routed once,
+    answered with its ``Location`` and ``ETag``.
+``PATCH /collections/risk_reports/items/{id}``
+    ``{"status": "accepted" | "disposed" | "transferred" …, "department": …, "note": …}``
+    with ``If-Match``: ``gis_grid.riskflow.move`` (412 stale, 409 naming the allowed moves).
+
+Who may write: a grid worker reports, patrols and inspects as itself, only in the grids
+it holds (the grid layers' ``worker`` and ``institution`` fields), and moves the events
+it reported and the reports of its inspections; an institution's administrator writes
+for its own staff (``reporter`` / ``worker`` / ``inspector`` one of them) and moves their
+events and reports; the regulator reads only (403). A grid the caller may not write in
+is refused exactly like one that does not exist in its scope (403 naming the grid), and
+another bank's event or report is 404 as if absent, so no write reveals another bank's
+records. Every write is logged as the caller's key (``layers.history.acting``).
 """
 
 from __future__ import annotations
@@ -332,3 +343,117 @@ async def create_patrol(request: Request, who: Caller,
     day = await anyio.to_thread.run_sync(_as(who, "POST /collections/patrols/items", write))
     return JSONResponse({"worker": worker, "grid": grid, "date": day.isoformat(),
                          "note": note}, status_code=201)
+
+
+@router.post("/collections/inspections/items", status_code=201,
+             summary="Record an inspection of a market entity (plan A3); a finding makes a "
+                     "routed risk report")
+async def create_inspection(request: Request, who: Caller,
+                            body: Annotated[Any, Body()] = None) -> JSONResponse:
+    """``{"entity": …, "date": "YYYY-MM-DD", "found": [5, "gifts_rebates"], "detail": …}``
+    — the command line's ``gisgrid inspect`` (``gis_grid.riskflow.record_inspection``):
+    the entity must lie in a grid the caller may write in."""
+    from gis_grid.events import LOCAL_TZ, check_day
+    from gis_grid.riskflow import record_inspection
+
+    _writer(who)
+    props, _ = _properties(body)
+    entity = _text(props, "entity", required=True)
+    inspector = who.worker if who.role == "worker" else _text(props, "inspector",
+                                                              required=True)
+    if who.role == "worker" and props.get("inspector") not in (None, who.worker):
+        raise Forbidden("a grid worker records its own inspections")
+    if who.role == "admin" and inspector not in await _own_staff(request, who):
+        raise Forbidden(f"inspector {inspector!r} is not one of your institution's staff")
+    found = props.get("found") or []
+    if not isinstance(found, list) or not all(isinstance(f, (int, str)) for f in found):
+        raise Unprocessable("found must be a list of check numbers (1–9) or names")
+    day_text = _text(props, "date")
+    detail = _text(props, "detail")
+    store = request.app.state.provider.store
+
+    def write():
+        from gis_grid.screening import locate
+
+        areas = _areas(store, who)
+        held = _held_grids(areas, who)
+        there = store.read("entities", where={"id": [entity]}) if store.has("entities") \
+            else pd.DataFrame()
+        where = None
+        if len(there) and areas is not None:
+            where = locate(there.iloc[:1], areas).iloc[0]
+        if held is not None and (where is None or pd.isna(where) or str(where) not in held):
+            raise Forbidden(f"entity {entity}: not in a grid you may inspect")
+        try:
+            day = check_day(day_text, source="inspections", field="date") if day_text else \
+                pd.Timestamp.now(tz=LOCAL_TZ).date()
+            return record_inspection(store, entity, day, inspector, found, detail=detail,
+                                     areas=areas, source="inspections")
+        except InputError as exc:
+            if any(p.kind == "duplicate inspection" for p in exc.problems):
+                raise Conflict(exc.problems[0].message) from None
+            raise _refused(exc) from None
+
+    rows, reports = await anyio.to_thread.run_sync(
+        _as(who, "POST /collections/inspections/items", write))
+    out = {"entity": entity, "date": str(rows["date"].iloc[0]), "inspector": inspector,
+           "found": rows.loc[rows["finding"], "check"].tolist(), "report": None}
+    headers = {}
+    if len(reports):
+        r = reports.iloc[0]
+        out["report"] = {"id": r["id"], "route": r["route"], "handler": r["handler"],
+                         "reason": r["reason"], "status": r["status"], "version": 1}
+        base = str(request.base_url).rstrip("/")
+        headers = {"Location": f"{base}/collections/risk_reports/items/{r['id']}",
+                   "ETag": _etag(1)}
+    return JSONResponse(out, status_code=201, headers=headers)
+
+
+@router.patch("/collections/risk_reports/items/{featureId}",
+              summary="Move a risk report along its path (受理, 处置/转办, 反馈, 办结)")
+async def patch_report(request: Request, featureId: str, who: Caller,
+                       body: Annotated[Any, Body()] = None,
+                       if_match: Annotated[str | None, Header()] = None) -> JSONResponse:
+    """``{"status": "accepted" | "transferred" …, "department": …, "note": …}`` with
+    ``If-Match`` (the report's version): ``gis_grid.riskflow.move``. A report is moved by
+    its inspector (a worker) or its inspector's institution's administrator (else 404,
+    as for a report that does not exist)."""
+    from gis_grid.riskflow import REPORT_LABELS, REPORTS, move
+
+    _writer(who)
+    if not isinstance(body, dict) or not isinstance(body.get("status"), str):
+        raise Unprocessable('the body must be a JSON object with "status" (e.g. '
+                            '{"status": "accepted"})')
+    unknown = set(body) - {"status", "note", "department", "at"}
+    if unknown:
+        raise Unprocessable(f"cannot change {', '.join(sorted(unknown))}: a risk report "
+                            "changes by its moves (status, with note, department, at)")
+    expected = _if_match(if_match)
+    store = request.app.state.provider.store
+    actor = who.worker if who.role == "worker" else f"{who.institution} admin"
+    staff = await _own_staff(request, who) if who.role == "admin" else set()
+
+    def write():
+        rows = store.read(REPORTS, where={"id": [featureId]}) if store.has(REPORTS) \
+            else pd.DataFrame()
+        # A report is its inspector's institution's to move (a worker: its own).
+        inspector = str(rows["inspector"].iloc[0]) if len(rows) else None
+        mine = inspector == who.worker if who.role == "worker" else inspector in staff
+        if not len(rows) or not mine:
+            raise NotFound(f"no risk report {featureId!r}")
+        try:
+            return move(store, REPORTS, featureId, body["status"], actor=actor,
+                        at=body.get("at"), note=body.get("note"),
+                        department=body.get("department"), expected_version=expected)
+        except TransitionRefused as exc:
+            raise Conflict(str(exc)) from None
+        except ConflictError as exc:
+            raise PreconditionFailed(f"{exc}: read it again") from None
+        except InputError as exc:
+            raise _refused(exc) from None
+
+    state, version = await anyio.to_thread.run_sync(
+        _as(who, f"PATCH /collections/risk_reports/items/{featureId}", write))
+    return JSONResponse({"id": featureId, "status": state,
+                         "status_zh": REPORT_LABELS[state], "version": version},
+                        headers={"ETag": _etag(version)})

@@ -217,9 +217,9 @@ def move(store: EventStore, layer: str, ident: str, to: str, *, actor: str,
         raise TransitionRefused(f"no {'risk report' if layer == REPORTS else 'task'} "
                                 f"{ident!r}", [])
     row = rows.iloc[0].to_dict()
-    if expected_version is not None and int(row.get("version") or 1) != expected_version:
-        raise ConflictError(f"{ident} is at version {int(row.get('version') or 1)}, not "
-                            f"{expected_version}")
+    current = int(row.get("version") or 1)
+    if expected_version is not None and current != expected_version:
+        raise ConflictError(layer, "id", ident, expected_version, current)
     changes, log, version = _plan(layer, row, to, actor=actor, at=at, note=note,
                                   department=department, limits=limits)
     store.update(layer, "id", ident, changes, expected_version=version - 1,

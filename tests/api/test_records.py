@@ -147,3 +147,60 @@ def test_patrols_are_the_workers_own_once_a_day(svc):
                           "date": "2026-06-02"}).status_code == 201
     assert svc.post("/collections/patrols/items", svc.keys.admin_a,
                     json={"grid": grid, "worker": "someone-else"}).status_code == 403
+
+
+def _entity_in(svc, worker: str, layer: str = "grids") -> str | None:
+    grids = svc.sample.layers[layer]
+    mine = grids[grids["worker"] == worker]
+    entities = svc.sample.layers["entities"]
+    inside = entities[entities.geometry.within(mine.geometry.union_all())]
+    return None if inside.empty else str(inside["id"].iloc[0])
+
+
+def test_an_inspection_makes_a_report_moved_with_if_match(svc):
+    entity = _entity_in(svc, svc.sample.worker_a)
+    assert entity is not None
+    made = svc.post("/collections/inspections/items", svc.keys.worker_a,
+                    json={"entity": entity, "date": "2026-06-01", "found": [5],
+                          "detail": "承诺年化12%"})
+    assert made.status_code == 201, made.text
+    report = made.json()["report"]
+    assert report["route"] == "city" and report["handler"] == "市金融办"
+    assert made.headers["etag"] == '"1"' and report["id"] in made.headers["location"]
+    again = svc.post("/collections/inspections/items", svc.keys.worker_a,
+                     json={"entity": entity, "date": "2026-06-01", "found": [5]})
+    assert again.status_code == 409
+    path = f"/collections/risk_reports/items/{report['id']}"
+    ok = _patch(svc, path, svc.keys.worker_a, {"status": "accepted"}, '"1"')
+    assert ok.status_code == 200 and ok.headers["etag"] == '"2"', ok.text
+    assert _patch(svc, path, svc.keys.worker_a, {"status": "disposed"}, '"1"'
+                  ).status_code == 412
+    refused = _patch(svc, path, svc.keys.worker_a, {"status": "transferred"}, '"2"')
+    assert refused.status_code == 409 and "department" in refused.text
+    done = _patch(svc, path, svc.keys.admin_a,
+                  {"status": "transferred", "department": "县公安局"}, '"2"')
+    assert done.status_code == 200 and done.json()["status_zh"] == "已转办"
+    # another bank's key: as if there were no such report
+    assert _patch(svc, path, svc.keys.admin_b, {"status": "fed_back", "note": "x"},
+                  '"3"').status_code == 404
+    with open_store(svc.store_url) as store:
+        row = store.read("risk_reports", where={"id": [report["id"]]}).iloc[0]
+        log = store.read("report_log", where={"record": [report["id"]]})
+    assert row["status"] == "transferred" and row["department"] == "县公安局"
+    assert sorted(log["action"]) == ["accept", "transfer"]
+
+
+def test_inspections_only_in_ones_own_grids(svc):
+    held_a = svc.sample.layers["grids"]
+    held_a = set(held_a.loc[held_a["worker"] == svc.sample.worker_a, "code"])
+    entities = svc.sample.layers["entities"]
+    grids = svc.sample.layers["grids"]
+    others = grids[~grids["code"].isin(held_a)]
+    outside = entities[entities.geometry.within(others.geometry.union_all())]
+    answer = svc.post("/collections/inspections/items", svc.keys.worker_a,
+                      json={"entity": str(outside["id"].iloc[0]), "found": [1]})
+    assert answer.status_code == 403 and "not in a grid you may inspect" in answer.text
+    assert svc.post("/collections/inspections/items", svc.keys.worker_a,
+                    json={"entity": "NOPE", "found": [1]}).status_code == 403
+    assert svc.post("/collections/inspections/items", svc.keys.regulator,
+                    json={"entity": "NOPE"}).status_code == 403

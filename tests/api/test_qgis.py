@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -80,10 +81,14 @@ def svc(request, tmp_path_factory):
 
 
 def qgis(svc, key: str, spec: list) -> dict:
-    done = subprocess.run([str(SYSTEM_PYTHON), "-c", SCRIPT, svc.url, key, json.dumps(spec)],
-                          capture_output=True, text=True, timeout=600,
-                          env={"QT_QPA_PLATFORM": "offscreen", "PATH": "/usr/bin:/bin",
-                               "HOME": "/tmp"})
+    # A fresh home for each QGIS: its profile and network cache live there, and a cache
+    # shared between runs could answer a run with a wrong key from an earlier run's pages.
+    with tempfile.TemporaryDirectory(prefix="gisgrid-qgis-") as home:
+        done = subprocess.run([str(SYSTEM_PYTHON), "-c", SCRIPT, svc.url, key,
+                               json.dumps(spec)],
+                              capture_output=True, text=True, timeout=600,
+                              env={"QT_QPA_PLATFORM": "offscreen", "PATH": "/usr/bin:/bin",
+                                   "HOME": home})
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     assert done.returncode == 0 and lines, done.stderr[-3000:]
     return json.loads(lines[-1][len("RESULT "):])

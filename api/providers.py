@@ -207,6 +207,9 @@ class PostGISProvider(Provider):
         self.pool = AsyncConnectionPool(
             self._conninfo, min_size=min(2, self.settings.pool_size),
             max_size=self.settings.pool_size, open=False, configure=configure,
+            # A connection is checked as it is handed out: one whose backend was ended
+            # (pg_terminate_backend, a server restart) is replaced, not given to a request.
+            check=AsyncConnectionPool.check_connection, reconnect_timeout=60,
             kwargs={"autocommit": True, "application_name": "gis-grid api",
                     # Many small concurrent queries: a parallel plan or a JIT compile
                     # costs more than it saves (scripts/bench_api.py).

@@ -14,10 +14,12 @@ waits for the first to commit, then finds the version moved and gets ``ConflictE
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import secrets
 import threading
+import time
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import geopandas as gpd
@@ -113,17 +115,63 @@ class PostGISStore(Store):
             raise StoreError(f"{self.url}: not a PostgreSQL URL: {exc}") from None
         params.setdefault("connect_timeout", 10)
         params.setdefault("application_name", "gis-grid")
+        self._params = params
+        self._raw = self._connect()
         try:
-            self._conn = psycopg.connect(**params, autocommit=True, client_encoding="utf8")
+            migrate(self._raw, schema)
         except psycopg.Error as exc:
-            raise StoreError(f"{self.url}: cannot connect: {_cause(exc)}") from exc
-        try:
-            self._conn.execute("SET TIME ZONE 'UTC'")
-            migrate(self._conn, schema)
-        except psycopg.Error as exc:
-            self._conn.close()
+            self._raw.close()
             raise StoreError(f"{self.url}: cannot prepare schema {schema!r}: {_cause(exc)}"
                              ) from exc
+
+    #: A connection idle this long is checked (``SELECT 1``) before it is used again.
+    PING_AFTER_S = 5.0
+    _tx_depth = 0
+
+    @contextlib.contextmanager
+    def _transaction(self):
+        """``conn.transaction()`` of the current connection, during which a lost
+        connection is an error, not replaced (its statements must not run on another)."""
+        with self._conn.transaction() as tx:
+            self._tx_depth += 1
+            try:
+                yield tx
+            finally:
+                self._tx_depth -= 1
+
+    def _connect(self) -> psycopg.Connection:
+        try:
+            conn = psycopg.connect(**self._params, autocommit=True, client_encoding="utf8")
+            conn.execute("SET TIME ZONE 'UTC'")
+        except psycopg.Error as exc:
+            raise StoreError(f"{self.url}: cannot connect: {_cause(exc)}") from exc
+        self._used = time.monotonic()
+        return conn
+
+    @property
+    def _conn(self) -> psycopg.Connection:
+        """The store's connection, replaced when it is broken: the server restarted, or an
+        administrator ended its backend (``pg_terminate_backend``). A connection idle for
+        :attr:`PING_AFTER_S` is checked first, so a long-lived process (the service's key
+        ring) recovers on its next use instead of failing once; a statement that fails on
+        a connection dying under it fails, and the next one reconnects."""
+        conn = self._raw
+        if not conn.closed and conn.info.transaction_status == \
+                psycopg.pq.TransactionStatus.IDLE and \
+                time.monotonic() - self._used > self.PING_AFTER_S:
+            try:
+                conn.execute("SELECT 1")
+            except psycopg.OperationalError:
+                conn.close()
+        if conn.closed or conn.broken:
+            if self._tx_depth:  # never finish a change on another connection
+                raise StoreError(f"{self.url}: the connection was lost during a change; "
+                                 "nothing of it was committed — try again")
+            with contextlib.suppress(psycopg.Error):
+                conn.close()
+            conn = self._raw = self._connect()
+        self._used = time.monotonic()
+        return conn
 
     def __repr__(self) -> str:
         return f"PostGISStore({self.url!r}, schema={self.schema!r})"
@@ -132,7 +180,7 @@ class PostGISStore(Store):
         return sql.Identifier(self.schema, name)
 
     def close(self) -> None:
-        self._conn.close()
+        self._raw.close()
 
     def layers(self) -> list[LayerInfo]:
         query = sql.SQL("SELECT name, feature_count, geometry_type, min_x, min_y, max_x, max_y"
@@ -254,7 +302,7 @@ class PostGISStore(Store):
         change = None
         with self._lock:
             try:
-                with self._conn.transaction():
+                with self._transaction():
                     self._act(actor)
                     present = {info.name for info in self.layers()}
                     locked = {name} | (integrity.related(name, present) if checked else set())
@@ -368,7 +416,7 @@ class PostGISStore(Store):
         check_layer_name(name)
         with self._lock:
             try:
-                with self._conn.transaction():
+                with self._transaction():
                     self._act(history.default_actor("append"))
                     self._append(name, frame)
             except psycopg.errors.CheckViolation as exc:
@@ -420,7 +468,7 @@ class PostGISStore(Store):
         check_layer_name(name)
         with self._lock:
             try:
-                with self._conn.transaction():
+                with self._transaction():
                     self._act(history.default_actor("update"))
                     self._lock_layer(name)
                     meta = self._meta(name)
@@ -461,7 +509,7 @@ class PostGISStore(Store):
         check_layer_name(name)
         with self._lock:
             try:
-                with self._conn.transaction():
+                with self._transaction():
                     self._lock_layer(name)
                     if self._meta(name) is None:
                         raise LayerNotFound(name, self.url)

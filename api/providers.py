@@ -168,7 +168,10 @@ class Provider(ABC):
 
 
 def feature_id_value(info: CollectionInfo, feature_id: str) -> object | None:
-    """The feature id from a URL, typed as the key column (None: cannot exist)."""
+    """The feature id from a URL, typed as the key column (None: cannot exist — a NUL
+    character, which no stored text holds and PostgreSQL refuses, included)."""
+    if "\x00" in feature_id:
+        return None
     if info.key_type == "int":
         try:
             value = int(feature_id)

@@ -57,3 +57,12 @@ def test_every_path_recovers_after_the_backends_are_ended(svc):
         assert svc.get(path, svc.keys.admin_a).status_code == 200, path
     job = svc.post("/analyses/validate", svc.keys.admin_a, json={"grids": "grids"})
     assert job.status_code == 202, job.text
+
+
+@pytest.mark.parametrize("path", ["/collections/staff/items/%00",
+                                  "/collections/grids/items/a%00b",
+                                  "/collections/outlets/items?id=%00"])
+def test_a_nul_byte_is_a_client_error(svc, path):
+    """L2: a NUL byte in a feature id or a property filter is 404 / 400, never a 500."""
+    answer = svc.get(path, svc.keys.regulator)
+    assert 400 <= answer.status_code < 500, (path, answer.status_code, answer.text)

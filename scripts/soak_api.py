@@ -46,6 +46,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from layers.postgis import redact_url  # noqa: E402
 from layers.store import open_store  # noqa: E402
 from tests.api.server import (  # noqa: E402
     database,
@@ -193,7 +194,8 @@ def _soak(args, store: str, folder: Path) -> int:
         daily, hostile = _requests(sample, keys, tiles=store.startswith("postgresql"))
         plan = daily * 4 + hostile  # about one request in seven is hostile
         print(f"soak: {args.clients} clients for {args.seconds:g} s against {base} "
-              f"(store {store}); {len(daily)} everyday and {len(hostile)} hostile requests")
+              f"(store {redact_url(store)}); {len(daily)} everyday and {len(hostile)} "
+              "hostile requests")
         out = asyncio.run(_load(base, plan, args.clients, args.seconds, server.pid))
     finally:
         os.killpg(server.pid, signal.SIGTERM)

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import anyio
+import geopandas as gpd
 import numpy as np
 import pandas as pd
 from fastapi import APIRouter, Depends, Query, Request, UploadFile
@@ -153,6 +154,7 @@ class _ScopedWrite:
 
     def change(self, name: str, frame: pd.DataFrame, mode: str, **options) -> Change:
         frame = frame.reset_index(drop=True)
+        _schema_locked(name, frame, options.get("source") or name)
         if mode != "delete":  # a file of keys to delete holds no scope columns
             for column, allowed in self.scope.items():
                 values = frame[column] if column in frame.columns else pd.Series(
@@ -160,9 +162,80 @@ class _ScopedWrite:
                 bad = ~values.astype("object").isin(list(allowed)).to_numpy(dtype=bool)
                 if bad.any():
                     raise _ScopeViolation(column, np.flatnonzero(bad), values[bad].tolist())
+        if layer_kind(name) == "grids" and mode != "delete":
+            _check_grids(self.inner, name, frame, mode, self._mine,
+                         options.get("source") or name)
         options["actor"] = self.actor
         self.result = self.inner.change(name, frame, mode, mine=self._mine, **options)
         return self.result
+
+
+def _schema_locked(name: str, frame: pd.DataFrame, source: str) -> None:
+    """An upload carries only the layer's fields (issue 18, M3): any other column —
+    an extra header, a duplicate one — is refused naming it, so no upload can add a
+    column to a layer every caller reads."""
+    schema = schema_for(name)
+    if schema is None:
+        return
+    known = set(schema.field_names) | {"geometry", frame.geometry.name
+                                       if isinstance(frame, gpd.GeoDataFrame) else "geometry"}
+    extra = [str(c) for c in frame.columns if c not in known]
+    if extra:
+        shown = ", ".join(repr(c[:60]) for c in extra[:10])
+        raise InputError([Problem(source, None, c[:60], f"column {c[:60]!r} is not a field of "
+                                  f"{layer_kind(name)}; an upload carries only the layer's "
+                                  "fields (gisgrid schema LAYER lists them)", "unknown column")
+                          for c in extra[:50]],
+                         source=f"{source}: {len(extra)} column(s) not in the layer ({shown})")
+
+
+#: The problems of ``gisgrid validate`` that refuse an uploaded grid layer: the partition
+#: itself (井田制). Staffing (no_worker, worker_multiple) and households outside any grid
+#: are reported by ``gisgrid validate`` but do not block an upload.
+GRID_REFUSALS = ("invalid_geometry", "duplicate_code", "missing_parent", "code_prefix",
+                 "gap", "parent_uncovered", "overlap", "sliver", "outside_territory",
+                 "child_outside_parent", "multipart", "coverage_edge")
+
+
+def _check_grids(store: Store, name: str, frame: pd.DataFrame, mode: str, mine, source: str
+                 ) -> None:
+    """The grid layer as the upload would leave it, checked as ``gisgrid validate`` checks
+    it (``gis_grid.topology.validate_grids``, against the territory): a gap, overlap,
+    sliver or broken nesting of the uploader's grids is refused (422) with the problems,
+    on both stores (issue 18, M6)."""
+    from gis_grid.topology import validate_grids
+
+    current = store.read(name) if store.has(name) else None
+    if current is not None and len(current):
+        frame = frame.to_crs(current.crs) if isinstance(frame, gpd.GeoDataFrame) and \
+            frame.crs is not None and not frame.crs.equals(current.crs) else frame
+        theirs = current[~mine(current)]
+        own = current[mine(current)]
+        if mode in ("upsert", "append") and len(own):
+            codes = set(frame["code"].astype(str))
+            own = own[~own["code"].astype(str).isin(codes)]
+            frame = pd.concat([own, frame], ignore_index=True)
+        after = gpd.GeoDataFrame(pd.concat([theirs, frame], ignore_index=True),
+                                 geometry="geometry", crs=current.crs)
+    else:
+        after = frame
+    if not len(after):
+        return
+    territory = store.read("territory") if store.has("territory") else None
+    report = validate_grids(after, territory=territory)
+    problems = report.problems
+    problems = problems[problems["kind"].isin(GRID_REFUSALS)]
+    uploaded = set(frame["code"].astype(str))
+    concerned = problems["codes"].fillna("").astype(str).map(
+        lambda codes: not codes or bool(set(codes.split(";")) & uploaded))
+    problems = problems[concerned.to_numpy(dtype=bool)]
+    if len(problems):
+        raise InputError([Problem(source, f"grids {r.codes}" if r.codes else None, "geometry",
+                                  f"{r.kind} — breaks the well-field rule (不重复、不遗漏): "
+                                  f"{r.message}", r.kind)
+                          for r in problems.head(50).itertuples(index=False)],
+                         source=f"{source}: the grid layer would break the well-field rule "
+                                f"(不重复、不遗漏): {len(problems)} problem(s)")
 
 
 #: The modes a write rule's modes allow (appending is upserting new keys only; an

@@ -1,0 +1,81 @@
+"""Issue 18, M3 and M6: an upload carries only the layer's fields (an extra or duplicate
+header is refused naming it, and no column is added to a shared layer), and a grid layer
+that would break the well-field rule (a gap, an overlap) is refused with the problems as
+`gisgrid validate` names them — 422, nothing stored, on both stores."""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import pytest
+import shapely
+
+from layers.files import write_file
+from layers.store import open_store
+from tests.api.server import BANK_A, running_service
+
+
+@pytest.fixture(scope="module", params=["gpkg", "postgis"])
+def svc(request, tmp_path_factory):
+    with running_service(request.param, request,
+                         tmp_path_factory.mktemp(f"locks{request.param}")) as running:
+        yield running
+
+
+def upload(svc, layer, key, name, content, **params):
+    return svc.post(f"/imports/{layer}", key, files={"file": (name, content)}, params=params)
+
+
+def _own_outlets_csv(svc, extra: str) -> bytes:
+    rows = svc.sample.layers["outlets"]
+    rows = rows[rows["institution"] == BANK_A].head(3)
+    frame = rows.drop(columns="geometry").assign(lon=rows.geometry.x, lat=rows.geometry.y)
+    text = frame.to_csv(index=False)
+    header, body = text.split("\n", 1)
+    lines = [line + ",x" for line in body.strip().split("\n")]
+    return (header + "," + extra + "\n" + "\n".join(lines) + "\n").encode("utf-8")
+
+
+@pytest.mark.parametrize("extra", ['x");DROP TABLE staff;--', "institution", "secret_note"])
+def test_an_upload_carries_only_the_layers_fields(svc, extra):
+    with open_store(svc.store_url) as store:
+        before = list(store.read("outlets", where={"id": []}).columns)
+    answer = upload(svc, "outlets", svc.keys.admin_a, "outlets.csv",
+                    _own_outlets_csv(svc, extra), mode="upsert")
+    assert answer.status_code == 422, answer.text
+    assert "not a field of outlets" in answer.text or "duplicate" in answer.text.lower()
+    with open_store(svc.store_url) as store:
+        assert list(store.read("outlets", where={"id": []}).columns) == before
+        assert store.has("staff")
+
+
+def _grids_file(frame: gpd.GeoDataFrame, tmp_path) -> bytes:
+    path = tmp_path / "grids.geojson"
+    write_file(frame, path)
+    return path.read_bytes()
+
+
+def test_a_grid_layer_with_a_gap_is_refused_with_the_problems(svc, tmp_path):
+    grids = svc.sample.layers["grids__ycb"].copy()
+    metric = grids.to_crs(grids.estimate_utm_crs())
+    shrunk = metric.geometry.iloc[0].buffer(-200)  # a 200 m gap along its border
+    metric.loc[metric.index[0], "geometry"] = shrunk
+    with_gap = metric.to_crs(grids.crs)
+    answer = upload(svc, "grids__ycb", svc.keys.admin_b, "grids.geojson",
+                    _grids_file(with_gap, tmp_path), mode="replace")
+    assert answer.status_code == 422, answer.text
+    assert "gap" in answer.text and "well-field" in answer.text
+    overlapping = grids.copy()
+    overlapping.loc[overlapping.index[0], "geometry"] = shapely.buffer(
+        grids.geometry.iloc[0], 0.01)
+    answer = upload(svc, "grids__ycb", svc.keys.admin_b, "grids.geojson",
+                    _grids_file(overlapping, tmp_path), mode="replace")
+    assert answer.status_code == 422, answer.text  # was 503 StoreError on PostGIS
+    assert "overlap" in answer.text
+    with open_store(svc.store_url) as store:  # nothing stored
+        kept = store.read("grids__ycb")
+    assert len(kept) == len(grids)
+    assert shapely.equals_exact(kept.geometry.iloc[0], grids.geometry.iloc[0], 1e-7) or \
+        kept.geometry.iloc[0].symmetric_difference(grids.geometry.iloc[0]).area < 1e-12
+    same = upload(svc, "grids__ycb", svc.keys.admin_b, "grids.geojson",
+                  _grids_file(grids, tmp_path), mode="replace")
+    assert same.status_code == 201, same.text

@@ -50,6 +50,10 @@ class Settings:
     default_limit: int = 10
     max_limit: int = 10_000
     max_upload_bytes: int = 50 * 1024 * 1024
+    #: An upload's size unpacked (a zipped Shapefile's files) and its rows, checked before
+    #: it is read: a 15 MB zip of 2·10^6 rows took 4.3 GB of memory.
+    max_upload_unpacked_bytes: int = 200 * 1024 * 1024
+    max_upload_rows: int = 200_000
     pool_size: int = 8
     statement_timeout_s: float = 30.0
     job_workers: int = 1
@@ -73,6 +77,10 @@ class Settings:
             "max_limit": _env("MAX_LIMIT", cls.max_limit, int),
             "max_upload_bytes": int(_env("MAX_UPLOAD_MB", cls.max_upload_bytes / 2**20,
                                          float) * 2**20),
+            "max_upload_unpacked_bytes": int(_env(
+                "MAX_UPLOAD_UNPACKED_MB", cls.max_upload_unpacked_bytes / 2**20, float)
+                * 2**20),
+            "max_upload_rows": _env("MAX_UPLOAD_ROWS", cls.max_upload_rows, int),
             "pool_size": _env("POOL_SIZE", cls.pool_size, int),
             "statement_timeout_s": _env("STATEMENT_TIMEOUT_S", cls.statement_timeout_s, float),
             "job_workers": _env("JOB_WORKERS", cls.job_workers, int),

@@ -31,6 +31,7 @@ read (``Content-Length``) or as soon as the limit is passed (chunked uploads).
 from __future__ import annotations
 
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -45,7 +46,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth import Principal, layer_kind, write_rule
 from api.dependencies import Caller, get_provider
-from api.errors import Forbidden, Unprocessable
+from api.errors import Forbidden, PayloadTooLarge, Unprocessable
 from api.providers import Provider
 from gis_grid.errors import InputError, Problem
 from gis_grid.model import schema_for
@@ -296,12 +297,19 @@ async def upload(
         raise Unprocessable(f"file {file.filename!r}: unknown type {suffix or '(none)'}; "
                             f"send one of {', '.join(FORMATS)}")
 
+    settings = request.app.state.settings
+
     def run() -> dict:
         with tempfile.TemporaryDirectory(prefix="gisgrid-upload-") as folder:
             path = Path(folder) / f"upload{suffix}"
+            lines = 0
             with path.open("wb") as out:
                 while chunk := file.file.read(1 << 20):
                     out.write(chunk)
+                    lines += chunk.count(b"\n")
+                    if suffix == ".csv" and lines > settings.max_upload_rows + 1:
+                        raise _too_many(settings, file.filename)
+            _check_unpacked(path, suffix, settings, file.filename)
             actor = Actor(f"api key {who.key_id}: {who}",
                           f"POST /imports/{layer}?mode={chosen} ({file.filename})")
             target = _ScopedWrite(provider.store, scope, actor)
@@ -325,6 +333,38 @@ async def upload(
     result = await anyio.to_thread.run_sync(run)
     provider.invalidate()
     return JSONResponse(result, status_code=201)
+
+
+def _too_many(settings, filename: str | None) -> PayloadTooLarge:
+    return PayloadTooLarge(f"{filename or 'upload'}: more than {settings.max_upload_rows:,} "
+                           "rows, the most one upload may hold (setting GISGRID_API_MAX_"
+                           "UPLOAD_ROWS); split the file or load it with gisgrid import")
+
+
+def _check_unpacked(path: Path, suffix: str, settings, filename: str | None) -> None:
+    """Refuse (413) a file whose unpacked size or row count passes the limits, before it
+    is read: a zip's sizes from its directory, a layer's feature count from its header."""
+    if suffix == ".zip":
+        try:
+            with zipfile.ZipFile(path) as archive:
+                unpacked = sum(info.file_size for info in archive.infolist())
+        except zipfile.BadZipFile:
+            raise Unprocessable(f"{filename or 'upload'}: not a zip file") from None
+        if unpacked > settings.max_upload_unpacked_bytes:
+            raise PayloadTooLarge(
+                f"{filename or 'upload'}: {unpacked / 2**20:,.0f} MB unpacked, more than "
+                f"{settings.max_upload_unpacked_bytes / 2**20:,.0f} MB (setting GISGRID_API_"
+                "MAX_UPLOAD_UNPACKED_MB)")
+    if suffix in (".zip", ".gpkg", ".geojson", ".json"):
+        import pyogrio
+
+        target = f"/vsizip/{path}" if suffix == ".zip" else str(path)
+        try:
+            features = int(pyogrio.read_info(target).get("features") or 0)
+        except Exception:  # noqa: BLE001 — unreadable: the import names what is wrong
+            return
+        if features > settings.max_upload_rows:
+            raise _too_many(settings, filename)
 
 
 def _renamed(exc: InputError, filename: str | None) -> InputError:

@@ -5,6 +5,8 @@ that would break the well-field rule (a gap, an overlap) is refused with the pro
 
 from __future__ import annotations
 
+import io
+
 import geopandas as gpd
 import pytest
 import shapely
@@ -79,3 +81,50 @@ def test_a_grid_layer_with_a_gap_is_refused_with_the_problems(svc, tmp_path):
     same = upload(svc, "grids__ycb", svc.keys.admin_b, "grids.geojson",
                   _grids_file(grids, tmp_path), mode="replace")
     assert same.status_code == 201, same.text
+
+
+@pytest.fixture(scope="module")
+def small(request, tmp_path_factory):
+    """A service with small upload limits (rows, unpacked size), on GeoPackage."""
+    from api.settings import Settings
+
+    settings = Settings(max_upload_bytes=4 * 2**20, max_upload_rows=1500,
+                        max_upload_unpacked_bytes=2 * 2**20, keys_ttl_s=0.5,
+                        catalog_ttl_s=0.5)
+    with running_service("gpkg", request, tmp_path_factory.mktemp("small"),
+                         settings) as running:
+        yield running
+
+
+def _bad_outlets(n: int) -> bytes:
+    rows = ["id,institution,tier,name,status,lon,lat"]
+    rows += [f"X-{i},{BANK_A},不是层级,网点{i},营业,110.7,30.8" for i in range(n)]
+    return ("\n".join(rows) + "\n").encode("utf-8")
+
+
+def test_uploads_are_bounded_in_rows_and_unpacked_size(small):
+    """M2: the limits are checked before the file is read, and named with their setting."""
+    import zipfile
+
+    answer = upload(small, "outlets", small.keys.admin_a, "outlets.csv", _bad_outlets(1600),
+                    mode="upsert")
+    assert answer.status_code == 413, answer.text
+    assert "1,500 rows" in answer.text and "GISGRID_API_MAX_UPLOAD_ROWS" in answer.text
+    packed = io.BytesIO()
+    with zipfile.ZipFile(packed, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("outlets.csv", b"x" * (3 * 2**20))  # 3 MB that packs to ~3 kB
+    answer = upload(small, "outlets", small.keys.admin_a, "outlets.zip", packed.getvalue(),
+                    mode="upsert")
+    assert answer.status_code == 413, answer.text
+    assert "GISGRID_API_MAX_UPLOAD_UNPACKED_MB" in answer.text
+
+
+def test_a_long_problem_list_is_capped_after_its_summary(small):
+    answer = upload(small, "outlets", small.keys.admin_a, "outlets.csv", _bad_outlets(1400),
+                    mode="upsert")
+    assert answer.status_code == 422, answer.text[:500]
+    body = answer.json()
+    assert body["total"] >= 1400 and body["truncated"] is True
+    assert len(body["problems"]) == 1000
+    assert any(s["field"] == "tier" and s["count"] == 1400 for s in body["summary"])
+    assert len(answer.content) < 2 * 2**20

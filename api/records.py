@@ -103,6 +103,14 @@ def _properties(body: Any) -> tuple[dict, shapely.Geometry | None]:
     return body, None
 
 
+def _only(props: dict, allowed: set[str], what: str) -> None:
+    """A record carries only the fields it may set (issue 18, schema-locked writes)."""
+    extra = sorted(set(props) - allowed)
+    if extra:
+        raise Unprocessable(f"{what}: {', '.join(repr(str(e)[:60]) for e in extra[:10])} "
+                            f"is not a field you may set; use {', '.join(sorted(allowed))}")
+
+
 def _text(props: dict, name: str, *, required: bool = False) -> str | None:
     value = props.get(name)
     if value is None or (isinstance(value, str) and not value.strip()):
@@ -187,6 +195,8 @@ async def create_event(request: Request, who: Caller,
 
     _writer(who)
     props, point = _properties(body)
+    _only(props, {"kind", "grid", "summary", "category", "reported_at", "id", "reporter"},
+          "event")
     kind = _text(props, "kind", required=True)
     if kind not in EVENT_KINDS:
         raise Unprocessable(f"kind {kind!r}: one of {', '.join(EVENT_KINDS)}")
@@ -314,6 +324,7 @@ async def create_patrol(request: Request, who: Caller,
 
     _writer(who)
     props, _ = _properties(body)
+    _only(props, {"grid", "date", "note", "worker"}, "patrol")
     grid = _text(props, "grid", required=True)
     worker = who.worker if who.role == "worker" else _text(props, "worker", required=True)
     if who.role == "worker" and props.get("worker") not in (None, who.worker):
@@ -358,6 +369,7 @@ async def create_inspection(request: Request, who: Caller,
 
     _writer(who)
     props, _ = _properties(body)
+    _only(props, {"entity", "date", "found", "detail", "inspector"}, "inspection")
     entity = _text(props, "entity", required=True)
     inspector = who.worker if who.role == "worker" else _text(props, "inspector",
                                                               required=True)

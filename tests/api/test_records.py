@@ -204,3 +204,13 @@ def test_inspections_only_in_ones_own_grids(svc):
                     json={"entity": "NOPE", "found": [1]}).status_code == 403
     assert svc.post("/collections/inspections/items", svc.keys.regulator,
                     json={"entity": "NOPE"}).status_code == 403
+
+
+def test_records_carry_only_their_fields(svc):
+    inside = _grid_of(svc, svc.sample.worker_a).geometry.representative_point()
+    answer = svc.post("/collections/events/items", svc.keys.worker_a,
+                      json=_feature(inside, kind="general", state="closed"))
+    assert answer.status_code == 422 and "'state' is not a field you may set" in answer.text
+    answer = svc.post("/collections/patrols/items", svc.keys.worker_a,
+                      json={"grid": "x", 'x");DROP TABLE staff;--': 1})
+    assert answer.status_code == 422 and "DROP TABLE" in answer.text

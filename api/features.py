@@ -61,6 +61,11 @@ CONFORMANCE = [
     # Part 5 (Schemas): /collections/{collectionId}/schema, api.schemas.
     "http://www.opengis.net/spec/ogcapi-features-5/1.0/conf/schemas",
     "http://www.opengis.net/spec/ogcapi-features-5/1.0/conf/core-roles-features",
+    # Part 4 (Create, Replace, Update, Delete) on the field records: api.records — events
+    # created, replaced and withdrawn while just reported, their state updated (PATCH)
+    # with ETag / If-Match; patrols and inspections created, risk reports updated.
+    "http://www.opengis.net/spec/ogcapi-features-4/1.0/conf/create-replace-delete",
+    "http://www.opengis.net/spec/ogcapi-features-4/1.0/conf/update",
     # OGC API – Tiles and the tile matrix set: api.tiles.
     *tiles.CONFORMANCE,
     # OGC API – Processes: api.processes.
@@ -357,7 +362,12 @@ async def item(
         doc = json.loads(body)
         return html.render("item", title=f"{target.info.title} {featureId}", base=base,
                            doc=doc, query=request.url.query)
-    return Response(body.encode(), media_type=GEOJSON, headers={"Content-Crs": output.header})
+    headers = {"Content-Crs": output.header}
+    version = json.loads(text).get("properties", {}).get("version") \
+        if '"version"' in text else None
+    if isinstance(version, int):  # records moved under If-Match (api.records): their ETag
+        headers["ETag"] = f'"{version}"'
+    return Response(body.encode(), media_type=GEOJSON, headers=headers)
 
 
 def install_openapi(app) -> None:

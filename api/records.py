@@ -42,10 +42,11 @@ import json
 from typing import Annotated, Any
 
 import anyio
+import geopandas as gpd
 import pandas as pd
 import shapely
 from fastapi import APIRouter, Body, Header, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from api.auth import OWN_STAFF, Principal
 from api.dependencies import Caller
@@ -469,3 +470,106 @@ async def patch_report(request: Request, featureId: str, who: Caller,
     return JSONResponse({"id": featureId, "status": state,
                          "status_zh": REPORT_LABELS[state], "version": version},
                         headers={"ETag": _etag(version)})
+
+
+def _own_reported_event(store, featureId: str, who: Principal, staff: set[str],
+                        expected: int) -> pd.DataFrame:
+    """The event as stored, if the caller may replace or delete it: its own (a worker's
+    report, or one of an admin's staff's), still ``reported`` (a record that has moved
+    is kept; it is corrected by its moves), at the version the caller saw."""
+    from gis_grid.events import EVENTS
+
+    rows = store.read(EVENTS, where={"id": [featureId]}) if store.has(EVENTS) \
+        else pd.DataFrame()
+    reporter = str(rows["reporter"].iloc[0]) if len(rows) else None
+    mine = reporter == who.worker if who.role == "worker" else reporter in staff
+    if not len(rows) or not mine:
+        raise NotFound(f"no event {featureId!r}")
+    version = rows["version"].iloc[0]
+    if pd.isna(version) or int(version) != expected:
+        raise PreconditionFailed(f"event {featureId} is at version "
+                                 f"{'?' if pd.isna(version) else int(version)}, not {expected}:"
+                                 " read it again")
+    if rows["state"].iloc[0] != "reported":
+        raise Conflict(f"event {featureId} is {rows['state'].iloc[0]}: a record that has moved "
+                       "is kept and changes only by its moves (PATCH state)")
+    return rows
+
+
+@router.put("/collections/events/items/{featureId}",
+            summary="Replace an event just reported (while it is still reported)")
+async def replace_event(request: Request, featureId: str, who: Caller,
+                        body: Annotated[Any, Body()] = None,
+                        if_match: Annotated[str | None, Header()] = None) -> JSONResponse:
+    """A GeoJSON Feature as for creating one (``kind``, ``grid``, ``summary``,
+    ``category``; Point): the same checks, the report's time and reporter kept, the
+    version bumped. Only while the event is ``reported`` (409 after), with ``If-Match``."""
+    from gis_grid.events import EVENT_KINDS, EVENTS, SUBJECT_CATEGORIES, place_report
+
+    _writer(who)
+    expected = _if_match(if_match)
+    props, point = _properties(body)
+    _only(props, {"kind", "grid", "summary", "category", "id", "reporter"}, "event")
+    if props.get("id") not in (None, featureId):
+        raise Unprocessable("id: the URL names the event; it cannot change")
+    kind = _text(props, "kind", required=True)
+    if kind not in EVENT_KINDS:
+        raise Unprocessable(f"kind {kind!r}: one of {', '.join(EVENT_KINDS)}")
+    grid, summary, category = (_text(props, n) for n in ("grid", "summary", "category"))
+    store = request.app.state.provider.store
+    staff = await _own_staff(request, who) if who.role == "admin" else set()
+
+    def write():
+        rows = _own_reported_event(store, featureId, who, staff, expected)
+        if props.get("reporter") not in (None, rows["reporter"].iloc[0]):
+            raise Unprocessable("reporter: an event keeps who reported it")
+        areas = _areas(store, who)
+        territory = store.read("territory") if store.has("territory") else None
+        try:
+            located = place_report(grid=grid, point=point, at=None, category=category,
+                                   categories=SUBJECT_CATEGORIES, areas=areas,
+                                   territory=territory, layer="grids", source="events")
+        except InputError as exc:
+            if grid is not None and any(p.kind == "unknown grid" for p in exc.problems):
+                raise Forbidden(f"grid {grid}: not a grid you may report in") from None
+            raise _refused(exc) from None
+        held = _held_grids(areas, who)
+        if held is not None and located is not None and located not in held:
+            raise Forbidden(f"grid {located}: not a grid you may report in")
+        row = rows.iloc[[0]].copy()
+        row["kind"], row["grid"], row["summary"] = kind, located, summary
+        if "category" in row:
+            row["category"] = category
+        row["version"] = expected + 1
+        row["updated_at"] = pd.Timestamp.now(tz="UTC")
+        row = row.set_geometry(gpd.GeoSeries([point], crs=rows.crs, index=row.index)) \
+            if isinstance(row, gpd.GeoDataFrame) else row
+        store.change(EVENTS, row, "upsert")
+        return located
+
+    located = await anyio.to_thread.run_sync(
+        _as(who, f"PUT /collections/events/items/{featureId}", write))
+    return JSONResponse({"id": featureId, "kind": kind, "grid": located,
+                         "version": expected + 1}, headers={"ETag": _etag(expected + 1)})
+
+
+@router.delete("/collections/events/items/{featureId}", status_code=204,
+               summary="Withdraw an event just reported (while it is still reported)")
+async def delete_event(request: Request, featureId: str, who: Caller,
+                       if_match: Annotated[str | None, Header()] = None) -> Response:
+    """Only while the event is ``reported``, by its reporter or its institution's admin,
+    with ``If-Match``; the change log keeps the withdrawn row (``gisgrid history events``)."""
+    from gis_grid.events import EVENTS
+
+    _writer(who)
+    expected = _if_match(if_match)
+    store = request.app.state.provider.store
+    staff = await _own_staff(request, who) if who.role == "admin" else set()
+
+    def write():
+        rows = _own_reported_event(store, featureId, who, staff, expected)
+        store.change(EVENTS, pd.DataFrame({"id": rows["id"].to_numpy()}), "delete")
+
+    await anyio.to_thread.run_sync(
+        _as(who, f"DELETE /collections/events/items/{featureId}", write))
+    return Response(status_code=204)

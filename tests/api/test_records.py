@@ -70,9 +70,12 @@ def test_a_worker_reports_in_its_grid_and_moves_the_event_with_if_match(svc):
         changes = [c for c in store.history("events") if ident in c.keys]
     assert changes and all(svc.keys.ids["worker_a"] in c.who for c in changes)
     assert any("PATCH /collections/events/items" in c.how for c in changes)
-    # read back through the API
-    page = svc.get(path, svc.keys.worker_a).json()
-    assert page["properties"]["state"] == "handled_on_site"
+    # read back through the API, with the ETag to move it next
+    got = svc.get(path, svc.keys.worker_a)
+    assert got.json()["properties"]["state"] == "handled_on_site"
+    assert got.headers["etag"] == '"3"'
+    assert _patch(svc, path, svc.keys.worker_a, {"state": "resolved"},
+                  got.headers["etag"]).status_code == 200
 
 
 @pytest.mark.parametrize("props, status, words", [
@@ -214,3 +217,48 @@ def test_records_carry_only_their_fields(svc):
     answer = svc.post("/collections/patrols/items", svc.keys.worker_a,
                       json={"grid": "x", 'x");DROP TABLE staff;--': 1})
     assert answer.status_code == 422 and "DROP TABLE" in answer.text
+
+
+def test_an_event_just_reported_can_be_replaced_or_withdrawn(svc):
+    grid = _grid_of(svc, svc.sample.worker_a)
+    inside = grid.geometry.representative_point()
+    made = svc.post("/collections/events/items", svc.keys.worker_a,
+                    json=_feature(inside, kind="general", summary="初报"))
+    ident = made.json()["id"]
+    path = f"/collections/events/items/{ident}"
+    headers = {"X-API-Key": svc.keys.worker_a}
+    body = _feature(inside, kind="coordination", summary="更正", category="民政")
+    assert svc.client.put(path, json=body, headers=headers).status_code == 428
+    done = svc.client.put(path, json=body, headers={**headers, "If-Match": '"1"'})
+    assert done.status_code == 200 and done.headers["etag"] == '"2"', done.text
+    again = svc.client.put(path, json=body, headers={**headers, "If-Match": '"1"'})
+    assert again.status_code == 412
+    got = svc.get(path, svc.keys.worker_a).json()["properties"]
+    assert (got["kind"], got["summary"], got["category"], got["version"]) == (
+        "coordination", "更正", "民政", 2)
+    assert got["reporter"] == svc.sample.worker_a
+    assert _patch(svc, path, svc.keys.worker_a, {"state": "accepted"}, '"2"'
+                  ).status_code == 200
+    moved = svc.client.put(path, json=body, headers={**headers, "If-Match": '"3"'})
+    assert moved.status_code == 409 and "kept" in moved.text
+    assert svc.client.delete(path, headers={**headers, "If-Match": '"3"'}).status_code == 409
+    # a fresh one is withdrawn; the change log keeps it
+    fresh = svc.post("/collections/events/items", svc.keys.worker_a,
+                     json=_feature(inside, kind="general", summary="误报")).json()["id"]
+    other = {"X-API-Key": svc.keys.worker_b, "If-Match": '"1"'}
+    assert svc.client.delete(f"/collections/events/items/{fresh}",
+                             headers=other).status_code == 404
+    gone = svc.client.delete(f"/collections/events/items/{fresh}",
+                             headers={**headers, "If-Match": '"1"'})
+    assert gone.status_code == 204, gone.text
+    assert svc.get(f"/collections/events/items/{fresh}", svc.keys.worker_a).status_code == 404
+    with open_store(svc.store_url) as store:
+        removed = [c for c in store.history("events") if fresh in c.removed]
+    assert removed and svc.keys.ids["worker_a"] in removed[0].who
+
+
+def test_part_4_is_declared(svc):
+    classes = svc.get("/conformance").json()["conformsTo"]
+    assert "http://www.opengis.net/spec/ogcapi-features-4/1.0/conf/create-replace-delete" \
+        in classes
+    assert "http://www.opengis.net/spec/ogcapi-features-4/1.0/conf/update" in classes

@@ -251,7 +251,7 @@ def adopt_reports(store) -> None:
 
 def record_inspection(store, entity: str, day: dt.date, inspector: str, found, *,
                       detail: str | None = None, routing: Routing | None = None,
-                      areas=None, source: str = "inspect"
+                      areas=None, source: str = "inspect", limits: Limits = DEFAULT_LIMITS
                       ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Record one inspection visit (A3) and, with a finding, its risk report routed now
     (A4) and set on its path: the same for the command line and the service.
@@ -297,7 +297,7 @@ def record_inspection(store, entity: str, day: dt.date, inspector: str, found, *
     if townships is not None:
         involved["township"] = locate(involved, townships, leaves=False)
     # Routed once, now: earlier reports keep the route they were given.
-    reports = start_reports(risk_reports(rows, involved, routing))
+    reports = start_reports(risk_reports(rows, involved, routing), limits=limits)
     if len(reports) and store.has(REPORTS):
         adopt_reports(store)
         used = set(store.read(REPORTS, where={"entity": [entity]})["id"])

@@ -63,6 +63,25 @@ def reports() -> None:
     """
 
 
+def limit_options(f):
+    """The time limits of a report's steps (``gis_grid.riskflow.Limits``), in days."""
+    for name, default, what in (("close", 5, "closed after its feedback"),
+                                ("feedback", 15, "fed back after it is accepted"),
+                                ("accept", 1, "accepted after it is routed")):
+        f = click.option(f"--{name}-days", f"{name}_days", type=click.FloatRange(min=0,
+                         min_open=True), default=default, show_default=True, metavar="DAYS",
+                         help=f"Time limit: a report is to be {what}.")(f)
+    return f
+
+
+def limits_of(accept_days: float, feedback_days: float, close_days: float):
+    from gis_grid.riskflow import Limits
+
+    return Limits(accept=pd.Timedelta(days=accept_days),
+                  feedback=pd.Timedelta(days=feedback_days),
+                  close=pd.Timedelta(days=close_days))
+
+
 @reports.command("move")
 @click.argument("report")
 @click.argument("to")
@@ -70,16 +89,20 @@ def reports() -> None:
 @click.option("--department", default=None, help="With transfer: the department (转办部门).")
 @click.option("--note", default=None, help="What was done or why (feedback, reopen).")
 @click.option("--at", default=None, metavar="TIME", help="When (default now; China time).")
+@limit_options
 @store_option
-def move_report(report, to, actor, department, note, at, store):
+def move_report(report, to, actor, department, note, at, accept_days, feedback_days,
+                close_days, store):
     """Move REPORT to TO (an action: accept, dispose, transfer, feedback, close, reopen;
-    or a state). A move the path does not allow exits 1 naming the allowed moves."""
+    or a state). A move the path does not allow exits 1 naming the allowed moves. The
+    time limit of the step it starts is set from the --*-days limits."""
     from gis_grid.riskflow import REPORT_LABELS, REPORTS, move
     from layers.store import open_store
 
     with open_store(store) as target:
         state, version = move(target, REPORTS, report, to, actor=actor, at=at, note=note,
-                              department=department)
+                              department=department,
+                              limits=limits_of(accept_days, feedback_days, close_days))
     click.echo(f"{report} → {state} ({REPORT_LABELS[state]}), version {version}")
 
 

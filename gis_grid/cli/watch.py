@@ -160,8 +160,12 @@ def screen(entities_layer, file, crs, encoding, mode, grids, out, store):
 @click.option("--street", default=None, metavar="CODE", help=ROUTING_HELP["street"])
 @click.option("--street-name", default=None, help=ROUTING_HELP["street_name"])
 @click.option("--remit", default=None, metavar="N,N,…", help=ROUTING_HELP["remit"])
+@click.option("--accept-days", type=click.FloatRange(min=0, min_open=True), default=1,
+              show_default=True, metavar="DAYS",
+              help="Time limit: a new report is to be accepted (受理) within this.")
 @store_option
-def inspect(entity, inspector, day, found, detail, grids, street, street_name, remit, store):
+def inspect(entity, inspector, day, found, detail, grids, street, street_name, remit,
+            accept_days, store):
     """Record an inspection of ENTITY against the nine behaviour checks (plan A3).
 
     \b
@@ -188,7 +192,7 @@ def inspect(entity, inspector, day, found, detail, grids, street, street_name, r
     Example: gisgrid inspect ENT-00010 --inspector 王伟 --found 5 --detail "承诺年化12%"
     """
     from gis_grid.events import LOCAL_TZ, check_day
-    from gis_grid.riskflow import record_inspection
+    from gis_grid.riskflow import Limits, record_inspection
     from gis_grid.screening import parse_check
     from layers.store import open_store
 
@@ -202,8 +206,9 @@ def inspect(entity, inspector, day, found, detail, grids, street, street_name, r
            else pd.Timestamp.now(tz=LOCAL_TZ).date())
     with open_store(store) as target:
         areas, _ = _areas(target, grids)
-        rows, reports = record_inspection(target, entity, day, inspector, found,
-                                          detail=detail, routing=routing, areas=areas)
+        rows, reports = record_inspection(
+            target, entity, day, inspector, found, detail=detail, routing=routing,
+            areas=areas, limits=Limits(accept=pd.Timedelta(days=accept_days)))
         every = (target.read("risk_reports") if target.has("risk_reports")
                  else reports)
     found_now = rows.loc[rows["finding"], "check"].tolist()
@@ -408,14 +413,18 @@ def list_(only_overdue, grid, kind, state, now, as_json, store):
 @store_option
 def show(event, store):
     """Show EVENT's history: the report and every transition, who, when, notes."""
-    from gis_grid.errors import StoreError
+    from gis_grid.errors import InputError, Problem
     from gis_grid.events import EVENT_LOG, timeline
     from layers.store import open_store
 
     with open_store(store) as source:
-        rows = source.read("events", where={"id": event})
+        rows = source.read("events", where={"id": event}) if source.has("events") \
+            else pd.DataFrame()
         if rows.empty:
-            raise StoreError(f"events: no event {event!r}")
+            why = "" if source.has("events") else "; the store holds no events yet"
+            raise InputError([Problem("events", None, "EVENT", f"没有事件 {event} (no event "
+                                      f"{event!r}{why})", "unknown event")],
+                             source="events show")
         log = source.read(EVENT_LOG, where={"event": event}) if source.has(EVENT_LOG) \
             else pd.DataFrame(columns=["event", "version"])
     row = rows.iloc[0]

@@ -167,3 +167,18 @@ def test_training_is_due_every_six_months(store, tmp_path):
             (group["status"] == "current").mean())
     out = run("training", "--at", "2031-01-01", "--store", store, code=3)
     assert "晚于今天" in out
+
+
+def test_the_time_limits_are_configurable(store):
+    entity = GeoPackageStore(store).read("entities")["id"].iloc[2]
+    run("inspect", entity, "--inspector", "王伟", "--found", "5", "--date", "2026-11-20",
+        "--accept-days", "3", "--store", store)
+    report = GeoPackageStore(store).read("risk_reports").iloc[-1]
+    assert pd.Timestamp(report["due"]) - pd.Timestamp(report["routed_at"]) == \
+        pd.Timedelta(days=3)
+    run("reports", "move", report["id"], "accept", "--actor", "张", "--feedback-days", "30",
+        "--store", store)
+    moved = GeoPackageStore(store).read("risk_reports").set_index("id").loc[report["id"]]
+    assert pd.Timestamp(moved["due"]) - pd.Timestamp(moved["updated_at"]) == \
+        pd.Timedelta(days=30)
+    assert "--feedback-days" in run("reports", "move", "--help")

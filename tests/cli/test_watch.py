@@ -166,7 +166,7 @@ def test_events_from_report_to_assessment(store, tmp_path):
                                         "resolved": True, "supervised": True}
     out = run("events", "show", "EV-1", "--store", store)
     assert "escalate" in out and "现场跟踪" in out and "by 张督查" in out
-    run("events", "show", "EV-9", "--store", store, code=4)
+    run("events", "show", "EV-9", "--store", store, code=3)
     out = run("events", "stats", "--now", "2026-05-03", "--out", str(tmp_path / "s.xlsx"),
               "--store", store)
     assert unit["code"] in out

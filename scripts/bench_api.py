@@ -26,7 +26,11 @@ split 3/13 between two of them, so the busier one queues). ``wrk`` (Debian packa
 time each: ``items?bbox=…&limit=1000`` over 16 boxes holding more than 1,000 grids each,
 and z12 vector tiles over the tiles covering the county (tipg's ``/tiles/WebMercatorQuad``,
 ours ``/tiles/…mvt``; pygeoapi has no PostGIS tile provider, so its tile row is empty).
-Every server's answers are checked first (1,000 features, a non-empty tile). It prints
+The same 16 boxes, each with an attribute test, are then sent as CQL2-text filters
+(``items?filter=kind = 'urban' AND households > 100 AND S_INTERSECTS(geom, POLYGON(…))``)
+to gis-grid and to tipg (target: at least tipg's throughput; pygeoapi's PostgreSQL
+provider takes no CQL2 here). Every server's answers are checked first (1,000 features,
+a non-empty tile). It prints
 requests/s, p50 and p99 latency, and the ratios against tipg and pygeoapi, with the
 targets: ≥ 1.0× tipg and ≥ 3× pygeoapi in requests/s, p99 < 200 ms.
 """
@@ -42,6 +46,7 @@ import sys
 import tempfile
 import textwrap
 import time
+import urllib.parse
 import urllib.request
 import warnings
 from pathlib import Path
@@ -342,31 +347,43 @@ def main(argv: list[str] | None = None) -> int:
         versions = {"gis-grid": "this tree"}
         for workers in args.workers:
             print(f"-- {workers} uvicorn worker{'s' if workers > 1 else ''} each", flush=True)
-            run_round(url, key, workers, bbox_q, our_tiles, tiles, args, results, versions)
+            run_round(url, key, workers, bbox_q, our_tiles, tiles, args, results, versions,
+                      cql2_queries(boxes))
     report(results, versions, args)
     return 0
 
 
+def cql2_queries(boxes: list[tuple]) -> list[str]:
+    """One CQL2-text filter per box: an attribute test and the box (2,000–4,000 grids in
+    it, ~400 matching), ``limit=1000`` — the same for gis-grid and tipg."""
+    filters = [f"kind = 'urban' AND households > 100 AND S_INTERSECTS(geom, "
+               f"{shapely.box(*b).wkt})" for b in boxes]
+    return [f"filter={urllib.parse.quote(f)}&filter-lang=cql2-text&limit=1000"
+            for f in filters]
+
+
 def run_round(url: str, key: str, workers: int, bbox_q: list[str], our_tiles: list[str],
-              tiles: list[tuple], args, results: dict, versions: dict) -> None:
-    """Every server with ``workers`` uvicorn workers: items, then tiles."""
+              tiles: list[tuple], args, results: dict, versions: dict,
+              filter_q: list[str] = ()) -> None:
+    """Every server with ``workers`` uvicorn workers: items, tiles, then CQL2 filters."""
     servers = {
         # Cold: every tile made by PostGIS for its request, like the peers'.
         "gis-grid": (lambda: ours(url, workers, key, 0), {"X-API-Key": key},
                      [f"/collections/grids/items?{q}&limit=1000" for q in bbox_q],
-                     our_tiles),
+                     our_tiles, [f"/collections/grids/items?{q}" for q in filter_q]),
         # As served by default: tiles from the generation-exact cache once made.
         "gis-grid+cache": (lambda: ours(url, workers, key, 256), {"X-API-Key": key},
-                           [], our_tiles),
+                           [], our_tiles, []),
         "tipg": (lambda: tipg(url, workers), {},
                  [f"/collections/public.grids/items?{q}&limit=1000" for q in bbox_q],
                  [f"/collections/public.grids/tiles/WebMercatorQuad/{z}/{x}/{y}"
-                  for z, x, y in tiles]),
+                  for z, x, y in tiles],
+                 [f"/collections/public.grids/items?{q}" for q in filter_q]),
         "pygeoapi": (lambda: pygeoapi(url, workers), {},
                      [f"/collections/grids/items?{q}&limit=1000&f=json" for q in bbox_q],
-                     []),
+                     [], []),
     }
-    for name, (start, headers, items, tile_paths) in servers.items():
+    for name, (start, headers, items, tile_paths, filtered) in servers.items():
         if name in args.skip:
             continue
         if not name.startswith("gis-grid"):
@@ -383,7 +400,13 @@ def run_round(url: str, key: str, workers: int, bbox_q: list[str], our_tiles: li
                 assert len(tile) > 1000, (name, len(tile))
                 results[(workers, name, "tile")] = drive(server, tile_paths, args.seconds, headers,
                                                 "application/vnd.mapbox-vector-tile")
-        for endpoint in ("items", "tile"):
+            if filtered:
+                page = json.loads(fetch(server + filtered[0],
+                                        {**headers, "Accept": "application/geo+json"}))
+                results[(workers, name, "filter")] = drive(server, filtered, args.seconds,
+                                                           headers, "application/geo+json")
+                results[(workers, name, "filter")]["features"] = len(page["features"])
+        for endpoint in ("items", "tile", "filter"):
             r = results.get((workers, name, endpoint))
             if r:
                 print(f"  {name:<15} {endpoint:<6} {r['rps']:8.1f} req/s  p50 "
@@ -392,7 +415,8 @@ def run_round(url: str, key: str, workers: int, bbox_q: list[str], our_tiles: li
 
 
 def report(results: dict, versions: dict, args) -> None:
-    print(f"\nitems?bbox&limit=1000 and z12 tiles on {args.grids:,} grids, {CONNECTIONS} "
+    print(f"\nitems?bbox&limit=1000, z12 tiles and items?filter=<CQL2>&limit=1000 on "
+          f"{args.grids:,} grids, {CONNECTIONS} "
           f"concurrent connections, {args.seconds:g} s each, same machine "
           f"({os.cpu_count()} cores), same table")
     print("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
@@ -406,7 +430,7 @@ def report(results: dict, versions: dict, args) -> None:
               "(gis-grid requests/s ÷ peer's) and targets; gis-grid's tiles cold (made for "
               "each request) and from its tile cache (gis-grid+cache, as served):")
         for ours_name, endpoint in (("gis-grid", "items"), ("gis-grid", "tile"),
-                                    ("gis-grid+cache", "tile")):
+                                    ("gis-grid+cache", "tile"), ("gis-grid", "filter")):
             mine = results.get((workers, ours_name, endpoint))
             if mine is None:
                 continue

@@ -262,3 +262,18 @@ def test_part_4_is_declared(svc):
     assert "http://www.opengis.net/spec/ogcapi-features-4/1.0/conf/create-replace-delete" \
         in classes
     assert "http://www.opengis.net/spec/ogcapi-features-4/1.0/conf/update" in classes
+
+
+def test_a_worker_cannot_report_in_a_colleagues_grid(svc):
+    """Issue 16, done when: 403 in another worker's grid (of the same bank)."""
+    grids = svc.sample.layers["grids"]
+    colleague = grids[grids["worker"].notna() & (grids["worker"] != svc.sample.worker_a)]
+    assert len(colleague)
+    target = colleague.iloc[0]
+    inside = target.geometry.representative_point()
+    answer = svc.post("/collections/events/items", svc.keys.worker_a,
+                      json=_feature(inside, kind="general", grid=target["code"]))
+    assert answer.status_code == 403, answer.text
+    by_point = svc.post("/collections/events/items", svc.keys.worker_a,
+                        json=_feature(inside, kind="general"))
+    assert by_point.status_code == 403, by_point.text

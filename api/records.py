@@ -485,11 +485,13 @@ def _own_reported_event(store, featureId: str, who: Principal, staff: set[str],
     mine = reporter == who.worker if who.role == "worker" else reporter in staff
     if not len(rows) or not mine:
         raise NotFound(f"no event {featureId!r}")
+    if "version" not in rows.columns or pd.isna(rows["version"].iloc[0]):
+        raise Conflict(f"event {featureId} was stored without the workflow's columns; "
+                       "the operator runs `gisgrid events adopt` once")
     version = rows["version"].iloc[0]
-    if pd.isna(version) or int(version) != expected:
-        raise PreconditionFailed(f"event {featureId} is at version "
-                                 f"{'?' if pd.isna(version) else int(version)}, not {expected}:"
-                                 " read it again")
+    if int(version) != expected:
+        raise PreconditionFailed(f"event {featureId} is at version {int(version)}, not "
+                                 f"{expected}: read it again")
     if rows["state"].iloc[0] != "reported":
         raise Conflict(f"event {featureId} is {rows['state'].iloc[0]}: a record that has moved "
                        "is kept and changes only by its moves (PATCH state)")

@@ -4,12 +4,19 @@ failover does), each request path answers again within seconds, with no restart.
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import tempfile
 import time
+from contextlib import contextmanager
+from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 
-from tests.api.server import running_service
+from tests.api.server import database, free_port, running_service
 
 
 @pytest.fixture(scope="module")
@@ -66,3 +73,59 @@ def test_a_nul_byte_is_a_client_error(svc, path):
     """L2: a NUL byte in a feature id or a property filter is 404 / 400, never a 500."""
     answer = svc.get(path, svc.keys.regulator)
     assert 400 <= answer.status_code < 500, (path, answer.status_code, answer.text)
+
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+@contextmanager
+def _cluster():
+    """A throw-away PostgreSQL cluster of the postgres user on a free port (in a folder
+    of its own outside pytest's root-only temporary folders), yielding its URL and a
+    restart function; removed afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix="gisgrid-pg-"))
+    data = folder / "pgdata"
+    shutil.chown(folder, "postgres")
+    port = free_port()
+    as_pg = ["runuser", "-u", "postgres", "--"]
+    subprocess.run([*as_pg, str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust",
+                    "-U", "postgres"], check=True, capture_output=True)
+    ctl = [*as_pg, str(PG_BIN / "pg_ctl"), "-D", str(data), "-w", "-l",
+           str(folder / "pg.log"), "-o", f"-p {port} -k {folder} -c listen_addresses=127.0.0.1"]
+    subprocess.run([*ctl, "start"], check=True, capture_output=True)
+    try:
+        yield (f"postgresql://postgres@127.0.0.1:{port}/postgres",
+               lambda: subprocess.run([*ctl, "-m", "fast", "restart"], check=True,
+                                      capture_output=True))
+    finally:
+        subprocess.run([*ctl, "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.skipif(not (PG_BIN / "initdb").exists() or os.geteuid() != 0,
+                    reason="needs PostgreSQL 15's initdb and root (to run it as postgres)")
+def test_the_service_recovers_when_postgresql_restarts():
+    """H1: PostgreSQL restarted under the running service; every path answers again
+    within seconds, no restart of the service."""
+    from layers.store import open_store
+    from tests.api.server import Server, load_sample, make_keys
+
+    with _cluster() as (base, restart):
+        with database(base, prefix="gisgrid_restart") as url:
+            with open_store(url) as store:
+                sample = load_sample(store)
+                keys = make_keys(store, sample)
+            with Server(url) as server, httpx.Client(base_url=server.url, timeout=30) as c:
+                paths = ["/collections", "/collections/outlets/items?limit=5",
+                         "/ledger/summary"]
+                for path in paths:
+                    assert c.get(path, headers={"X-API-Key": keys.admin_a}).status_code == 200
+                restart()
+                deadline = time.monotonic() + 20
+                while True:
+                    codes = [c.get(p, headers={"X-API-Key": keys.admin_a}).status_code
+                             for p in paths]
+                    if all(code == 200 for code in codes) or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.5)
+                assert codes == [200] * len(paths), codes

@@ -38,7 +38,7 @@ from api import (
     uploads,
 )
 from api.auth import KeyRing, read_keys
-from api.jobs import JobManager
+from api.jobs import JobManager, default_folder
 from api.providers import open_provider
 from api.settings import Settings
 from layers.store import open_store, resolve_store_url
@@ -75,7 +75,9 @@ def create_app(store_url: str | None = None, settings: Settings | None = None) -
             await provider.open()
             app.state.provider = provider
             app.state.keyring = KeyRing(lambda: read_keys(store), ttl=settings.keys_ttl_s)
-            app.state.jobs = JobManager(settings.jobs_dir, settings.job_workers)
+            app.state.jobs = JobManager(settings.jobs_dir or default_folder(url),
+                                        settings.job_workers,
+                                        max_per_key=settings.max_jobs_per_key)
             refresher = asyncio.create_task(_keep_fresh(app.state.keyring, provider, settings))
             yield
         finally:

@@ -17,18 +17,23 @@ Roles
 regulator (监管)
     Reads every institution's grids, outlets, devices and staff (without their phone
     numbers), the shared layers (territory, townships, units, institutions, households,
-    entities), events, the analysis layers, and the ledger only as aggregates
-    (``/ledger/summary``): the per-grid ledger rows are the banks' own books (household,
-    merchant and firm files), so ``/collections/ledger`` answers 403 for a regulator.
+    entities), events, the analysis layers, and the ledger (台账): it holds counts per
+    grid, institution and period (households, merchants, firms and their files), not
+    people, so the regulator reads it whole — ``/collections/ledger``, its aggregates at
+    ``/ledger/summary`` and the assessment (``POST /analyses/assessment``) agree.
     Writes nothing through the API.
 admin (institution administrator, 机构管理员) of institution X
     Reads and writes the rows of X — every layer with an ``institution`` column (grids,
-    grids__*, outlets, devices, staff with phones, ledger, and analysis layers naming
+    outlets, devices, staff with phones, ledger, and analysis layers naming
     an institution) shows only rows whose institution is X — plus the shared layers and
     households, and events reported by X's staff. Uploads to such a layer replace X's
     rows (``mode=replace``) or add/replace them by key (``mode=upsert``); rows of any
     other institution in an upload are refused (403) and the other institutions' rows
-    in the store are kept as they are.
+    in the store are kept as they are. A grid layer of one institution,
+    ``grids__<inst>`` (``gisgrid`` names it ``grids`` + the institution's suffix, e.g.
+    ``grids__nsh`` for NSH), is written only by that institution's admin, whatever its
+    rows say; the shared ``grids`` layer is written by the institution column (each
+    admin replaces or upserts its own rows).
 worker (grid worker, 网格员) S of institution X
     Reads its own grids (institution X, worker S), the ledger rows of those grids, X's
     staff, outlets and devices, the shared layers except households, and its own events.
@@ -67,7 +72,7 @@ import pandas as pd
 
 from api.errors import Forbidden, NotAuthenticated, NotFound
 from gis_grid.errors import LayerNotFound, StoreError
-from gis_grid.naming import layer_kind
+from gis_grid.naming import institution_suffix, layer_kind
 from layers.store import Store
 
 KEYS_LAYER = "api_keys"
@@ -147,9 +152,8 @@ def read_rule(principal: Principal, name: str, columns: set[str] | frozenset[str
             return Rule(lookups={"reporter": OWN_STAFF})
         return Rule(fixed={"reporter": (worker,)})
     if kind == "ledger":
-        if role == "regulator":
-            raise Forbidden("the per-grid ledger (台账) holds the institutions' own files; "
-                            "regulators read its aggregates at /ledger/summary")
+        if role == "regulator":  # counts per grid, not people (issue 18, M5)
+            return Rule()
         if role == "admin":
             return Rule(fixed={"institution": (inst,)})
         return Rule(fixed={"institution": (inst,)}, lookups={"grid": OWN_GRIDS})
@@ -188,6 +192,11 @@ def write_rule(principal: Principal, name: str, columns: set[str] | frozenset[st
     if "institution" not in columns:
         raise Forbidden(f"layer {name!r} has no institution column: it is not an "
                         "institution's to write")
+    owner = grid_layer_owner(name)
+    if owner is not None and (role != "admin" or name != "grids" + institution_suffix(inst)):
+        # The layer, not only its rows' institution column, belongs to one institution.
+        raise Forbidden(f"grid layer {name!r} belongs to institution {owner!r}: only its "
+                        "own administrator writes it")
     if role == "admin":
         return Rule(fixed={"institution": (inst,)}), ("replace", "upsert")
     if kind == "ledger":
@@ -195,11 +204,25 @@ def write_rule(principal: Principal, name: str, columns: set[str] | frozenset[st
     raise Forbidden("grid workers write their own ledger rows and events (reports) only")
 
 
+def grid_layer_owner(name: str) -> str | None:
+    """The institution a grid layer ``grids__<inst>`` belongs to (None for others,
+    including the shared ``grids`` layer, which is written by its institution column)."""
+    if layer_kind(name) != "grids" or "__" not in name:
+        return None
+    suffix = name.split("__", 1)[1]
+    return suffix or None
+
+
 # ----------------------------------------------------------------------------- keys
 
 
 def _hash(secret: str, salt: bytes) -> str:
     return "sha256$" + salt.hex() + "$" + hashlib.sha256(salt + secret.encode()).hexdigest()
+
+
+#: Hashed when a key id is unknown, so that an unknown id and a wrong secret take the
+#: same time (issue 18, L4: 7.5 ms against 2.3 ms told which key ids exist).
+_DUMMY_HASH = _hash(secrets.token_urlsafe(32), secrets.token_bytes(16))
 
 
 def _matches(secret: str, stored: str) -> bool:
@@ -348,11 +371,49 @@ class KeyRing:
             return known
         key_id, secret = split_token(token)
         entry = self._keys.get(key_id)
-        if entry is None or not _matches(secret, entry[0]):
+        # The same work whether the id is known or not: the secret is hashed against the
+        # stored hash or a dummy one, and compared in constant time.
+        ok = _matches(secret, entry[0] if entry is not None else _DUMMY_HASH)
+        if entry is None or not ok:
             raise NotAuthenticated("unknown or revoked API key")
         if len(self._verified) < 10_000:
             self._verified[token] = entry[1]
         return entry[1]
+
+
+    # -- sessions (the map page's cookie)
+
+    def session(self, principal: Principal, seconds: float, now: float | None = None) -> str:
+        """A session value for ``principal``: ``key_id.expiry.signature``, signed with
+        HMAC-SHA256 keyed by the key's stored hash. It holds no secret; every worker
+        process can check it; revoking the key ends it (issue 18, L5)."""
+        expiry = int((time.time() if now is None else now) + seconds)
+        stored = self._keys[principal.key_id][0]
+        return f"{principal.key_id}.{expiry}.{_sign(stored, principal.key_id, expiry)}"
+
+    def verify_session(self, value: str, now: float | None = None) -> Principal:
+        """The principal of a session value, or ``NotAuthenticated`` (malformed, expired,
+        forged, or its key revoked)."""
+        match = _SESSION.match(value.strip())
+        if not match:
+            raise NotAuthenticated("malformed session; open /map?key=<token> again")
+        key_id, expiry, signature = match.group(1), int(match.group(2)), match.group(3)
+        entry = self._keys.get(key_id)
+        expected = _sign(entry[0] if entry is not None else _DUMMY_HASH, key_id, expiry)
+        ok = hmac.compare_digest(expected, signature)
+        if entry is None or not ok:
+            raise NotAuthenticated("unknown or revoked session; open /map?key=<token> again")
+        if expiry < (time.time() if now is None else now):
+            raise NotAuthenticated("the session has expired; open /map?key=<token> again")
+        return entry[1]
+
+
+_SESSION = re.compile(r"^([0-9a-f]{12})\.([0-9]{1,12})\.([0-9a-f]{64})$")
+
+
+def _sign(stored_hash: str, key_id: str, expiry: int) -> str:
+    return hmac.new(stored_hash.encode(), f"{key_id}.{expiry}".encode(),
+                    hashlib.sha256).hexdigest()
 
 
 def split_token(token: str) -> tuple[str, str]:

@@ -9,6 +9,7 @@ an ``InputError`` is 422 with every problem and its row, a missing layer 404.
 from __future__ import annotations
 
 import logging
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -112,6 +113,31 @@ class ServiceUnavailable(ApiError):
     status, code = 503, "ServiceUnavailable"
 
 
+#: A URL with a scheme (a database URL, with or without its password).
+_URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s'\"]*")
+#: An absolute server path (temp copies, the store's folder, the code).
+_PATH = re.compile(r"(?<![\w.:/])(?:/(?:tmp|var|home|work|usr|opt|srv|root|private|data|mnt|run|"
+                   r"etc|proc)\b|[A-Za-z]:\\)[^\s'\",;:)]*")
+#: The lines a PostgreSQL error adds after its message: the statement and where it failed.
+_SQL_LINE = re.compile(r"^\s*(LINE \d+:|CONTEXT:|QUERY:|STATEMENT:|DETAIL:.*\bSQL\b|\^)")
+#: Statements quoted in a message (``COPY "outlets" (...) FROM STDIN``, ``SELECT …``).
+_SQL = re.compile(r"\b(SELECT|COPY|INSERT INTO|UPDATE|DELETE FROM|CREATE|ALTER|DROP)\b.*",
+                  re.DOTALL)
+
+
+def public_message(text: str) -> str:
+    """``text`` without internals, for an answer: no URLs (the database's), no server
+    paths (a temp copy becomes its file name), no SQL statements or the lines PostgreSQL
+    adds about them (issue 18, L3). The full text goes to the server log only."""
+    lines = [line for line in str(text).splitlines() if not _SQL_LINE.match(line)]
+    out = " ".join(line.strip() for line in lines if line.strip())
+    out = _URL.sub(lambda m: "the store" + (":" if m.group(0).endswith(":") else ""), out)
+    out = _PATH.sub(lambda m: "'" + m.group(0).rstrip("/\\").replace("\\", "/")
+                    .rsplit("/", 1)[-1] + "'", out)
+    out = _SQL.sub("(statement withheld)", out)
+    return out.replace("''", "'")[:2000] or "the store could not answer"
+
+
 #: Problems listed in a 422 answer; the summary by field and kind counts them all.
 MAX_PROBLEMS = 1000
 
@@ -155,7 +181,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StoreError)
     async def _store_error(request: Request, exc: StoreError) -> JSONResponse:
         log.error("store error on %s: %s", request.url.path, exc)
-        return _json(503, {"code": "StoreError", "description": str(exc)})
+        return _json(503, {"code": "StoreError", "description": public_message(str(exc))})
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

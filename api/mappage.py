@@ -7,9 +7,15 @@ Every script and stylesheet is the service's own, so the page works on an intran
 no internet.
 
 A browser cannot send an API key header when it follows a link, so ``/map?key=TOKEN``
-checks the key, keeps it in an HttpOnly cookie for this path and redirects to ``/map``
-(the key then stays out of the address bar and history). Scripts may send the header as
-everywhere else.
+checks the key, sets a session cookie for this path and redirects to ``/map`` (the key
+then stays out of the address bar and history). The cookie holds no key: it is
+``key_id.expiry.signature``, HMAC-signed with the key's stored hash
+(``KeyRing.session``), so every worker process can check it and revoking the key ends
+it; HttpOnly, ``SameSite=Strict``, ``Path=/map``, ``Max-Age`` of
+``GISGRID_API_SESSION_HOURS`` (8 h), and ``Secure`` when the request came over HTTPS
+(directly, or ``X-Forwarded-Proto: https`` from a trusted proxy) or the public URL is
+HTTPS. The redirect is built from the setting ``public_url`` (relative ``/map`` without
+it), never from the Host header. Scripts may send the key header as everywhere else.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ from api.errors import Forbidden, InvalidParameter, NotFound
 from gis_grid.naming import drawn_grid_key, grid_layers
 from maps.web import STATIC_DIR, STATIC_URL, map_page_html
 
-COOKIE = "gisgrid_key"
+COOKIE = "gisgrid_session"
 #: Seconds a built page is reused for the same caller and layers: building the Zigui page
 #: takes about a second, and a map is opened far more often than its layers change.
 CACHE_SECONDS = 60.0
@@ -105,12 +111,17 @@ def install(app) -> None:
 
 
 async def _caller(request: Request, key: str | None) -> Principal:
-    # A key in the link is the one checked (it is about to become the cookie), so a
+    # A key in the link is the one checked (it is about to become the session), so a
     # malformed one is refused before it reaches a header.
-    token = key or token_from_headers(request.headers.get("authorization"),
-                                      request.headers.get("x-api-key")
-                                      or request.cookies.get(COOKIE))
     ring = request.app.state.keyring
+    headers = request.headers
+    session = request.cookies.get(COOKIE)
+    if not key and session and not (headers.get("authorization") or headers.get("x-api-key")):
+        key_id = session.split(".", 1)[0]
+        if ring.needs_refresh(key_id):
+            await anyio.to_thread.run_sync(ring.refresh, key_id)
+        return ring.verify_session(session)
+    token = key or token_from_headers(headers.get("authorization"), headers.get("x-api-key"))
     key_id, _ = split_token(token)
     if ring.needs_refresh(key_id):
         await anyio.to_thread.run_sync(ring.refresh, key_id)
@@ -180,8 +191,16 @@ async def map_page(
 ):
     principal = await _caller(request, key)
     if key:
-        answer = RedirectResponse(request.url.remove_query_params("key"), status_code=303)
-        answer.set_cookie(COOKIE, key, httponly=True, samesite="strict", path="/map")
+        settings = request.app.state.settings
+        public = (settings.public_url or "").rstrip("/")
+        query = request.url.remove_query_params("key").query
+        answer = RedirectResponse(f"{public}/map" + (f"?{query}" if query else ""),
+                                  status_code=303)
+        seconds = settings.session_hours * 3600
+        secure = request.url.scheme == "https" or public.startswith("https://")
+        answer.set_cookie(COOKIE, request.app.state.keyring.session(principal, seconds),
+                          max_age=int(seconds), httponly=True, samesite="strict",
+                          path="/map", secure=secure)
         return answer
     provider = request.app.state.provider
     catalog = await provider.catalog()

@@ -17,7 +17,16 @@ GISGRID_API_STATEMENT_TIMEOUT_S    30         a read query running longer is can
 GISGRID_API_JOB_WORKERS            1          analyses run at once (the rest queue)
 GISGRID_API_CATALOG_TTL_S          5          how long the list of layers is cached
 GISGRID_API_KEYS_TTL_S             30         how long API keys are cached (revocation lag)
-GISGRID_API_JOBS_DIR               (temp)     job status and results, shared by workers
+GISGRID_API_JOBS_DIR               (temp)     job records and results, shared by workers
+                                              (default: a folder named after the store in
+                                              the temp folder, kept across restarts)
+GISGRID_API_MAX_JOBS_PER_KEY       4          analyses one API key may have queued or
+                                              running at once (the next gets 429)
+GISGRID_API_PUBLIC_URL             (none)     the service's public address (e.g.
+                                              ``https://grid.example.org``): redirects are
+                                              built from it, never from the Host header;
+                                              without it they are relative (``/map``)
+GISGRID_API_SESSION_HOURS          8          how long the map page's session cookie lasts
 GISGRID_API_TILE_CACHE_MB          256        vector tiles kept in memory per server process
                                               (0: none); a tile is served from it only while
                                               its layer's generation is unchanged
@@ -60,6 +69,9 @@ class Settings:
     catalog_ttl_s: float = 5.0
     keys_ttl_s: float = 30.0
     jobs_dir: str | None = None
+    max_jobs_per_key: int = 4
+    public_url: str | None = None
+    session_hours: float = 8.0
     #: Decimal places of longitude/latitude in GeoJSON (7 ≈ 1 cm) and of metres (3857).
     degree_digits: int = 7
     metre_digits: int = 2
@@ -87,6 +99,9 @@ class Settings:
             "catalog_ttl_s": _env("CATALOG_TTL_S", cls.catalog_ttl_s, float),
             "keys_ttl_s": _env("KEYS_TTL_S", cls.keys_ttl_s, float),
             "jobs_dir": _env("JOBS_DIR", None, str),
+            "max_jobs_per_key": _env("MAX_JOBS_PER_KEY", cls.max_jobs_per_key, int),
+            "public_url": _env("PUBLIC_URL", None, str),
+            "session_hours": _env("SESSION_HOURS", cls.session_hours, float),
             "tile_cache_mb": _env("TILE_CACHE_MB", cls.tile_cache_mb, float),
         }
         known = {f.name for f in fields(cls)}

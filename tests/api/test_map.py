@@ -31,9 +31,11 @@ def test_a_key_in_the_link_becomes_a_cookie(service):
     first = service.get("/map", params={"key": service.keys.regulator},
                         follow_redirects=False)
     assert first.status_code == 303 and first.headers["location"].endswith("/map")
-    assert "gisgrid_key=" in first.headers["set-cookie"]
+    assert "gisgrid_session=" in first.headers["set-cookie"]
     assert "HttpOnly" in first.headers["set-cookie"]
-    page = service.client.get("/map", cookies={"gisgrid_key": service.keys.regulator})
+    assert service.keys.regulator.split(".")[1] not in first.headers["set-cookie"]
+    page = service.client.get("/map", cookies={"gisgrid_session":
+                                               first.cookies["gisgrid_session"]})
     assert page.status_code == 200
 
 

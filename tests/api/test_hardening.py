@@ -1,0 +1,323 @@
+"""Issue 18, the service's own part: constant-time key checks (L4), per-key job quotas
+(M8), durable jobs across a restart and a crash (L6), the ledger for the regulator (M5),
+grid layers written only by their institution (L1), the map's session cookie (L5) and no
+internals in error bodies (L3). Over real HTTP, on GeoPackage and PostGIS."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from api import auth
+from api.auth import KeyRing, Principal, write_rule
+from api.errors import Forbidden, public_message
+from api.jobs import JobManager
+from tests.api.server import BANK_A, BANK_B, TEST_SETTINGS, Server, running_service
+
+INTERNALS = ("postgresql://", "/tmp/", "SELECT", "COPY")
+
+
+@pytest.fixture(scope="module", params=["gpkg", "postgis"])
+def svc(request, tmp_path_factory):
+    settings = dataclasses.replace(
+        TEST_SETTINGS, max_jobs_per_key=2,
+        jobs_dir=str(tmp_path_factory.mktemp("jobs")))
+    with running_service(request.param, request, tmp_path_factory.mktemp("hard"),
+                         settings) as service:
+        yield service
+
+
+# ------------------------------------------------------------------------ L4 timing
+
+
+def test_unknown_key_ids_run_the_hash_too(monkeypatch):
+    """The dummy path computes the hash (unit level): without it, 7.5 ms against 2.3 ms
+    told which key ids exist."""
+    calls = []
+    real = auth._matches
+    monkeypatch.setattr(auth, "_matches", lambda s, h: calls.append(h) or real(s, h))
+    ring = KeyRing(lambda: None)  # never loaded: the keys are set below
+    ring._keys = {"aaaaaaaaaaaa": (auth._hash("x" * 43, b"s" * 16),
+                                   Principal("aaaaaaaaaaaa", "regulator"))}
+    for token in ("gg_bbbbbbbbbbbb." + "y" * 43, "gg_aaaaaaaaaaaa." + "y" * 43):
+        with pytest.raises(auth.NotAuthenticated):
+            ring.verify(token)
+    assert calls == [auth._DUMMY_HASH, ring._keys["aaaaaaaaaaaa"][0]]
+
+
+def test_unknown_ids_and_wrong_secrets_take_the_same_time(svc):
+    known = svc.keys.ids["admin_a"]
+    wrong_secret = f"gg_{known}." + "x" * 43
+    unknown_id = "gg_0123456789ab." + "x" * 43
+    svc.get("/collections", unknown_id)  # the unknown id's reload (once a second) first
+    time.sleep(1.1)
+    svc.get("/collections", unknown_id)
+    times = {wrong_secret: [], unknown_id: []}
+    for _ in range(60):
+        for token in times:
+            start = time.perf_counter()
+            assert svc.get("/collections", token).status_code == 401
+            times[token].append(time.perf_counter() - start)
+    a, b = (statistics.median(v) for v in times.values())
+    assert max(a, b) / min(a, b) < 2.0, (a, b)
+
+
+# ------------------------------------------------------------------------ M8 quotas
+
+
+def test_one_key_cannot_fill_the_queue(svc):
+    body = {"grids": ["grids"]}
+    codes = []
+    for _ in range(4):
+        codes.append(svc.post("/analyses/coverage", svc.keys.regulator, json=body))
+        if codes[-1].status_code == 429:
+            break
+    refused = codes[-1]
+    assert refused.status_code == 429, [r.status_code for r in codes]
+    assert "GISGRID_API_MAX_JOBS_PER_KEY=2" in refused.json()["description"]
+    assert refused.json()["limit"] == 2
+    # another key is not affected, in either API
+    assert svc.post("/analyses/coverage", svc.keys.admin_a, json={}).status_code == 202
+    ogc = svc.post("/processes/coverage/execution", svc.keys.admin_b, json={"inputs": {}})
+    assert ogc.status_code == 201, ogc.text
+    _wait_idle(svc, svc.keys.regulator)
+    assert svc.post("/analyses/coverage", svc.keys.regulator, json=body).status_code == 202
+    _wait_idle(svc, svc.keys.regulator)
+
+
+def _wait_idle(svc, key, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while any(j["state"] in ("queued", "running")
+              for j in svc.get("/jobs", key).json()["jobs"]):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+
+
+# ------------------------------------------------------------------------ M5 ledger
+
+
+def test_the_regulator_reads_the_ledger_everywhere(svc):
+    key = svc.keys.regulator
+    ledger = svc.sample.layers["ledger"]
+    assert svc.get("/collections/ledger", key).status_code == 200
+    page = svc.get("/collections/ledger/items", key, params={"limit": 10000}).json()
+    assert page["numberMatched"] == len(ledger)
+    assert {f["properties"]["institution"] for f in page["features"]} == \
+        set(ledger["institution"])
+    rows = svc.get("/ledger/summary", key).json()["rows"]
+    assert sum(r["households_total"] for r in rows) == int(ledger["households_total"].sum())
+    # admins still see only their own rows
+    own = svc.get("/collections/ledger/items", svc.keys.admin_b,
+                  params={"limit": 10000}).json()["features"]
+    assert own and {f["properties"]["institution"] for f in own} == {BANK_B}
+
+
+# ------------------------------------------------------------------------ L1 grid layers
+
+
+def test_grid_layers_belong_to_their_institution():
+    cols = frozenset({"code", "institution", "level"})
+    nsh, ycb = Principal("a" * 12, "admin", BANK_A), Principal("b" * 12, "admin", BANK_B)
+    assert write_rule(ycb, "grids__ycb", cols)[0].fixed == {"institution": (BANK_B,)}
+    with pytest.raises(Forbidden, match="grids__ycb"):
+        write_rule(nsh, "grids__ycb", cols)
+    with pytest.raises(Forbidden):
+        write_rule(Principal("c" * 12, "worker", BANK_B, "W1"), "grids__ycb", cols)
+    assert write_rule(nsh, "grids", cols)[0].fixed == {"institution": (BANK_A,)}
+
+
+def test_another_banks_grid_layer_is_not_writable_over_http(svc):
+    grids = svc.sample.layers["grids__ycb"].head(2).copy()
+    grids["institution"] = BANK_A
+    body = grids.to_json().encode()
+    before = svc.get("/collections/grids__ycb/items", svc.keys.regulator,
+                     params={"limit": 1}).json()["numberMatched"]
+    r = svc.client.post("/imports/grids__ycb", params={"mode": "upsert"},
+                        headers={"X-API-Key": svc.keys.admin_a},
+                        files={"file": ("g.geojson", body, "application/geo+json")})
+    assert r.status_code == 403, r.text
+    assert svc.get("/collections/grids__ycb/items", svc.keys.regulator,
+                   params={"limit": 1}).json()["numberMatched"] == before
+
+
+# ------------------------------------------------------------------------ L5 the cookie
+
+
+def test_the_map_cookie_is_a_signed_session_not_the_key(svc):
+    first = svc.get("/map", params={"key": svc.keys.admin_a, "grids": "grids"},
+                    headers={"Host": "evil.example"}, follow_redirects=False)
+    assert first.status_code == 303
+    assert first.headers["location"] == "/map?grids=grids"  # not from the Host header
+    cookie = first.headers["set-cookie"]
+    secret = svc.keys.admin_a.split(".", 1)[1]
+    assert secret not in cookie and svc.keys.admin_a not in cookie
+    for part in ("HttpOnly", "SameSite=strict", "Path=/map", "Max-Age=28800"):
+        assert part.lower() in cookie.lower(), cookie
+    assert "secure" not in cookie.lower()  # plain HTTP here
+    value = first.cookies["gisgrid_session"]
+    assert value.startswith(svc.keys.ids["admin_a"] + ".")
+    page = svc.client.get("/map", cookies={"gisgrid_session": value})
+    assert page.status_code == 200
+    # forged, expired, or the raw key as a cookie: refused
+    key_id, expiry, sig = value.split(".")
+    forged = f"{key_id}.{int(expiry) + 10**6}.{sig}"
+    assert svc.client.get("/map", cookies={"gisgrid_session": forged}).status_code == 401
+    assert svc.client.get("/map", cookies={"gisgrid_session": svc.keys.admin_a}
+                          ).status_code == 401
+    # over HTTPS behind a proxy the cookie is Secure
+    https = svc.get("/map", params={"key": svc.keys.admin_a}, follow_redirects=False,
+                    headers={"X-Forwarded-Proto": "https"})
+    assert "secure" in https.headers["set-cookie"].lower()
+
+
+def test_revoking_the_key_ends_the_session(tmp_path, request):
+    with running_service("gpkg", request, tmp_path) as svc:
+        value = svc.get("/map", params={"key": svc.keys.worker_a},
+                        follow_redirects=False).cookies["gisgrid_session"]
+        assert svc.client.get("/map", cookies={"gisgrid_session": value}).status_code == 200
+        with svc.store() as store:
+            auth.revoke_key(store, svc.keys.ids["worker_a"])
+        time.sleep(1.2)  # TEST_SETTINGS: keys reloaded every 0.5 s
+        assert svc.client.get("/map", cookies={"gisgrid_session": value}).status_code == 401
+
+
+def test_the_redirect_follows_the_public_url(tmp_path, request):
+    settings = dataclasses.replace(TEST_SETTINGS, public_url="https://grid.example.org/gg/")
+    with running_service("gpkg", request, tmp_path, settings) as svc:
+        r = svc.get("/map", params={"key": svc.keys.regulator}, follow_redirects=False)
+        assert r.headers["location"] == "https://grid.example.org/gg/map"
+        assert "secure" in r.headers["set-cookie"].lower()
+
+
+def test_sessions_expire():
+    stored = auth._hash("s" * 43, b"t" * 16)
+    ring = KeyRing(lambda: None)
+    who = Principal("aaaaaaaaaaaa", "admin", BANK_A)
+    ring._keys = {who.key_id: (stored, who)}
+    value = ring.session(who, 60, now=1000.0)
+    assert ring.verify_session(value, now=1059.0) == who
+    with pytest.raises(auth.NotAuthenticated, match="expired"):
+        ring.verify_session(value, now=1061.0)
+
+
+# ------------------------------------------------------------------------ L3 internals
+
+
+def test_public_messages_hide_urls_paths_and_sql():
+    text = ("postgresql://gisgrid:pw@db:5432/g: cannot write outlets: invalid byte sequence"
+            " for encoding \"UTF8\": 0x00\nCONTEXT:  COPY outlets, line 2\n"
+            "while reading /tmp/gisgrid-upload-x1/outlets.csv; SELECT 1")
+    clean = public_message(text)
+    assert not any(bad in clean for bad in INTERNALS), clean
+    assert "outlets.csv" in clean and "0x00" in clean
+
+
+@pytest.mark.parametrize("store", [
+    "postgresql://gisgrid:secret@127.0.0.1:1/nothing",          # cannot connect
+    "/tmp/gisgrid-no-such-folder/x/store.gpkg",                 # no such folder
+])
+def test_no_internals_in_store_errors(store, tmp_path):
+    """A real StoreError (its text names the store's URL or path) reaching a handler."""
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from layers.store import open_store
+
+    app = create_app(str(tmp_path / "s.gpkg"), TEST_SETTINGS)
+
+    @app.get("/boom")
+    def boom():
+        open_store(store).read("outlets")
+
+    with TestClient(app) as client:
+        r = client.get("/boom")
+    assert r.status_code == 503 and r.json()["code"] == "StoreError"
+    assert not any(bad in r.text for bad in (*INTERNALS, "secret")), r.text
+
+
+def test_no_internals_in_failed_jobs(svc):
+    # a failing job
+    key = svc.keys.regulator
+    status = svc.post("/analyses/coverage", key, json={"grids": ["overlaps"]}).json()
+    deadline = time.monotonic() + 60
+    while status["state"] in ("queued", "running") and time.monotonic() < deadline:
+        time.sleep(0.1)
+        status = svc.get(f"/jobs/{status['jobID']}", key).json()
+    assert status["state"] == "failed"
+    for path in (f"/jobs/{status['jobID']}", f"/jobs/{status['jobID']}/result"):
+        body = svc.get(path, key).text
+        assert not any(bad in body for bad in INTERNALS), body
+
+
+# ------------------------------------------------------------------------ L6 restarts
+
+_CRASHING = textwrap.dedent("""
+    import sys, time
+    from api.jobs import JobManager
+    jobs = JobManager(sys.argv[1])
+    job = jobs.submit("coverage", sys.argv[2], {}, lambda progress: time.sleep(600))
+    print(job["jobID"], flush=True)
+    time.sleep(600)
+""")
+
+
+@pytest.mark.parametrize("kind", ["gpkg", "postgis"])
+def test_jobs_survive_a_restart_and_a_crash(kind, tmp_path, request):
+    folder = tmp_path / "jobs"
+    settings = dataclasses.replace(TEST_SETTINGS, jobs_dir=str(folder))
+    leftover = Path(tempfile.mkdtemp(prefix="gisgrid-upload-"))
+    (leftover / "copy.csv").write_text("x")
+    old = time.time() - 3600
+    os.utime(leftover / "copy.csv", (old, old))
+    os.utime(leftover, (old, old))
+    with running_service(kind, request, tmp_path, settings) as svc:
+        key = svc.keys.regulator
+        first = svc.post("/analyses/validate", key, json={})
+        assert first.status_code == 202
+        job = first.json()["jobID"]
+        _wait_idle(svc, key)
+        before = svc.get(f"/jobs/{job}/result", key)
+        assert before.status_code == 200
+        # a server process killed with -9 while its job runs
+        crash = subprocess.Popen([sys.executable, "-c", _CRASHING, str(folder),
+                                  svc.keys.ids["regulator"]], stdout=subprocess.PIPE,
+                                 text=True, cwd=Path(__file__).parents[2])
+        lost = crash.stdout.readline().strip()
+        assert svc.get(f"/jobs/{lost}", key).json()["state"] in ("queued", "running")
+        os.kill(crash.pid, signal.SIGKILL)
+        crash.wait()
+        # a new service on the same store and folder
+        with Server(svc.store_url, settings) as again, httpx.Client(
+                base_url=again.url, timeout=60) as client:
+            headers = {"X-API-Key": key}
+            status = client.get(f"/jobs/{job}", headers=headers).json()
+            assert status["state"] == "done"
+            assert client.get(f"/jobs/{job}/result", headers=headers).json() == before.json()
+            failed = client.get(f"/jobs/{lost}", headers=headers).json()
+            assert failed["state"] == "failed" and "restarted" in failed["error"]
+            assert job in {j["jobID"] for j in client.get("/jobs", headers=headers)
+                           .json()["jobs"]}
+    assert not leftover.exists()
+
+
+def test_a_live_process_keeps_its_jobs(tmp_path):
+    """Several worker processes share the folder: one starting does not fail the jobs
+    another is running."""
+    first = JobManager(tmp_path)
+    job = first.submit("x", "k" * 12, {}, lambda progress: time.sleep(2))
+    second = JobManager(tmp_path)
+    assert second.recovered == 0
+    assert second.get(job["jobID"], "k" * 12)["state"] in ("queued", "running")
+    first.shutdown()
+    second.shutdown()

@@ -75,7 +75,8 @@ class JobManager:
                  max_pending: int = 16, max_per_key: int = 4, keep_s: float = 3600.0,
                  stale_temp_s: float = 900.0, setting: str = "GISGRID_API_MAX_JOBS_PER_KEY"):
         self.folder = Path(folder) if folder else Path(tempfile.mkdtemp(prefix="gisgrid-jobs-"))
-        self.folder.mkdir(parents=True, exist_ok=True)
+        # The parameters and results are the callers' data: this user's only.
+        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._pool = ThreadPoolExecutor(max_workers=max(1, workers),
                                         thread_name_prefix="gisgrid-job")
         self._pending = 0

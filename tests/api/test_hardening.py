@@ -32,7 +32,7 @@ INTERNALS = ("postgresql://", "/tmp/", "SELECT", "COPY")
 @pytest.fixture(scope="module", params=["gpkg", "postgis"])
 def svc(request, tmp_path_factory):
     settings = dataclasses.replace(
-        TEST_SETTINGS, max_jobs_per_key=2,
+        TEST_SETTINGS, max_jobs_per_key=2, keys_ttl_s=60.0,
         jobs_dir=str(tmp_path_factory.mktemp("jobs")))
     with running_service(request.param, request, tmp_path_factory.mktemp("hard"),
                          settings) as service:
@@ -58,21 +58,29 @@ def test_unknown_key_ids_run_the_hash_too(monkeypatch):
 
 
 def test_unknown_ids_and_wrong_secrets_take_the_same_time(svc):
+    """Over HTTP, both fast (many in a row) and slow (one a second, when an unknown id
+    used to make the service reload the keys from the store: 7.5 ms against 2.3 ms)."""
     known = svc.keys.ids["admin_a"]
     wrong_secret = f"gg_{known}." + "x" * 43
     unknown_id = "gg_0123456789ab." + "x" * 43
-    svc.get("/collections", unknown_id)  # the unknown id's reload (once a second) first
-    time.sleep(1.1)
-    svc.get("/collections", unknown_id)
-    times = {wrong_secret: [], unknown_id: []}
-    for _ in range(60):
-        for token in times:
-            start = time.perf_counter()
-            assert svc.get("/collections", token).status_code == 401
-            times[token].append(time.perf_counter() - start)
-    a, b = (statistics.median(v) for v in times.values())
-    print(f"401 medians: wrong secret {a * 1e3:.2f} ms, unknown id {b * 1e3:.2f} ms")
-    assert max(a, b) / min(a, b) < 2.0, (a, b)
+    assert svc.get("/collections", svc.keys.admin_a).status_code == 200
+
+    def timed(token):
+        start = time.perf_counter()
+        assert svc.get("/collections", token).status_code == 401
+        return time.perf_counter() - start
+
+    slow = {wrong_secret: [], unknown_id: []}
+    for _ in range(4):
+        for token in slow:
+            time.sleep(1.05)
+            slow[token].append(timed(token))
+    fast = {token: [timed(token) for _ in range(60)] for token in slow}
+    for label, times in (("one a second", slow), ("in a row", fast)):
+        a, b = (statistics.median(v) for v in times.values())
+        print(f"401 medians {label}: wrong secret {a * 1e3:.2f} ms, unknown id "
+              f"{b * 1e3:.2f} ms")
+        assert max(a, b) / min(a, b) < 2.0, (label, a, b)
 
 
 # ------------------------------------------------------------------------ M8 quotas

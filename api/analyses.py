@@ -138,7 +138,8 @@ def _geojson(layer) -> dict:
 async def _views(provider: Provider, who: Principal, names: list[str],
                  *, aggregate: bool) -> dict[str, View]:
     """The caller's view of each layer present among ``names``. ``aggregate``: the
-    result is an aggregate, so a regulator may read the ledger."""
+    result is an aggregate (the regulator reads the ledger whole anyway since issue 18,
+    M5: ``read_rule`` gives it every row, as ``/collections/ledger`` does)."""
     from api.dependencies import view_for
 
     catalog = await provider.catalog()

@@ -97,7 +97,7 @@ def test_a_revoked_key_stops_working(svc):
 
     with svc.store() as store:
         key_id, token = create_key(store, "regulator")
-    time.sleep(1.05)  # an unknown key id reloads the keys, at most once a second
+    time.sleep(1.05)  # the test server reloads keys every 0.5 s
     assert svc.get("/collections", token).status_code == 200
     with svc.store() as store:
         revoke_key(store, key_id)

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -330,5 +331,27 @@ def test_a_live_process_keeps_its_jobs(tmp_path):
     second = JobManager(tmp_path)
     assert second.recovered == 0
     assert second.get(job["jobID"], "k" * 12)["state"] in ("queued", "running")
+    first.shutdown()
+    second.shutdown()
+
+
+def test_the_quota_counts_every_worker_process(tmp_path):
+    """Worker processes share the jobs folder: a key's quota is counted over all of them,
+    and a finished job frees its place."""
+    from api.errors import TooManyRequests
+
+    first, second = (JobManager(tmp_path, max_per_key=2) for _ in range(2))
+    gate = threading.Event()
+    first.submit("x", "k" * 12, {}, lambda progress: gate.wait(10))
+    second.submit("x", "k" * 12, {}, lambda progress: gate.wait(10))
+    with pytest.raises(TooManyRequests, match="MAX_JOBS_PER_KEY=2"):
+        first.submit("x", "k" * 12, {}, lambda progress: None)
+    second.submit("x", "j" * 12, {}, lambda progress: None)  # another key
+    gate.set()
+    deadline = time.monotonic() + 10
+    while any(j["state"] != "done" for j in first.owned("k" * 12)):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    first.submit("x", "k" * 12, {}, lambda progress: None)
     first.shutdown()
     second.shutdown()

@@ -151,7 +151,11 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        response = _json(exc.status, exc.body(), exc.headers)
+        body = exc.body()
+        if exc.status >= 500:  # a server-side failure's text may carry the database's
+            log.error("%s on %s: %s", exc.code, request.url.path, exc.description)
+            body["description"] = public_message(exc.description)
+        response = _json(exc.status, body, exc.headers)
         if isinstance(exc, NotAuthenticated):
             # A caller that sent its key in X-API-Key or as a Bearer token (a script, the
             # phone page's fetch) is offered Bearer only: a Basic challenge would make a

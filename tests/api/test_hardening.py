@@ -23,7 +23,7 @@ import pytest
 
 from api import auth
 from api.auth import KeyRing, Principal, write_rule
-from api.errors import Forbidden, public_message
+from api.errors import Forbidden, ServiceUnavailable, public_message
 from api.jobs import JobManager, default_folder
 from tests.api.server import BANK_A, BANK_B, TEST_SETTINGS, Server, running_service
 
@@ -251,10 +251,20 @@ def test_no_internals_in_store_errors(store, tmp_path):
     def boom():
         open_store(store).read("outlets")
 
+    @app.get("/unavailable")
+    def unavailable():
+        try:
+            open_store(store).read("outlets")
+        except Exception as exc:  # as the PostGIS provider reports a failed connection
+            raise ServiceUnavailable(f"cannot connect to PostGIS: {exc}") from exc
+
     with TestClient(app) as client:
         r = client.get("/boom")
-    assert r.status_code == 503 and r.json()["code"] == "StoreError"
-    assert not any(bad in r.text for bad in (*INTERNALS, "secret")), r.text
+        assert r.status_code == 503 and r.json()["code"] == "StoreError"
+        assert not any(bad in r.text for bad in (*INTERNALS, "secret")), r.text
+        r = client.get("/unavailable")
+        assert r.status_code == 503 and r.json()["code"] == "ServiceUnavailable"
+        assert not any(bad in r.text for bad in (*INTERNALS, "secret")), r.text
 
 
 def test_no_internals_in_failed_jobs(svc):

@@ -302,15 +302,21 @@ def test_jobs_survive_a_restart_and_a_crash(kind, tmp_path, request):
     os.utime(leftover / "copy.csv", (old, old))
     os.utime(leftover, (old, old))
     with running_service(kind, request, tmp_path, settings) as svc:
-        key = svc.keys.regulator
+        key, headers = svc.keys.regulator, {"X-API-Key": svc.keys.regulator}
         folder = default_folder(svc.store_url)
         request.addfinalizer(lambda: shutil.rmtree(folder, ignore_errors=True))
-        first = svc.post("/analyses/validate", key, json={})
-        assert first.status_code == 202
-        job = first.json()["jobID"]
-        _wait_idle(svc, key)
-        before = svc.get(f"/jobs/{job}/result", key)
-        assert before.status_code == 200
+        # server A runs a job to the end and is stopped
+        with Server(svc.store_url, settings) as first, httpx.Client(
+                base_url=first.url, timeout=60) as client:
+            r = client.post("/analyses/validate", headers=headers, json={})
+            assert r.status_code == 202
+            job = r.json()["jobID"]
+            deadline = time.monotonic() + 120
+            while client.get(f"/jobs/{job}", headers=headers).json()["state"] != "done":
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+            before = client.get(f"/jobs/{job}/result", headers=headers)
+            assert before.status_code == 200
         # a server process killed with -9 while its job runs
         crash = subprocess.Popen([sys.executable, "-c", _CRASHING, str(folder),
                                   svc.keys.ids["regulator"]], stdout=subprocess.PIPE,
@@ -319,10 +325,9 @@ def test_jobs_survive_a_restart_and_a_crash(kind, tmp_path, request):
         assert svc.get(f"/jobs/{lost}", key).json()["state"] in ("queued", "running")
         os.kill(crash.pid, signal.SIGKILL)
         crash.wait()
-        # a new service on the same store and folder
+        # server B on the same store (and so the same default folder)
         with Server(svc.store_url, settings) as again, httpx.Client(
                 base_url=again.url, timeout=60) as client:
-            headers = {"X-API-Key": key}
             status = client.get(f"/jobs/{job}", headers=headers).json()
             assert status["state"] == "done"
             assert client.get(f"/jobs/{job}/result", headers=headers).json() == before.json()

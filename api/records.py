@@ -178,6 +178,48 @@ def _as(who: Principal, how: str, write):
     return run
 
 
+async def _acting_person(request: Request, who: Principal, props: dict, field: str,
+                         what: str) -> str:
+    """Who a record is made by: a grid worker itself (naming another is 403); for an
+    administrator the ``field`` it gives, one of its institution's staff."""
+    if who.role == "worker":
+        if props.get(field) not in (None, who.worker):
+            raise Forbidden(f"a grid worker {what} as itself")
+        return who.worker
+    person = _text(props, field, required=True)
+    if person not in await _own_staff(request, who):
+        raise Forbidden(f"{field} {person!r} is not one of your institution's staff")
+    return person
+
+
+def _is_mine(person: object, who: Principal, staff: set[str]) -> bool:
+    """Whether a record made by ``person`` is the caller's to change: its own (a worker),
+    or its staff's (an administrator; ``staff`` from :func:`_own_staff`)."""
+    return person == who.worker if who.role == "worker" else person in staff
+
+
+def _event_grid(store, who: Principal, grid: str | None, point, at, category) -> str | None:
+    """The checks of a new or replaced event (``gis_grid.events.place_report``) and its
+    grid, which must be one the caller may report in (403 otherwise, as for a grid that
+    does not exist in its scope)."""
+    from gis_grid.events import SUBJECT_CATEGORIES, place_report
+
+    areas = _areas(store, who)
+    territory = store.read("territory") if store.has("territory") else None
+    try:
+        located = place_report(grid=grid, point=point, at=at, category=category,
+                               categories=SUBJECT_CATEGORIES, areas=areas,
+                               territory=territory, layer="grids", source="events")
+    except InputError as exc:
+        if grid is not None and any(p.kind == "unknown grid" for p in exc.problems):
+            raise Forbidden(f"grid {grid}: not a grid you may report in") from None
+        raise _refused(exc) from None
+    held = _held_grids(areas, who)
+    if held is not None and located is not None and located not in held:
+        raise Forbidden(f"grid {located}: not a grid you may report in")
+    return located
+
+
 def _refused(exc: InputError) -> Unprocessable:
     return Unprocessable(exc.report(limit=20))
 
@@ -189,8 +231,6 @@ async def create_event(request: Request, who: Caller,
     from gis_grid.events import (
         EVENT_KINDS,
         EVENTS,
-        SUBJECT_CATEGORIES,
-        place_report,
         report_event,
     )
 
@@ -201,11 +241,7 @@ async def create_event(request: Request, who: Caller,
     kind = _text(props, "kind", required=True)
     if kind not in EVENT_KINDS:
         raise Unprocessable(f"kind {kind!r}: one of {', '.join(EVENT_KINDS)}")
-    reporter = who.worker if who.role == "worker" else _text(props, "reporter", required=True)
-    if who.role == "worker" and props.get("reporter") not in (None, who.worker):
-        raise Forbidden("a grid worker reports as itself")
-    if who.role == "admin" and reporter not in await _own_staff(request, who):
-        raise Forbidden(f"reporter {reporter!r} is not one of your institution's staff")
+    reporter = await _acting_person(request, who, props, "reporter", "reports")
     grid = _text(props, "grid")
     summary = _text(props, "summary")
     category = _text(props, "category")
@@ -214,20 +250,7 @@ async def create_event(request: Request, who: Caller,
     store = request.app.state.provider.store
 
     def write():
-        areas = _areas(store, who)
-        territory = store.read("territory") if store.has("territory") else None
-        try:
-            located = place_report(grid=grid, point=point, at=at, category=category,
-                                   categories=SUBJECT_CATEGORIES, areas=areas,
-                                   territory=territory, layer="grids",
-                                   source="events")
-        except InputError as exc:
-            if grid is not None and any(p.kind == "unknown grid" for p in exc.problems):
-                raise Forbidden(f"grid {grid}: not a grid you may report in") from None
-            raise _refused(exc) from None
-        held = _held_grids(areas, who)
-        if held is not None and located is not None and located not in held:
-            raise Forbidden(f"grid {located}: not a grid you may report in")
+        located = _event_grid(store, who, grid, point, at, category)
         try:
             event = report_event(store, kind, reporter, grid=located, point=point,
                                  summary=summary, at=at, event_id=ident, category=category)
@@ -284,7 +307,7 @@ async def patch_event(request: Request, featureId: str, who: Caller,
             raise NotFound(f"no event {featureId!r}")
         row = rows.iloc[0]
         reporter = str(row["reporter"])
-        mine = reporter == who.worker if who.role == "worker" else reporter in staff
+        mine = _is_mine(reporter, who, staff)
         if not mine:
             raise NotFound(f"no event {featureId!r}")  # another bank's: as if absent
         if pd.isna(row.get("version")):
@@ -327,11 +350,7 @@ async def create_patrol(request: Request, who: Caller,
     props, _ = _properties(body)
     _only(props, {"grid", "date", "note", "worker"}, "patrol")
     grid = _text(props, "grid", required=True)
-    worker = who.worker if who.role == "worker" else _text(props, "worker", required=True)
-    if who.role == "worker" and props.get("worker") not in (None, who.worker):
-        raise Forbidden("a grid worker records its own patrols")
-    if who.role == "admin" and worker not in await _own_staff(request, who):
-        raise Forbidden(f"worker {worker!r} is not one of your institution's staff")
+    worker = await _acting_person(request, who, props, "worker", "patrols")
     day_text = _text(props, "date")
     note = _text(props, "note")
     store = request.app.state.provider.store
@@ -372,12 +391,7 @@ async def create_inspection(request: Request, who: Caller,
     props, _ = _properties(body)
     _only(props, {"entity", "date", "found", "detail", "inspector"}, "inspection")
     entity = _text(props, "entity", required=True)
-    inspector = who.worker if who.role == "worker" else _text(props, "inspector",
-                                                              required=True)
-    if who.role == "worker" and props.get("inspector") not in (None, who.worker):
-        raise Forbidden("a grid worker records its own inspections")
-    if who.role == "admin" and inspector not in await _own_staff(request, who):
-        raise Forbidden(f"inspector {inspector!r} is not one of your institution's staff")
+    inspector = await _acting_person(request, who, props, "inspector", "inspects")
     found = props.get("found") or []
     if not isinstance(found, list) or not all(isinstance(f, (int, str)) for f in found):
         raise Unprocessable("found must be a list of check numbers (1–9) or names")
@@ -451,7 +465,7 @@ async def patch_report(request: Request, featureId: str, who: Caller,
             else pd.DataFrame()
         # A report is its inspector's institution's to move (a worker: its own).
         inspector = str(rows["inspector"].iloc[0]) if len(rows) else None
-        mine = inspector == who.worker if who.role == "worker" else inspector in staff
+        mine = _is_mine(inspector, who, staff)
         if not len(rows) or not mine:
             raise NotFound(f"no risk report {featureId!r}")
         try:
@@ -482,7 +496,7 @@ def _own_reported_event(store, featureId: str, who: Principal, staff: set[str],
     rows = store.read(EVENTS, where={"id": [featureId]}) if store.has(EVENTS) \
         else pd.DataFrame()
     reporter = str(rows["reporter"].iloc[0]) if len(rows) else None
-    mine = reporter == who.worker if who.role == "worker" else reporter in staff
+    mine = _is_mine(reporter, who, staff)
     if not len(rows) or not mine:
         raise NotFound(f"no event {featureId!r}")
     if "version" not in rows.columns or pd.isna(rows["version"].iloc[0]):
@@ -506,7 +520,7 @@ async def replace_event(request: Request, featureId: str, who: Caller,
     """A GeoJSON Feature as for creating one (``kind``, ``grid``, ``summary``,
     ``category``; Point): the same checks, the report's time and reporter kept, the
     version bumped. Only while the event is ``reported`` (409 after), with ``If-Match``."""
-    from gis_grid.events import EVENT_KINDS, EVENTS, SUBJECT_CATEGORIES, place_report
+    from gis_grid.events import EVENT_KINDS, EVENTS
 
     _writer(who)
     expected = _if_match(if_match)
@@ -525,19 +539,7 @@ async def replace_event(request: Request, featureId: str, who: Caller,
         rows = _own_reported_event(store, featureId, who, staff, expected)
         if props.get("reporter") not in (None, rows["reporter"].iloc[0]):
             raise Unprocessable("reporter: an event keeps who reported it")
-        areas = _areas(store, who)
-        territory = store.read("territory") if store.has("territory") else None
-        try:
-            located = place_report(grid=grid, point=point, at=None, category=category,
-                                   categories=SUBJECT_CATEGORIES, areas=areas,
-                                   territory=territory, layer="grids", source="events")
-        except InputError as exc:
-            if grid is not None and any(p.kind == "unknown grid" for p in exc.problems):
-                raise Forbidden(f"grid {grid}: not a grid you may report in") from None
-            raise _refused(exc) from None
-        held = _held_grids(areas, who)
-        if held is not None and located is not None and located not in held:
-            raise Forbidden(f"grid {located}: not a grid you may report in")
+        located = _event_grid(store, who, grid, point, None, category)
         row = rows.iloc[[0]].copy()
         row["kind"], row["grid"], row["summary"] = kind, located, summary
         if "category" in row:

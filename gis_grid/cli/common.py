@@ -222,3 +222,14 @@ def radius_options(f):
                      help="Service radius in urban units (communities, business areas, "
                           "parks, campuses).")(f)
     return f
+
+
+def local_time(stamp) -> str:
+    """A stored (UTC) time as China time to the minute, for people; ``-`` when missing."""
+    import pandas as pd
+
+    from gis_grid.events import LOCAL_TZ
+
+    if stamp is None or pd.isna(stamp):
+        return "-"
+    return pd.Timestamp(stamp).tz_convert(LOCAL_TZ).strftime("%Y-%m-%d %H:%M")

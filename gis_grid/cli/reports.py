@@ -11,7 +11,7 @@ from __future__ import annotations
 import click
 import pandas as pd
 
-from gis_grid.cli.common import store_option
+from gis_grid.cli.common import local_time, store_option
 
 #: Chinese headers of the plan-A workbook.
 HEADERS_ZH = {
@@ -39,12 +39,6 @@ def _for_people(frame: pd.DataFrame) -> pd.DataFrame:
         if isinstance(out[col].dtype, pd.DatetimeTZDtype):
             out[col] = out[col].dt.tz_convert("Asia/Shanghai").dt.tz_localize(None)
     return out
-
-
-def _local(stamp) -> str:
-    if stamp is None or pd.isna(stamp):
-        return "-"
-    return pd.Timestamp(stamp).tz_convert("Asia/Shanghai").strftime("%Y-%m-%d %H:%M")
 
 
 @click.group()
@@ -130,7 +124,7 @@ def list_reports(status, only_overdue, now, store):
         state = getattr(r, "status", None) or "routed"
         late = "  超时 overdue" if r.overdue else ""
         click.echo(f"{r.id}  {r.entity}  → {r.handler}  {state} ({REPORT_LABELS.get(state)})"
-                   f"  due {_local(getattr(r, 'due', None))}{late}")
+                   f"  due {local_time(getattr(r, 'due', None))}{late}")
     click.echo(f"{len(frame)} report(s)")
 
 
@@ -154,10 +148,10 @@ def show_report(report, store):
     click.echo(f"{r['id']}  {r['entity']} {r.get('name') or ''}")
     click.echo(f"  发现问题: {check_labels(pd.Series([r['checks']])).iloc[0]}")
     click.echo(f"  分流 route: {r['route']} → {r['handler']}  ({r['reason']})")
-    click.echo(f"  状态 status: {r.get('status')}  时限 due: {_local(r.get('due'))}")
+    click.echo(f"  状态 status: {r.get('status')}  时限 due: {local_time(r.get('due'))}")
     for step in log.sort_values("version").itertuples(index=False) if len(log) else []:
         note = f" — {step.note}" if isinstance(step.note, str) and step.note else ""
-        click.echo(f"  v{step.version:<3} {_local(step.at)}  {step.action:<9} → "
+        click.echo(f"  v{step.version:<3} {local_time(step.at)}  {step.action:<9} → "
                    f"{step.to_state} by {step.actor}{note}")
 
 
@@ -239,7 +233,7 @@ def create_task(subject, issued_by, assignee, deadline, at, task_id, store):
                              source="tasks create")
         target.append(TASKS, task)
     click.echo(f"issued {ident} to {assignee}, feedback due "
-               f"{_local(task['deadline'].iloc[0])}")
+               f"{local_time(task['deadline'].iloc[0])}")
 
 
 @tasks.command("move")
@@ -279,7 +273,7 @@ def list_tasks(only_overdue, now, store):
     for r in frame.itertuples(index=False):
         late = "  超时 overdue" if r.overdue else ""
         click.echo(f"{r.id}  {r.subject}  → {r.assignee}  {r.status} "
-                   f"({TASK_LABELS.get(r.status)})  due {_local(r.deadline)}{late}")
+                   f"({TASK_LABELS.get(r.status)})  due {local_time(r.deadline)}{late}")
     click.echo(f"{len(frame)} task(s)")
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 import pandas as pd
 
-from gis_grid.cli.common import store_option
+from gis_grid.cli.common import local_time, store_option
 from gis_grid.model import EVENT_KINDS, EVENT_STATES, RISK_CHECKS
 
 #: The five haves in one glance: a character each, "·" where missing.
@@ -316,7 +316,7 @@ def report(kind, reporter, grid, lon, lat, grids, summary, at, event_id, resolve
         except ValueError as exc:
             raise click.BadParameter(str(exc)) from None
     row = event.iloc[0]
-    deadline = "" if pd.isna(row["deadline"]) else f", due {_local(row['deadline'])}"
+    deadline = "" if pd.isna(row["deadline"]) else f", due {local_time(row['deadline'])}"
     grid = row["grid"] if isinstance(row["grid"], str) else "-"
     click.echo(f"reported {row['id']} ({kind}) in grid {grid}{deadline}")
 
@@ -351,12 +351,6 @@ def move(event, to, actor, note, owner, at, version, store):
             raise click.BadParameter(str(exc), param_hint="--at") from None
     click.echo(f"{event}: {done.step.source} → {done.step.target} "
                f"({STATE_LABELS[done.step.target]}) by {actor}, version {done.version}")
-
-
-def _local(stamp) -> str:
-    from gis_grid.events import LOCAL_TZ
-
-    return pd.Timestamp(stamp).tz_convert(LOCAL_TZ).strftime("%Y-%m-%d %H:%M")
 
 
 @events.command(name="list")
@@ -405,7 +399,7 @@ def list_(only_overdue, grid, kind, state, now, as_json, store):
         flag = " OVERDUE" if row.overdue else ""
         click.echo(f"  {row.id:<26} {row.kind:<12} {STATE_LABELS[row.state]:<8} "
                    f"{(row.grid if isinstance(row.grid, str) else '-'):<20} "
-                   f"{_local(row.reported_at)}  {glyphs}  v{row.version}{flag}")
+                   f"{local_time(row.reported_at)}  {glyphs}  v{row.version}{flag}")
 
 
 @events.command()
@@ -433,7 +427,7 @@ def show(event, store):
                f"version {row['version']}")
     for step in timeline(row, log).itertuples(index=False):
         note = f"  — {step.note}" if isinstance(step.note, str) and step.note else ""
-        click.echo(f"  v{step.version:<3} {_local(step.at)}  {step.action:<10} → "
+        click.echo(f"  v{step.version:<3} {local_time(step.at)}  {step.action:<10} → "
                    f"{step.to_state} ({step.to_zh}) by {step.actor}{note}")
 
 

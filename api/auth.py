@@ -68,6 +68,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from api.errors import Forbidden, NotAuthenticated, NotFound
@@ -202,6 +203,78 @@ def write_rule(principal: Principal, name: str, columns: set[str] | frozenset[st
     if kind == "ledger":
         return Rule(fixed={"institution": (inst,)}, lookups={"grid": OWN_GRIDS}), ("upsert",)
     raise Forbidden("grid workers write their own ledger rows and events (reports) only")
+
+
+@dataclass(frozen=True)
+class Namespace:
+    """How a caller names the new rows it writes to a layer (issue 18, M4).
+
+    A new row's key (one that is not among the rows the caller may change) must begin
+    with ``prefix + "-"``, or, when ``column`` is set, with that row's own ``column``
+    value + ``"-"``. Other callers' rows live in other namespaces, so a key the caller
+    may not see is refused for its namespace exactly as a key that exists nowhere — an
+    upload or a record can no longer ask "is this id taken?".
+    """
+
+    key: str
+    prefix: str | None = None
+    column: str | None = None
+
+    def required(self, frame: pd.DataFrame) -> pd.Series:
+        """The prefix each row of ``frame`` must begin with (``…-``)."""
+        if self.column is not None:
+            values = frame[self.column] if self.column in frame.columns else pd.Series(
+                [""] * len(frame), index=frame.index)
+            return values.fillna("").astype(str) + "-"
+        return pd.Series([f"{self.prefix}-"] * len(frame), index=frame.index, dtype=object)
+
+    def outside(self, keys: pd.Series, required: pd.Series) -> np.ndarray:
+        """Which ``keys`` do not begin with their ``required`` prefix (one vectorised
+        test per distinct prefix: a few institutions or reporters)."""
+        keys = keys.fillna("").astype(str).reset_index(drop=True)
+        required = required.reset_index(drop=True)
+        bad = np.zeros(len(keys), dtype=bool)
+        for prefix in required.unique():
+            at = (required == prefix).to_numpy(dtype=bool)
+            bad[at] = ~keys[at].str.startswith(prefix).to_numpy(dtype=bool) | \
+                (keys[at].str.len() <= len(prefix)).to_numpy(dtype=bool)
+        return bad
+
+    @property
+    def why(self) -> str:
+        return ("each reporter's events are apart; SECURITY.md" if self.column == "reporter"
+                else "ids are kept apart by institution; SECURITY.md")
+
+    def describe(self) -> str:
+        if self.column is not None:
+            return f"its {self.column}'s id followed by '-'"
+        return f"'{self.prefix}-'"
+
+
+#: Layer kinds whose rows are named by an id the writer chooses, within its namespace.
+_NAMED_BY_INSTITUTION = frozenset({"outlets", "devices", "staff", "grids"})
+
+
+def namespace(principal: Principal, name: str) -> Namespace | None:
+    """The namespace of the new rows ``principal`` writes to layer ``name`` (see
+    ``Namespace``), or None where the layer holds no row the caller cannot see under a
+    key it could choose: an institution's own grid layer ``grids__<inst>``, and the
+    ledger, whose key holds the institution (and, for a worker, its own grid).
+
+    Institutions' rows begin with the institution's id (``NSH-O-0001``: the sample's
+    ids and what ``gisgrid sample`` makes); events begin with their reporter's id, so
+    that a worker's events, which only it and its administrator read, are apart from
+    its colleagues'.
+    """
+    kind = layer_kind(name)
+    if principal.role == "regulator":
+        return None
+    if kind == "events":
+        return Namespace("id", column="reporter")
+    if kind in _NAMED_BY_INSTITUTION and grid_layer_owner(name) is None and \
+            principal.institution:
+        return Namespace("code" if kind == "grids" else "id", prefix=principal.institution)
+    return None
 
 
 def grid_layer_owner(name: str) -> str | None:

@@ -7,7 +7,10 @@ along their path.
     ``grid``, ``summary``, ``category``, ``reported_at``, ``id``. The checks are the
     command line's (``gis_grid.events.place_report``: time, category, territory, grid,
     point within its grid), then ``gis_grid.events.report_event``. 201 with ``Location``
-    and ``ETag`` (the event's version); 422 naming the problem; 409 for an id in use.
+    and ``ETag`` (the event's version); 422 naming the problem; 409 for an id in use. An
+    ``id`` the client chooses begins with the reporter's id and ``-`` (``api.auth.
+    namespace``), else 422 whether or not the id is taken; left out, the service
+    chooses one.
 ``PATCH /collections/events/items/{id}``
     ``{"state": "accepted", "note": …, "owner": …, "at": …}`` (a JSON merge patch of the
     state): the move is the state machine's (``gis_grid.events.move_event``), checked
@@ -48,7 +51,7 @@ import shapely
 from fastapi import APIRouter, Body, Header, Request
 from fastapi.responses import JSONResponse, Response
 
-from api.auth import OWN_STAFF, Principal
+from api.auth import OWN_STAFF, Principal, namespace
 from api.dependencies import Caller
 from api.errors import ApiError, Conflict, Forbidden, NotFound, Unprocessable
 from gis_grid.errors import ConflictError, InputError, StoreError, TransitionRefused
@@ -247,6 +250,13 @@ async def create_event(request: Request, who: Caller,
     category = _text(props, "category")
     at = _text(props, "reported_at")
     ident = _text(props, "id")
+    names = namespace(who, EVENTS)
+    if ident is not None and names is not None and names.outside(
+            pd.Series([ident]), names.required(pd.DataFrame({"reporter": [reporter]})))[0]:
+        # the same answer whether or not someone else's event has this id (issue 18, M4)
+        raise Unprocessable(f"id {ident!r}: a new event's id begins with "
+                            f"{names.describe()} ({reporter}-…), or is left out for the "
+                            "service to choose")
     store = request.app.state.provider.store
 
     def write():

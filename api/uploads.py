@@ -44,14 +44,14 @@ from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.auth import Principal, layer_kind, write_rule
+from api.auth import Namespace, Principal, layer_kind, namespace, write_rule
 from api.dependencies import Caller, get_provider
 from api.errors import Forbidden, PayloadTooLarge, Unprocessable
 from api.providers import Provider
-from gis_grid.errors import InputError, Problem
+from gis_grid.errors import InputError, Problem, StoreError
 from gis_grid.model import schema_for
 from layers.files import FORMATS, read_file
-from layers.history import Actor, Change
+from layers.history import Actor, Change, key_text
 from layers.store import LayerInfo, Store
 from layers.transfer import import_file
 
@@ -131,9 +131,10 @@ class _ScopedWrite:
     and its one ``change`` is checked against the caller's rule and limited to the rows
     the caller may change (``Store.change(mine=...)``)."""
 
-    def __init__(self, store: Store, scope: dict[str, tuple], actor: Actor):
+    def __init__(self, store: Store, scope: dict[str, tuple], actor: Actor,
+                 names: Namespace | None = None):
         self.inner, self.url = store, store.url
-        self.scope, self.actor = scope, actor
+        self.scope, self.actor, self.names = scope, actor, names
         self.result: Change | None = None
 
     def layers(self) -> list[LayerInfo]:
@@ -163,12 +164,50 @@ class _ScopedWrite:
                 bad = ~values.astype("object").isin(list(allowed)).to_numpy(dtype=bool)
                 if bad.any():
                     raise _ScopeViolation(column, np.flatnonzero(bad), values[bad].tolist())
+        if self.names is not None and mode != "delete":
+            self._check_names(name, frame, options.get("source") or name,
+                              options.get("labels"))
         if layer_kind(name) == "grids" and mode != "delete":
             _check_grids(self.inner, name, frame, mode, self._mine,
                          options.get("source") or name)
         options["actor"] = self.actor
         self.result = self.inner.change(name, frame, mode, mine=self._mine, **options)
         return self.result
+
+
+    def _check_names(self, name: str, frame: pd.DataFrame, source: str,
+                     labels: list[str] | None) -> None:
+        """The file's new keys (those not among the caller's rows) lie in the caller's
+        namespace (``api.auth.Namespace``), else 422 naming the rows — whether or not
+        another caller's row holds the key, so the answer tells nothing of others'
+        rows (issue 18, M4)."""
+        names = self.names
+        if names.key not in frame.columns:
+            return  # the import names the missing key field
+        keys = key_text(frame[names.key]).reset_index(drop=True)
+        seen: set = set()
+        if self.inner.has(name):
+            wanted = [names.key, *(c for c in self.scope if c != names.key)]
+            try:
+                current = self.inner.read(name, columns=wanted)
+            except (KeyError, ValueError, StoreError):  # a field the layer lacks
+                current = self.inner.read(name)
+            if names.key in current.columns:
+                seen = set(key_text(current[names.key])[self._mine(current)])
+        bad = ~keys.isin(seen).to_numpy(dtype=bool) & names.outside(
+            keys, names.required(frame))
+        if not bad.any():
+            return
+        rows = np.flatnonzero(bad)
+        where = [labels[i] if labels and i < len(labels) else f"row {i + 1}"
+                 for i in rows[:50]]
+        raise InputError(
+            [Problem(source, w, names.key, f"{keys.iloc[i]!r} is not one of your rows, and "
+                     f"a new {names.key} begins with {names.describe()} ({names.why})",
+                     f"is not one of your rows, and a new {names.key} begins with "
+                     f"{names.describe()}")
+             for w, i in zip(where, rows, strict=False)],
+            source=f"{source}: {len(rows)} new {names.key}(s) outside your namespace")
 
 
 def _schema_locked(name: str, frame: pd.DataFrame, source: str) -> None:
@@ -312,7 +351,7 @@ async def upload(
             _check_unpacked(path, suffix, settings, file.filename)
             actor = Actor(f"api key {who.key_id}: {who}",
                           f"POST /imports/{layer}?mode={chosen} ({file.filename})")
-            target = _ScopedWrite(provider.store, scope, actor)
+            target = _ScopedWrite(provider.store, scope, actor, namespace(who, layer))
             options = dict(crs=crs, lon=lon_col, lat=lat_col, encoding=encoding,
                            source_layer=source_layer)
             try:
@@ -370,7 +409,7 @@ def _check_unpacked(path: Path, suffix: str, settings, filename: str | None) -> 
 def _renamed(exc: InputError, filename: str | None) -> InputError:
     """The problems named after the uploaded file, not the temporary copy."""
     name = filename or "upload"
-    problems = [Problem(name, p.where, p.field, p.message) for p in exc.problems]
+    problems = [Problem(name, p.where, p.field, p.message, p.kind) for p in exc.problems]
     return InputError(problems, source=name)
 
 

@@ -300,15 +300,18 @@ def combine(
                                     "+".join(keys) or None,
                                     f"{new_keys.iloc[i]!r} {message}"))
 
-    if theirs:
-        refuse(new_keys.isin(theirs).to_numpy(),
-               "is a row you may not change" if mode == "delete"
-               else "is already used by a row you may not change")
+    if mode == "delete":
+        # A row the caller may not change is named exactly as one that does not exist,
+        # so that deleting cannot tell whose keys are in use (issue 18, M4).
+        refuse(~new_keys.isin(held - theirs).to_numpy(),
+               f"is not in layer {name}" if mine is None
+               else f"is not among your rows of layer {name}")
+    elif theirs:
+        refuse(new_keys.isin(theirs).to_numpy(), "is already used by a row you may not "
+               "change")
     if mode == "append" and keys:  # rows of a layer without a key may repeat
         refuse(new_keys.isin(held - theirs).to_numpy(),
                f"is already in layer {name}; use --mode upsert to change it")
-    if mode == "delete":
-        refuse(~new_keys.isin(held).to_numpy(), f"is not in layer {name}")
     if problems:
         raise InputError(problems, source=source)
     if mode == "replace":

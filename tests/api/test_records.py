@@ -123,11 +123,31 @@ def test_no_one_writes_outside_its_scope(svc):
 
 def test_an_id_in_use_is_a_conflict(svc):
     inside = _grid_of(svc, svc.sample.worker_a).geometry.representative_point()
-    body = _feature(inside, kind="general", id="EV-API-1")
-    assert svc.post("/collections/events/items", svc.keys.worker_a, json=body
-                    ).status_code == 201
+    ident = f"{svc.sample.worker_a}-API-1"  # a chosen id begins with the reporter's
+    body = _feature(inside, kind="general", id=ident)
+    made = svc.post("/collections/events/items", svc.keys.worker_a, json=body)
+    assert made.status_code == 201, made.text
     again = svc.post("/collections/events/items", svc.keys.worker_a, json=body)
-    assert again.status_code == 409 and "EV-API-1" in again.text
+    assert again.status_code == 409 and ident in again.text
+
+
+def test_a_chosen_id_tells_nothing_of_others_events(svc):
+    """Issue 18, M4: another bank's event id (E-3, B's), an id nobody uses (E-404) and
+    one in B's worker's namespace are refused for the caller's namespace, the same way
+    each time: the 409 "in use" once told a worker which ids other banks' events had."""
+    inside = _grid_of(svc, svc.sample.worker_a).geometry.representative_point()
+    answers = []
+    for ident in ("E-3", "E-404", f"{svc.sample.worker_b}-9"):
+        r = svc.post("/collections/events/items", svc.keys.worker_a,
+                     json=_feature(inside, kind="general", id=ident))
+        assert r.status_code == 422, r.text
+        assert f"begins with its reporter's id followed by '-' ({svc.sample.worker_a}-" \
+            in r.json()["description"], r.text
+        answers.append(r.json()["description"].replace(repr(ident), "ID"))
+    assert len(set(answers)) == 1, answers
+    with open_store(svc.store_url) as store:  # nothing was stored
+        assert not store.read("events", where={"id": ["E-404", f"{svc.sample.worker_b}-9"]}
+                              ).shape[0]
 
 
 def test_patrols_are_the_workers_own_once_a_day(svc):

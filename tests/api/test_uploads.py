@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from gis_grid.model import schema_for
 from layers.datum import wgs84_to_gcj02
 from layers.files import write_file
 from tests.api.server import BANK_A, BANK_B, TEST_SETTINGS, Server, running_service
@@ -113,12 +114,19 @@ def test_rows_of_another_institution_are_refused(svc):
     assert r.status_code == 403, r.text
     assert [p["where"] for p in r.json()["problems"]] == ["row 4"]
     assert r.json()["problems"][0]["field"] == "institution"
-    # B's outlet ids cannot be taken over by A either
+    # B's outlet ids cannot be taken over by A either, and the answer is the one for an
+    # id that exists nowhere: it tells A nothing of B's rows (issue 18, M4)
     taken = own_outlets(svc, BANK_B).iloc[:1].assign(institution=BANK_A)
-    r = upload(svc, "outlets", svc.keys.admin_a, "taken.csv", outlets_csv(taken),
-               mode="upsert")
-    assert r.status_code == 422, r.text
-    assert "already used" in r.json()["problems"][0]["message"]
+    unheard = taken.assign(id=f"{BANK_B}-O-98765")
+    answers = []
+    for rows in (taken, unheard):
+        r = upload(svc, "outlets", svc.keys.admin_a, "taken.csv", outlets_csv(rows),
+                   mode="upsert")
+        assert r.status_code == 422, r.text
+        problem = r.json()["problems"][0]
+        assert f"begins with '{BANK_A}-'" in problem["message"], problem
+        answers.append(problem["message"].replace(str(rows["id"].iloc[0]), "ID"))
+    assert answers[0] == answers[1]
     assert count(svc, "outlets", svc.keys.regulator) == before
 
 
@@ -211,13 +219,14 @@ def test_worker_reports_events_as_itself(svc):
         frame.to_csv(out, index=False)
         return out.getvalue().encode()
 
-    r = upload(svc, "events", svc.keys.worker_a, "report.csv", report(me, "E-10"),
+    r = upload(svc, "events", svc.keys.worker_a, "report.csv", report(me, f"{me}-10"),
                mode="append")
     assert r.status_code == 201, r.text
     events = svc.get("/collections/events/items", svc.keys.worker_a).json()["features"]
-    assert "E-10" in {e["id"] for e in events}
+    assert f"{me}-10" in {e["id"] for e in events}
     assert upload(svc, "events", svc.keys.worker_a, "report.csv",
-                  report(svc.sample.worker_b, "E-11"), mode="upsert").status_code == 403
+                  report(svc.sample.worker_b, f"{svc.sample.worker_b}-11"), mode="upsert"
+                  ).status_code == 403
     # another worker's event id cannot be overwritten
     r = upload(svc, "events", svc.keys.worker_a, "report.csv", report(me, "E-3"),
                mode="upsert")
@@ -290,9 +299,13 @@ def test_a_change_leaving_devices_without_their_outlet_is_refused(svc):
                mode="delete")
     assert r.status_code == 201 and r.json()["removed"] == 1, r.text
     theirs = own_outlets(svc, BANK_B)["id"].iloc[0]
-    r = upload(svc, "outlets", svc.keys.admin_a, "gone.csv", f"id\n{theirs}\n".encode(),
-               mode="delete")
-    assert r.status_code == 422 and "may not change" in r.text
+    answers = []
+    for ident in (theirs, f"{BANK_B}-O-98765"):  # B's, and one that exists nowhere
+        r = upload(svc, "outlets", svc.keys.admin_a, "gone.csv", f"id\n{ident}\n".encode(),
+                   mode="delete")
+        assert r.status_code == 422 and "not among your rows" in r.text, r.text
+        answers.append(r.json()["problems"][0]["message"].replace(ident, "ID"))
+    assert answers[0] == answers[1]  # no existence oracle (issue 18, M4)
     assert count(svc, "outlets", svc.keys.regulator) == before
 
 
@@ -323,3 +336,56 @@ def test_uploads_are_logged_with_the_key(svc):
     institutions = svc.sample.layers["institutions"].to_csv(index=False).encode()
     assert upload(svc, "institutions", svc.keys.admin_a, "i.csv", institutions,
                   mode="replace").status_code == 403
+
+
+def test_upload_errors_tell_nothing_of_others_rows(svc):
+    """Issue 18, M4: an NSH admin upserting staff under YCB's real ids got a 422 naming
+    them "already used by a row you may not change"; ids nobody uses were accepted. Now
+    both are refused alike for NSH's namespace, and a worker's events likewise."""
+    staff = svc.sample.layers["staff"]
+    mine = staff[staff["institution"] == BANK_A].iloc[:1]
+    real = staff.loc[staff["institution"] == BANK_B, "id"].iloc[:3].tolist()
+    made_up = [f"{BANK_B}-S-{9000 + k}" for k in range(3)]
+
+    def staff_csv(ids):
+        rows = pd.concat([mine] * len(ids), ignore_index=True).assign(id=ids)
+        fields = [f for f in schema_for("staff").field_names if f in rows.columns]
+        table = pd.DataFrame(rows[fields])
+        table["lon"], table["lat"] = rows.geometry.x.to_numpy(), rows.geometry.y.to_numpy()
+        return table.to_csv(index=False).encode("utf-8")
+
+    before = count(svc, "staff", svc.keys.regulator)
+    answers = []
+    for ids in (real, made_up):
+        r = upload(svc, "staff", svc.keys.admin_a, "staff.csv", staff_csv(ids), mode="upsert")
+        assert r.status_code == 422, r.text
+        body = r.json()
+        messages = [p["message"] for p in body["problems"]]
+        assert all(f"begins with '{BANK_A}-'" in m for m in messages), messages
+        description = body["description"]
+        for i in ids:
+            description = description.replace(i, "ID")
+        answers.append(([m.replace(i, "ID") for m, i in zip(messages, ids, strict=True)],
+                        description))
+    assert answers[0] == answers[1]
+    assert count(svc, "staff", svc.keys.regulator) == before
+    # in its own namespace a new id is simply added
+    r = upload(svc, "staff", svc.keys.admin_a, "staff.csv", staff_csv([f"{BANK_A}-S-9001"]),
+               mode="upsert")
+    assert r.status_code == 201 and r.json()["added"] == 1, r.text
+    r = upload(svc, "staff", svc.keys.admin_a, "gone.csv", f"id\n{BANK_A}-S-9001\n".encode(),
+               mode="delete")
+    assert r.status_code == 201 and r.json()["removed"] == 1, r.text
+    # a worker's events: B's E-3 and an id nobody uses are answered alike
+    events = svc.sample.layers["events"]
+    own = events[events["reporter"] == svc.sample.worker_a].iloc[:1]
+    answers = []
+    for ident in ("E-3", "E-405"):
+        row = own.assign(id=ident, reported_at=own["reported_at"].astype(str))
+        text = row.to_json(to_wgs84=True).encode()
+        r = upload(svc, "events", svc.keys.worker_a, "events.geojson", text, mode="upsert")
+        assert r.status_code == 422, r.text
+        message = r.json()["problems"][0]["message"]
+        assert "its reporter's id followed by '-'" in message, message
+        answers.append(message.replace(ident, "ID"))
+    assert answers[0] == answers[1]

@@ -11,7 +11,8 @@ with what is returned even while a layer is being replaced.
 
 ``GeoPackageProvider`` serves the embedded store: a layer is read whole through the
 store (cached until the file changes), filtered with pandas/shapely (vectorised) and
-written out as GeoJSON; vector tiles need PostGIS (501).
+written out as GeoJSON; its vector tiles are the same as PostGIS' (clipped, buffered,
+dates as text), encoded by mapbox-vector-tile and not cached.
 
 Both apply the caller's ``View`` (``api.auth``): the scope conditions are part of every
 query, so no filter, bbox, page, id or tile reaches rows outside it. A CQL2 ``filter``
@@ -42,7 +43,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from api.auth import OWN_GRIDS, OWN_STAFF, Principal, layer_kind
 from api.catalog import CollectionInfo, Column, ItemsQuery, OutputCRS, PageHead, View
-from api.errors import NotFound, NotImplementedHere, ServiceUnavailable
+from api.errors import NotFound, ServiceUnavailable
 from api.filtering import order_sql, sort_frame, to_mask, to_sql
 from api.settings import Settings
 from api.tilecache import TileCache
@@ -622,9 +623,55 @@ class GeoPackageProvider(Provider):
 
     async def tile(self, info: CollectionInfo, view: View, z: int, x: int, y: int
                    ) -> tuple[bytes, bool]:
-        raise NotImplementedHere("vector tiles are built by PostGIS (ST_AsMVT); this "
-                                 "service runs on the embedded GeoPackage store — serve a "
-                                 "PostGIS store, or read the GeoJSON items")
+        """The tile as PostGIS' ``ST_AsMVT`` makes it — features in the scope, clipped to
+        the tile and a buffer of ``MVT_BUFFER`` of ``MVT_EXTENT`` units, dates as text,
+        the ``fid`` as feature id — encoded by mapbox-vector-tile (the protobuf encoder
+        Mapbox maintained; GEOS has no MVT writer). The embedded store serves one
+        analyst, so tiles are made on demand and not cached."""
+        if not info.spatial:
+            raise NotFound(f"collection {info.name!r} has no geometry, so no tiles")
+        return await anyio.to_thread.run_sync(self._make_tile, info, view, z, x, y), False
+
+    def _make_tile(self, info: CollectionInfo, view: View, z: int, x: int, y: int) -> bytes:
+        import mapbox_vector_tile
+        import morecantile
+
+        bounds = morecantile.tms.get("WebMercatorQuad").xy_bounds(x, y, z)
+        left, bottom, right, top = bounds.left, bounds.bottom, bounds.right, bounds.top
+        margin = (right - left) * MVT_BUFFER / MVT_EXTENT  # the buffer, in metres
+        lons, lats = _TO_3857.transform([left - margin, right + margin],
+                                        [bottom - margin, top + margin],
+                                        direction="INVERSE")
+        rows = self._select(info, view.scope, (lons[0], lats[0], lons[1], lats[1]))
+        rows = rows[rows.geometry.notna().to_numpy()]
+        scale = MVT_EXTENT / (right - left)
+
+        def to_tile(xy: np.ndarray) -> np.ndarray:  # lon/lat → tile units, y up
+            mx, my = _TO_3857.transform(xy[:, 0], xy[:, 1])
+            return np.column_stack([(mx - left) * scale, (my - bottom) * scale])
+
+        geoms = shapely.transform(np.asarray(rows.geometry.array, dtype=object), to_tile)
+        geoms = shapely.clip_by_rect(geoms, -MVT_BUFFER, -MVT_BUFFER,
+                                     MVT_EXTENT + MVT_BUFFER, MVT_EXTENT + MVT_BUFFER)
+        kept = ~shapely.is_empty(geoms)
+        rows, geoms = rows[kept], geoms[kept]
+        columns = {}
+        for column in view.columns:  # MVT values are strings, numbers and booleans
+            values = rows[column.name]
+            if column.type in ("date", "datetime"):
+                values = values.astype(str).where(values.notna())
+            columns[column.name] = values.astype(object).where(values.notna(), None).tolist()
+        names = list(columns)
+        features = [
+            {"geometry": geometry, "id": int(fid),
+             "properties": {n: v for n, v in zip(names, values, strict=True)
+                            if v is not None}}
+            for geometry, fid, *values in zip(geoms, rows["fid"].to_numpy(),
+                                               *columns.values(), strict=True)]
+        if not features:
+            return b""
+        return mapbox_vector_tile.encode({"name": info.name, "features": features},
+                                         default_options={"extents": MVT_EXTENT})
 
     async def distinct(self, name: str, column: str, where: dict[str, tuple]) -> list:
         info = (await self.catalog())[name]

@@ -66,7 +66,107 @@ def enrich(doc: dict, *, default_limit: int, max_limit: int) -> dict:
             if isinstance(operation, dict) and operation.get("security"):
                 if {"BasicAuth": []} not in operation["security"]:
                     operation["security"].append({"BasicAuth": []})
+    document_errors(doc)
     return doc
+
+
+#: The answers the service gives instead of the operation's own, each as
+#: ``{"code", "description", …}`` (``api.errors``), and what each means.
+ERRORS = {
+    400: "A parameter is malformed or unknown (InvalidParameterValue); the description "
+         "names it.",
+    401: "No API key, or an unknown or revoked one.",
+    403: "Your key's role or institution may not do this.",
+    404: "No such collection, feature, job, process or tile matrix set — or not yours.",
+    406: "The Accept header asks for a format the service cannot give (JSON, GeoJSON or "
+         "HTML).",
+    409: "The record's state does not allow this move, or the id is in use.",
+    412: "If-Match names an older version of the record: read it again.",
+    413: "Too large: the body, the rows or the unpacked size of an upload (the "
+         "description names the setting).",
+    422: "The content failed the checks: the problems, with their rows or fields "
+         "(at most 1,000, after a summary by field and kind).",
+    428: "If-Match is required: send the ETag of the record as you last read it.",
+    429: "This key already has the most analyses queued or running "
+         "(GISGRID_API_MAX_JOBS_PER_KEY), or the queue is full.",
+    503: "The store cannot be reached just now; try again shortly.",
+}
+
+_EXCEPTION = {
+    "title": "Exception",
+    "description": "An OGC API exception: a code and a description; 422 answers add the "
+                   "problems, 413 and 429 the limit and its setting.",
+    "type": "object",
+    "required": ["code", "description"],
+    "properties": {
+        "code": {"type": "string"},
+        "description": {"type": "string"},
+        "problems": {"type": "array", "items": {"type": "object"}},
+        "summary": {"type": "array", "items": {"type": "object"}},
+    },
+    "additionalProperties": True,
+}
+
+#: Pages that take the key from the query or the session cookie, not a security scheme.
+_KEY_IN_PAGE = frozenset({"/map"})
+
+#: Media types of the JSON documents some GET operations answer in, beside HTML.
+_MEDIA = {"/queryables": "application/schema+json", "/schema": "application/schema+json"}
+
+
+def _codes(path: str, method: str, operation: dict) -> list[int]:
+    """The error statuses operation ``method path`` can answer with."""
+    codes = {400, 422, 503}
+    if operation.get("security") or path in _KEY_IN_PAGE:
+        codes |= {401, 403}
+    if "{" in path:
+        codes.add(404)
+    if method == "get":
+        codes.add(406)
+    if method in ("post", "put", "patch", "delete"):
+        codes |= {409, 413}
+    if method in ("put", "patch", "delete"):
+        codes |= {412, 428}
+    if method == "post" and (path.startswith("/analyses") or path.endswith("/execution")):
+        codes.add(429)
+    return sorted(codes)
+
+
+def document_errors(doc: dict) -> None:
+    """Declare on every operation the error answers it can give, all with the one
+    ``Exception`` schema (FastAPI's own 422 schema, ``{"detail": …}``, is not what the
+    service answers), and the JSON Schema media type of queryables and schemas — so that
+    a client, or schemathesis' conformance checks, finds every answer documented."""
+    components = doc.setdefault("components", {})
+    components.setdefault("schemas", {})["Exception"] = _EXCEPTION
+    responses = components.setdefault("responses", {})
+    for status, meaning in ERRORS.items():
+        responses[f"E{status}"] = {
+            "description": meaning,
+            "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/Exception"}}}}
+    for path, item in doc.get("paths", {}).items():
+        for method, operation in item.items():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            answers = operation["responses"]
+            for status in _codes(path, method, operation):
+                own = answers.get(str(status), {}).get("description")
+                answers[str(status)] = {"$ref": f"#/components/responses/E{status}"} \
+                    if own in (None, "Validation Error") else {
+                        "description": own, "content": {"application/json": {
+                            "schema": {"$ref": "#/components/schemas/Exception"}}}}
+            media = next((m for suffix, m in _MEDIA.items() if path.endswith(suffix)), None)
+            ok = answers.get("200", {}).get("content")
+            if media and ok is not None and media not in ok:
+                ok[media] = ok.get("application/json", {"schema": {}})
+            if ok is not None and method == "get" and any(
+                    isinstance(p, dict) and p.get("name") == "f" and p.get("in") == "query"
+                    for p in operation.get("parameters", [])):
+                ok.setdefault("text/html", {"schema": {"type": "string"}})  # f=html, Accept
+    schemas = components.get("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
 
 
 def to_openapi30(doc: dict) -> dict:

@@ -75,7 +75,10 @@ def create_app(store_url: str | None = None, settings: Settings | None = None) -
             await provider.open()
             app.state.provider = provider
             app.state.keyring = KeyRing(lambda: read_keys(store), ttl=settings.keys_ttl_s)
-            app.state.jobs = JobManager(settings.jobs_dir or default_folder(url),
+            # PostGIS keeps the jobs in the store (every process on every machine polls
+            # them, and they outlive each); the embedded GeoPackage store, in a folder.
+            app.state.jobs = JobManager(store if provider.kind == "postgis" else
+                                        settings.jobs_dir or default_folder(url),
                                         settings.job_workers,
                                         max_per_key=settings.max_jobs_per_key)
             refresher = asyncio.create_task(_keep_fresh(app.state.keyring, provider, settings))

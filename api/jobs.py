@@ -8,22 +8,27 @@ before (``state``: ``queued``, ``running``, ``done``, ``failed``; the current st
 A job belongs to the API key that started it: anyone else gets 404.
 
 A job runs in the server process that accepted it; its record (id, owner key id, kind,
-parameters, state, progress, error, times) and its result are JSON files in one folder
+parameters, state, progress, error, times) and its result are kept where every worker
+process can answer the polls. On a PostGIS store that is the store itself, the table
+``gisgrid_jobs`` (``layers.migrations``), shared by every process on every machine that
+serves the store. On the embedded GeoPackage store it is a folder of JSON files
 (``GISGRID_API_JOBS_DIR``, set by ``gisgrid serve`` for all its workers; by default a
 folder named after the store in the system's temp folder, so the same store finds its
-jobs again), so any worker process can answer the polls. Files are replaced atomically
-(write, rename); finished jobs are forgotten after ``keep_s``.
+jobs again), replaced atomically (write, rename). Finished jobs are forgotten after
+``keep_s``.
 
-Durable across restarts (issue 18, L6): every server process holds an exclusive lock on
-a file ``.live-<instance>`` in the folder while it runs and names that instance in the
-jobs it accepts. When a process starts, the unfinished jobs of instances whose lock is
-free (the process stopped, or was killed) are marked failed ("the service restarted"),
+Durable across restarts (issue 18, L6): every server process holds a lock while it runs
+— a session advisory lock on its own PostgreSQL connection, or an exclusive lock on a
+file ``.live-<instance>`` in the folder — and names that instance in the jobs it
+accepts. When a process starts, the unfinished jobs of instances whose lock is free
+(the process stopped, or was killed) are marked failed ("the service restarted"),
 finished jobs are served as before, and leftovers of a crash are removed: half-written
 job files, and the temp copies of uploads and analyses (``gisgrid-upload-*``,
 ``gisgrid-candidates-*``) untouched for ``stale_temp_s``.
 
 Quotas (issue 18, M8): at most ``max_per_key`` unfinished jobs per API key, counted
-over the folder (so over every worker process), and ``max_pending`` in one process.
+over the table or folder (so over every worker process), and ``max_pending`` in one
+process.
 """
 
 from __future__ import annotations
@@ -67,47 +72,27 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-class JobManager:
-    """Runs jobs on ``workers`` threads, at most ``max_pending`` unfinished at once in
-    this process, keeping their status and results in ``folder``."""
+class _Folder:
+    """Job records as JSON files in a folder (the GeoPackage store's service): replaced
+    atomically (write, rename); a process is alive while it holds an exclusive lock on
+    ``.live-<instance>``; submits are serialised by a lock file."""
 
-    def __init__(self, folder: str | os.PathLike | None = None, workers: int = 1, *,
-                 max_pending: int = 16, max_per_key: int = 4, keep_s: float = 3600.0,
-                 stale_temp_s: float = 900.0, setting: str = "GISGRID_API_MAX_JOBS_PER_KEY"):
+    def __init__(self, folder: str | os.PathLike | None) -> None:
         self.folder = Path(folder) if folder else Path(tempfile.mkdtemp(prefix="gisgrid-jobs-"))
         # The parameters and results are the callers' data: this user's only.
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._pool = ThreadPoolExecutor(max_workers=max(1, workers),
-                                        thread_name_prefix="gisgrid-job")
-        self._pending = 0
-        self._lock = threading.Lock()
-        self._max_pending = max_pending
-        self._max_per_key = max_per_key
-        self._setting = setting
-        self._keep_s = keep_s
-        self._stale_temp_s = stale_temp_s
-        self._mine: dict[str, dict] = {}  # unfinished jobs of this process
-        self.instance = secrets.token_hex(6)
-        self._live = self._hold_live_lock()
-        self.recovered = self.recover()
-        self.cleaned = self.clean_temp()
+        self._live = None
 
-    # -- restarts
-
-    def _hold_live_lock(self):
+    def hold_live(self, instance: str) -> None:
         """Lock ``.live-<instance>`` for this process's lifetime. The file is locked
         before it gets its name, so a starting process never sees it unlocked."""
-        tmp = self.folder / f".starting-{self.instance}"
+        tmp = self.folder / f".starting-{instance}"
         handle = open(tmp, "w")  # noqa: SIM115 — held open until shutdown
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        os.replace(tmp, self.folder / f".live-{self.instance}")
-        return handle
+        os.replace(tmp, self.folder / f".live-{instance}")
+        self._live = (instance, handle)
 
-    def _alive(self, instance: str | None) -> bool:
-        if instance == self.instance:
-            return True
-        if not instance:
-            return False
+    def alive(self, instance: str) -> bool:
         path = self.folder / f".live-{instance}"
         try:
             handle = open(path)  # noqa: SIM115
@@ -121,15 +106,240 @@ class JobManager:
             path.unlink(missing_ok=True)  # its process is gone
             return False
 
+    def release_live(self) -> None:
+        if self._live is not None:
+            instance, handle = self._live
+            with contextlib.suppress(OSError):
+                (self.folder / f".live-{instance}").unlink(missing_ok=True)
+                handle.close()
+            self._live = None
+
+    def clean(self) -> int:
+        """Half-written job files a crash left; how many were removed."""
+        now, count = time.time(), 0
+        for path in self.folder.glob(".*.json.*"):
+            with contextlib.suppress(OSError):
+                if now - path.stat().st_mtime > 60:
+                    path.unlink()
+                    count += 1
+        return count
+
+    def _path(self, job_id: str, suffix: str = ".json") -> Path:
+        return self.folder / f"{job_id}{suffix}"
+
+    @staticmethod
+    def _write(path: Path, data) -> None:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+        tmp.write_text(json.dumps(data, ensure_ascii=False, allow_nan=False), encoding="utf-8")
+        os.replace(tmp, path)
+
+    def save(self, job: dict) -> None:
+        self._write(self._path(job["jobID"]), job)
+
+    def save_result(self, job_id: str, result) -> str:
+        self._write(self._path(job_id, ".result.json"), result)
+        return f"{job_id}.result.json"
+
+    def load(self, job_id: str) -> dict | None:
+        try:
+            return json.loads(self._path(job_id).read_text(encoding="utf-8"))
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    def result_text(self, job_id: str) -> str:
+        return self._path(job_id, ".result.json").read_text(encoding="utf-8")
+
+    def jobs(self, owner: str | None = None) -> list[dict]:
+        jobs = []
+        for path in self.folder.glob("*.json"):
+            if path.name.endswith(".result.json"):
+                continue
+            job = self.load(path.stem)
+            if job is not None and (owner is None or job["owner"] == owner):
+                jobs.append(job)
+        return jobs
+
+    def forget(self, keep_s: float) -> None:
+        cutoff = time.time() - keep_s
+        for path in self.folder.glob("*.json"):
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink(missing_ok=True)
+            except OSError:
+                continue
+
+    @contextlib.contextmanager
+    def submitting(self):
+        """Across processes: one submit at a time counts and adds a key's jobs."""
+        with open(self.folder / ".submit.lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        self.release_live()
+
+
+class _Table:
+    """Job records in the PostGIS store's table ``gisgrid_jobs`` (``layers.migrations``),
+    so that every server process, on this machine or another, answers a job's polls,
+    and the jobs outlive any one of them. A process is alive while its own connection
+    holds a session advisory lock named after its instance (PostgreSQL releases it when
+    the process dies, however it dies); submits are serialised by a transaction-level
+    advisory lock. Connections come from a small pool that checks them, so a restarted
+    database is reconnected to (issue 18, H1)."""
+
+    def __init__(self, store) -> None:
+        from psycopg import sql
+        from psycopg_pool import ConnectionPool
+
+        from layers.migrations import JOBS_TABLE
+
+        self._store = store
+        self._table = sql.Identifier(store.schema, JOBS_TABLE)
+        self._sql = sql
+        self._pool = ConnectionPool(
+            kwargs={**store.connection_params(), "autocommit": True}, min_size=1,
+            max_size=4, open=True, name="gisgrid-jobs", timeout=30,
+            configure=lambda conn: conn.execute("SET TIME ZONE 'UTC'"),
+            check=ConnectionPool.check_connection, reconnect_timeout=30)
+        self._live = None
+        self.folder = None
+
+    def _conn(self):
+        return self._pool.connection()
+
+    @staticmethod
+    def _lock_key(instance: str) -> str:
+        return f"gisgrid job instance {instance}"
+
+    def hold_live(self, instance: str) -> None:
+        conn = self._store.connect()
+        conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))",
+                     [self._lock_key(instance)])
+        self._live = conn
+
+    def alive(self, instance: str) -> bool:
+        with self._conn() as conn:
+            free = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))",
+                                [self._lock_key(instance)]).fetchone()[0]
+            if free:
+                conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))",
+                             [self._lock_key(instance)])
+        return not free
+
+    def release_live(self) -> None:
+        if self._live is not None:
+            with contextlib.suppress(Exception):
+                self._live.close()
+            self._live = None
+
+    def clean(self) -> int:
+        return 0  # a row is written whole or not at all
+
+    def save(self, job: dict) -> None:
+        record = json.dumps(job, ensure_ascii=False, allow_nan=False)
+        with self._conn() as conn:
+            conn.execute(self._sql.SQL(
+                "INSERT INTO {} (job_id, owner, instance, state, record, updated)"
+                " VALUES (%s, %s, %s, %s, %s::jsonb, now()) ON CONFLICT (job_id) DO UPDATE"
+                " SET state = EXCLUDED.state, record = EXCLUDED.record, updated = now()"
+            ).format(self._table), [job["jobID"], job["owner"], job.get("instance"),
+                                    job["state"], record])
+
+    def save_result(self, job_id: str, result) -> str:
+        text = json.dumps(result, ensure_ascii=False, allow_nan=False)
+        with self._conn() as conn:
+            conn.execute(self._sql.SQL("UPDATE {} SET result = %s WHERE job_id = %s")
+                         .format(self._table), [text, job_id])
+        return f"{job_id}.result.json"
+
+    def load(self, job_id: str) -> dict | None:
+        with self._conn() as conn:
+            row = conn.execute(self._sql.SQL("SELECT record FROM {} WHERE job_id = %s")
+                               .format(self._table), [job_id]).fetchone()
+        return None if row is None else row[0]
+
+    def result_text(self, job_id: str) -> str:
+        with self._conn() as conn:
+            row = conn.execute(self._sql.SQL("SELECT result FROM {} WHERE job_id = %s")
+                               .format(self._table), [job_id]).fetchone()
+        if row is None or row[0] is None:
+            raise FileNotFoundError(job_id)
+        return row[0]
+
+    def jobs(self, owner: str | None = None) -> list[dict]:
+        query = self._sql.SQL("SELECT record FROM {}").format(self._table)
+        params: list = []
+        if owner is not None:
+            query += self._sql.SQL(" WHERE owner = %s")
+            params.append(owner)
+        with self._conn() as conn:
+            return [row[0] for row in conn.execute(query, params)]
+
+    def forget(self, keep_s: float) -> None:
+        with self._conn() as conn:
+            conn.execute(self._sql.SQL(
+                "DELETE FROM {} WHERE updated < now() - make_interval(secs => %s)")
+                .format(self._table), [float(keep_s)])
+
+    @contextlib.contextmanager
+    def submitting(self):
+        with self._conn() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                         [f"gisgrid job submit {self._store.schema}"])
+            yield
+
+    def close(self) -> None:
+        self.release_live()
+        self._pool.close()
+
+
+class JobManager:
+    """Runs jobs on ``workers`` threads, at most ``max_pending`` unfinished at once in
+    this process, keeping their records and results in ``where``: a folder, or a PostGIS
+    store (its ``gisgrid_jobs`` table)."""
+
+    def __init__(self, where=None, workers: int = 1, *,
+                 max_pending: int = 16, max_per_key: int = 4, keep_s: float = 3600.0,
+                 stale_temp_s: float = 900.0, setting: str = "GISGRID_API_MAX_JOBS_PER_KEY"):
+        self._shelf = _Table(where) if hasattr(where, "connect") else _Folder(where)
+        self.folder = self._shelf.folder
+        self._pool = ThreadPoolExecutor(max_workers=max(1, workers),
+                                        thread_name_prefix="gisgrid-job")
+        self._pending = 0
+        self._lock = threading.Lock()
+        self._max_pending = max_pending
+        self._max_per_key = max_per_key
+        self._setting = setting
+        self._keep_s = keep_s
+        self._stale_temp_s = stale_temp_s
+        self._mine: dict[str, dict] = {}  # unfinished jobs of this process
+        self.instance = secrets.token_hex(6)
+        self._shelf.hold_live(self.instance)
+        self.recovered = self.recover()
+        self.cleaned = self.clean_temp()
+
+    # -- restarts
+
+    def _alive(self, instance: str | None) -> bool:
+        if instance == self.instance:
+            return True
+        if not instance:
+            return False
+        return self._shelf.alive(instance)
+
     def recover(self) -> int:
         """Mark failed the unfinished jobs of server processes no longer running;
         return how many."""
         count = 0
-        for job in self._jobs():
+        for job in self._shelf.jobs():
             if job["state"] in ("queued", "running") and not self._alive(job.get("instance")):
                 job.update(state="failed", error=RESTARTED, step="failed",
                            finished=_now())
-                self._save(job)
+                self._shelf.save(job)
                 count += 1
         if count:
             log.warning("%d job(s) left unfinished by a stopped server marked failed", count)
@@ -138,12 +348,7 @@ class JobManager:
     def clean_temp(self) -> int:
         """Remove what a crash left: half-written job files, and upload and analysis temp
         folders untouched for ``stale_temp_s``; return how many."""
-        now, count = time.time(), 0
-        for path in self.folder.glob(".*.json.*"):
-            with contextlib.suppress(OSError):
-                if now - path.stat().st_mtime > 60:
-                    path.unlink()
-                    count += 1
+        now, count = time.time(), self._shelf.clean()
         for prefix in TEMP_PREFIXES:
             for path in Path(tempfile.gettempdir()).glob(prefix + "*"):
                 try:
@@ -158,35 +363,13 @@ class JobManager:
             log.warning("removed %d file(s) left by a crash", count)
         return count
 
-    # -- files
-
-    def _path(self, job_id: str, suffix: str = ".json") -> Path:
-        return self.folder / f"{job_id}{suffix}"
-
-    def _save(self, job: dict) -> None:
-        self._write(self._path(job["jobID"]), job)
-
-    @staticmethod
-    def _write(path: Path, data) -> None:
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-        tmp.write_text(json.dumps(data, ensure_ascii=False, allow_nan=False), encoding="utf-8")
-        os.replace(tmp, path)
-
-    def _load(self, job_id: str) -> dict | None:
-        if len(job_id) != 16 or any(ch not in _JOB_ID for ch in job_id):
-            return None
-        try:
-            return json.loads(self._path(job_id).read_text(encoding="utf-8"))
-        except (FileNotFoundError, json.JSONDecodeError):
-            return None
-
     # -- API
 
     def submit(self, kind: str, owner: str, parameters: dict,
                run: Callable[[Progress], object]) -> dict:
         """Queue ``run(progress)``; its return value (JSON-ready) becomes the result."""
-        self._forget_old()
-        with self._lock, self._folder_lock():
+        self._shelf.forget(self._keep_s)
+        with self._lock, self._shelf.submitting():
             if self._pending >= self._max_pending:
                 raise TooManyRequests(f"{self._pending} analyses are waiting; try later")
             mine = sum(1 for j in self.owned(owner) if j["state"] in ("queued", "running"))
@@ -200,20 +383,10 @@ class JobManager:
                    "instance": self.instance, "state": "queued", "progress": 0.0,
                    "step": "queued", "parameters": parameters, "created": _now(),
                    "started": None, "finished": None, "error": None, "result": None}
-            self._save(job)
+            self._shelf.save(job)
             self._mine[job["jobID"]] = job
         self._pool.submit(self._run, job, run)
         return job
-
-    @contextlib.contextmanager
-    def _folder_lock(self):
-        """Across processes: one submit at a time counts and adds a key's jobs."""
-        with open(self.folder / ".submit.lock", "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def _run(self, job: dict, run: Callable[[Progress], object]) -> None:
         last = [0.0]
@@ -221,15 +394,16 @@ class JobManager:
         def progress(fraction: float, step: str) -> None:
             job["progress"] = round(min(max(float(fraction), job["progress"]), 1.0), 3)
             job["step"] = step
-            if time.monotonic() - last[0] > 0.2:  # the file, not the polls, sets the pace
-                self._save(job)
+            if time.monotonic() - last[0] > 0.2:  # the record, not the polls, sets the pace
+                with contextlib.suppress(Exception):  # a lost write of progress is harmless
+                    self._shelf.save(job)
                 last[0] = time.monotonic()
 
         job.update(state="running", started=_now(), step="starting")
-        self._save(job)
         try:
+            self._shelf.save(job)
             result = run(progress)
-            self._write(self._path(job["jobID"], ".result.json"), result)
+            stored = self._shelf.save_result(job["jobID"], result)
         except GisGridError as exc:
             # Its text may name the store's URL or a temp copy: the log keeps it whole.
             log.warning("job %s failed: %s", job["jobID"], exc)
@@ -240,14 +414,16 @@ class JobManager:
             job.update(state="failed", error=f"the analysis failed ({type(exc).__name__}); "
                        f"the server log has the details under job {job['jobID']}")
         else:
-            job.update(state="done", progress=1.0, step="done",
-                       result=f"{job['jobID']}.result.json")
+            job.update(state="done", progress=1.0, step="done", result=stored)
         finally:
             with self._lock:
                 self._pending -= 1
                 self._mine.pop(job["jobID"], None)
         job["finished"] = _now()
-        self._save(job)
+        try:
+            self._shelf.save(job)
+        except Exception as exc:  # noqa: BLE001 — the store went away; the log says so
+            log.error("job %s: its final state could not be kept: %s", job["jobID"], exc)
 
     def get(self, job_id: str, owner: str) -> dict:
         """The job's status; 404 for an unknown job or another caller's."""
@@ -256,31 +432,16 @@ class JobManager:
             raise NotFound(f"no job {job_id!r}")
         return job
 
-    def result_text(self, job_id: str) -> str:
-        return self._path(job_id, ".result.json").read_text(encoding="utf-8")
+    def _load(self, job_id: str) -> dict | None:
+        if len(job_id) != 16 or any(ch not in _JOB_ID for ch in job_id):
+            return None
+        return self._shelf.load(job_id)
 
-    def _jobs(self) -> list[dict]:
-        jobs = []
-        for path in self.folder.glob("*.json"):
-            if path.name.endswith(".result.json"):
-                continue
-            job = self._load(path.stem)
-            if job is not None:
-                jobs.append(job)
-        return jobs
+    def result_text(self, job_id: str) -> str:
+        return self._shelf.result_text(job_id)
 
     def owned(self, owner: str) -> list[dict]:
-        return sorted((j for j in self._jobs() if j["owner"] == owner),
-                      key=lambda j: j["created"])
-
-    def _forget_old(self) -> None:
-        cutoff = time.time() - self._keep_s
-        for path in self.folder.glob("*.json"):
-            try:
-                if path.stat().st_mtime < cutoff:
-                    path.unlink(missing_ok=True)
-            except OSError:
-                continue
+        return sorted(self._shelf.jobs(owner), key=lambda j: j["created"])
 
     def shutdown(self) -> None:
         """Stop; the jobs this process had not finished are marked failed (a process
@@ -291,11 +452,9 @@ class JobManager:
             self._mine.clear()
         for job in unfinished:
             job.update(state="failed", error=RESTARTED, step="failed", finished=_now())
-            with contextlib.suppress(OSError):
-                self._save(job)
-        with contextlib.suppress(OSError):
-            (self.folder / f".live-{self.instance}").unlink(missing_ok=True)
-            self._live.close()
+            with contextlib.suppress(Exception):
+                self._shelf.save(job)
+        self._shelf.close()
 
 
 #: The job states as OGC API – Processes names them (statusCode).

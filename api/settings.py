@@ -17,9 +17,11 @@ GISGRID_API_STATEMENT_TIMEOUT_S    30         a read query running longer is can
 GISGRID_API_JOB_WORKERS            1          analyses run at once (the rest queue)
 GISGRID_API_CATALOG_TTL_S          5          how long the list of layers is cached
 GISGRID_API_KEYS_TTL_S             30         how long API keys are cached (revocation lag)
-GISGRID_API_JOBS_DIR               (temp)     job records and results, shared by workers
-                                              (default: a folder named after the store in
-                                              the temp folder, kept across restarts)
+GISGRID_API_JOBS_DIR               (temp)     GeoPackage store: the folder of job records
+                                              and results, shared by workers (default: one
+                                              named after the store in the temp folder,
+                                              kept across restarts). A PostGIS store keeps
+                                              them in its table gisgrid_jobs instead.
 GISGRID_API_MAX_JOBS_PER_KEY       4          analyses one API key may have queued or
                                               running at once (the next gets 429)
 GISGRID_API_PUBLIC_URL             (none)     the service's public address (e.g.

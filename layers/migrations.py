@@ -659,6 +659,23 @@ def _v5_truncate(schema: str) -> list[sql.Composable]:
     ]
 
 
+#: The service's analysis jobs (``api.jobs``): one row each, so that they survive a
+#: restart and every server process, on any machine, answers their polls.
+JOBS_TABLE = "gisgrid_jobs"
+
+
+def _v6_jobs(schema: str) -> list[sql.Composable]:
+    """The jobs table: the record (JSON) with the fields queries need beside it, and the
+    result once done."""
+    return [sql.SQL(
+        "CREATE TABLE IF NOT EXISTS {} (job_id text PRIMARY KEY, owner text NOT NULL,"
+        " instance text, state text NOT NULL, record jsonb NOT NULL, result text,"
+        " updated timestamptz NOT NULL DEFAULT now())").format(
+            sql.Identifier(schema, JOBS_TABLE)),
+        sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (owner, state)").format(
+            sql.Identifier(f"{JOBS_TABLE}_owner"), sql.Identifier(schema, JOBS_TABLE))]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "postgis extension and layer catalog", _v1_catalog),
     Migration(2, "grid invariants: check functions and row trigger", _v2_grid_invariants),
@@ -667,6 +684,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "change log, references: history table, row triggers",
               _v4_history_and_references),
     Migration(5, "change log, references: TRUNCATE", _v5_truncate),
+    Migration(6, "analysis jobs of the service", _v6_jobs),
 )
 
 

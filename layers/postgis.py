@@ -139,13 +139,25 @@ class PostGISStore(Store):
             finally:
                 self._tx_depth -= 1
 
-    def _connect(self) -> psycopg.Connection:
+    def connection_params(self) -> dict:
+        """The connection parameters (a copy, with the password): for a pool of the
+        service's own, such as its job records' (``api.jobs``)."""
+        return {**self._params, "client_encoding": "utf8"}
+
+    def connect(self) -> psycopg.Connection:
+        """A new autocommit connection of its own to the store's database, in UTC (the
+        caller closes it): for the service's job records (``api.jobs``), which are
+        written from worker threads beside the store's own connection."""
+        return self._connect(keep=False)
+
+    def _connect(self, keep: bool = True) -> psycopg.Connection:
         try:
             conn = psycopg.connect(**self._params, autocommit=True, client_encoding="utf8")
             conn.execute("SET TIME ZONE 'UTC'")
         except psycopg.Error as exc:
             raise StoreError(f"{self.url}: cannot connect: {_cause(exc)}") from exc
-        self._used = time.monotonic()
+        if keep:
+            self._used = time.monotonic()
         return conn
 
     @property

@@ -67,9 +67,9 @@ def serve(store, host, port, workers, max_upload_mb, log_level):
     os.environ["GISGRID_STORE"] = url
     if max_upload_mb is not None:
         os.environ["GISGRID_API_MAX_UPLOAD_MB"] = str(max_upload_mb)
-    # One folder of job files for every worker process, so any of them answers a poll:
-    # without GISGRID_API_JOBS_DIR, the app takes one named after the store (the same for
-    # every worker and across restarts, so jobs survive a restart; api.jobs).
+    # Every worker process answers a poll: on PostGIS the jobs are in the store's table;
+    # on GeoPackage in one folder of job files, without GISGRID_API_JOBS_DIR one named
+    # after the store (the same for every worker and across restarts; api.jobs).
     # uvicorn's worker processes import the app factory by its import string (their only
     # way in); the string is made from the imported function, so it moves with the code.
     # loop/http "auto": uvloop and httptools (dependencies of ours) when importable.

@@ -285,8 +285,10 @@ def test_no_internals_in_failed_jobs(svc):
 
 _CRASHING = textwrap.dedent("""
     import sys, time
-    from api.jobs import JobManager, default_folder
-    jobs = JobManager(sys.argv[1])
+    from api.jobs import JobManager
+    from layers.store import open_store
+    where = sys.argv[1]
+    jobs = JobManager(open_store(where) if where.startswith("postgresql") else where)
     job = jobs.submit("coverage", sys.argv[2], {}, lambda progress: time.sleep(600))
     print(job["jobID"], flush=True)
     time.sleep(600)
@@ -318,14 +320,16 @@ def test_jobs_survive_a_restart_and_a_crash(kind, tmp_path, request):
             before = client.get(f"/jobs/{job}/result", headers=headers)
             assert before.status_code == 200
         # a server process killed with -9 while its job runs
-        crash = subprocess.Popen([sys.executable, "-c", _CRASHING, str(folder),
+        # (on PostGIS the jobs are in the store, on GeoPackage in the default folder)
+        where = svc.store_url if kind == "postgis" else str(folder)
+        crash = subprocess.Popen([sys.executable, "-c", _CRASHING, where,
                                   svc.keys.ids["regulator"]], stdout=subprocess.PIPE,
                                  text=True, cwd=Path(__file__).parents[2])
         lost = crash.stdout.readline().strip()
         assert svc.get(f"/jobs/{lost}", key).json()["state"] in ("queued", "running")
         os.kill(crash.pid, signal.SIGKILL)
         crash.wait()
-        # server B on the same store (and so the same default folder)
+        # server B on the same store (and so the same table, or default folder)
         with Server(svc.store_url, settings) as again, httpx.Client(
                 base_url=again.url, timeout=60) as client:
             status = client.get(f"/jobs/{job}", headers=headers).json()
@@ -338,24 +342,38 @@ def test_jobs_survive_a_restart_and_a_crash(kind, tmp_path, request):
     assert not leftover.exists()
 
 
-def test_a_live_process_keeps_its_jobs(tmp_path):
-    """Several worker processes share the folder: one starting does not fail the jobs
+@pytest.fixture(params=["folder", "postgis"])
+def shelf(request, tmp_path):
+    """Where job records are kept: a folder (GeoPackage), or a PostGIS store's table."""
+    if request.param == "folder":
+        yield tmp_path
+        return
+    from layers.store import open_store
+    from tests.api.server import database
+
+    with database(request.getfixturevalue("postgis_url"), "gisgrid_jobs") as url, \
+            open_store(url) as store:
+        yield store
+
+
+def test_a_live_process_keeps_its_jobs(shelf):
+    """Several worker processes share the jobs: one starting does not fail the jobs
     another is running."""
-    first = JobManager(tmp_path)
+    first = JobManager(shelf)
     job = first.submit("x", "k" * 12, {}, lambda progress: time.sleep(2))
-    second = JobManager(tmp_path)
+    second = JobManager(shelf)
     assert second.recovered == 0
     assert second.get(job["jobID"], "k" * 12)["state"] in ("queued", "running")
     first.shutdown()
     second.shutdown()
 
 
-def test_the_quota_counts_every_worker_process(tmp_path):
-    """Worker processes share the jobs folder: a key's quota is counted over all of them,
-    and a finished job frees its place."""
+def test_the_quota_counts_every_worker_process(shelf):
+    """Worker processes share the jobs: a key's quota is counted over all of them, and a
+    finished job frees its place."""
     from api.errors import TooManyRequests
 
-    first, second = (JobManager(tmp_path, max_per_key=2) for _ in range(2))
+    first, second = (JobManager(shelf, max_per_key=2) for _ in range(2))
     gate = threading.Event()
     first.submit("x", "k" * 12, {}, lambda progress: gate.wait(10))
     second.submit("x", "k" * 12, {}, lambda progress: gate.wait(10))
@@ -370,3 +388,30 @@ def test_the_quota_counts_every_worker_process(tmp_path):
     first.submit("x", "k" * 12, {}, lambda progress: None)
     first.shutdown()
     second.shutdown()
+
+
+def test_two_machines_on_one_postgis_store_answer_each_others_jobs(tmp_path, request):
+    """Jobs are kept in the store: a job started through one server is polled, and its
+    result read, through another that shares nothing with it but the database (its own
+    jobs folder, as on another machine) — before, each answered 404 for the other's."""
+    with running_service("postgis", request, tmp_path) as svc:
+        headers = {"X-API-Key": svc.keys.regulator}
+        other = dataclasses.replace(TEST_SETTINGS, jobs_dir=str(tmp_path / "elsewhere"))
+        with Server(svc.store_url, other) as second, httpx.Client(
+                base_url=second.url, timeout=60) as client:
+            r = svc.client.post("/analyses/validate", headers=headers, json={})
+            assert r.status_code == 202, r.text
+            job = r.json()["jobID"]
+            deadline = time.monotonic() + 120
+            while (status := client.get(f"/jobs/{job}", headers=headers)).json()[
+                    "state"] != "done":
+                assert status.status_code == 200, status.text
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+            there = client.get(f"/jobs/{job}/result", headers=headers)
+            here = svc.get(f"/jobs/{job}/result", svc.keys.regulator)
+            assert there.status_code == here.status_code == 200
+            assert there.json() == here.json()
+            # and still another key's job is 404 there
+            assert client.get(f"/jobs/{job}", headers={"X-API-Key": svc.keys.admin_a}
+                              ).status_code == 404

@@ -68,7 +68,7 @@ def _assert_clean(store_location) -> None:
                 "SELECT tablename FROM pg_tables WHERE schemaname = %s",
                 [store_location.schema])}
         assert tables == {"households", "outlets", "gisgrid_layers", "gisgrid_migrations",
-                          "gisgrid_history"}
+                          "gisgrid_history", "gisgrid_jobs"}
 
 
 @pytest.fixture

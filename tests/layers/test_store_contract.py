@@ -808,7 +808,7 @@ def test_postgis_tables_indexes_and_catalog(postgis_url):
             tables = {r[0] for r in conn.execute(
                 "SELECT tablename FROM pg_tables WHERE schemaname = %s", [schema])}
             assert tables == {"households", "institutions", "gisgrid_layers",
-                              "gisgrid_migrations", "gisgrid_history"}
+                              "gisgrid_migrations", "gisgrid_history", "gisgrid_jobs"}
             query, params = store._select(
                 "households", True, ["id"], (LON, LAT, LON + 0.01, LAT + 0.01), [])
             plan = "\n".join(r[0] for r in conn.execute(sql.SQL("EXPLAIN ") + query, params))

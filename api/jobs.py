@@ -106,6 +106,9 @@ class _Folder:
             path.unlink(missing_ok=True)  # its process is gone
             return False
 
+    def keep_live(self, instance: str) -> None:
+        """A file lock is not lost while the process runs."""
+
     def release_live(self) -> None:
         if self._live is not None:
             instance, handle = self._live
@@ -220,6 +223,15 @@ class _Table:
         conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))",
                      [self._lock_key(instance)])
         self._live = conn
+
+    def keep_live(self, instance: str) -> None:
+        """Take the lock again if its connection was lost (the database restarted, or
+        an administrator ended the backend): checked before each new job."""
+        try:
+            self._live.execute("SELECT 1")
+        except Exception:  # noqa: BLE001 — any failure: a new connection and lock
+            self.release_live()
+            self.hold_live(instance)
 
     def alive(self, instance: str) -> bool:
         with self._conn() as conn:
@@ -369,6 +381,7 @@ class JobManager:
                run: Callable[[Progress], object]) -> dict:
         """Queue ``run(progress)``; its return value (JSON-ready) becomes the result."""
         self._shelf.forget(self._keep_s)
+        self._shelf.keep_live(self.instance)
         with self._lock, self._shelf.submitting():
             if self._pending >= self._max_pending:
                 raise TooManyRequests(f"{self._pending} analyses are waiting; try later")

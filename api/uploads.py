@@ -3,7 +3,8 @@
 ``POST /imports/{layer}`` takes a multipart ``file`` — GeoJSON, GeoPackage, zipped
 Shapefile or CSV — and the options of ``gisgrid import`` as query parameters (``crs``
 incl. ``gcj02`` / ``bd09``, ``lon_col``, ``lat_col``, ``encoding``, ``source_layer``,
-``fix_geometry``). The file goes through ``layers.transfer.import_file``, the one checked
+``fix_geometry``, ``max_outside`` in km). The file goes through
+``layers.transfer.import_file``, the one checked
 import: every problem is listed with its row or feature and nothing is stored (422).
 
 What is stored follows the caller's write rule (``api.auth.write_rule``): every row must
@@ -302,6 +303,9 @@ async def upload(
     encoding: Annotated[str | None, Query(max_length=20)] = None,
     source_layer: Annotated[str | None, Query(max_length=64)] = None,
     fix_geometry: bool = False,
+    max_outside: Annotated[float, Query(ge=0, le=1000, description="How far, in km, a "
+                                        "point or shape may lie outside the territory "
+                                        "(gisgrid import --max-outside).")] = 20.0,
     mode: Annotated[Literal["replace", "append", "upsert", "delete"] | None, Query(
         description="How the file changes your rows of the layer, by its key: replace (your "
                     "rows become the file's), append (add rows with new keys), upsert (add "
@@ -356,7 +360,8 @@ async def upload(
                            source_layer=source_layer)
             try:
                 report = import_file(target, path, layer, mode=chosen,
-                                     fix_geometry=fix_geometry, **options)
+                                     fix_geometry=fix_geometry,
+                                     max_outside=max_outside * 1000, **options)
             except _ScopeViolation as exc:
                 raise _refusal(exc, path, layer, who, options, file.filename) from None
             except InputError as exc:

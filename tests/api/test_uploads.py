@@ -11,6 +11,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+import shapely
 
 from gis_grid.model import schema_for
 from layers.datum import wgs84_to_gcj02
@@ -389,3 +390,21 @@ def test_upload_errors_tell_nothing_of_others_rows(svc):
         assert "its reporter's id followed by '-'" in message, message
         answers.append(message.replace(ident, "ID"))
     assert answers[0] == answers[1]
+
+
+def test_how_far_outside_is_asked_as_the_cli_asks_it(svc):
+    """``max_outside`` (km) is ``gisgrid import --max-outside``: an outlet about 4.8 km
+    east of the territory's easternmost point passes the default 20 km, not 1 km."""
+    territory = svc.sample.layers["territory"]
+    coords = shapely.get_coordinates(territory.geometry.to_numpy())
+    east = coords[np.argmax(coords[:, 0])]
+    new = _new_outlet(own_outlets(svc), "NSH-O-950")
+    new = new.set_geometry([shapely.Point(east[0] + 0.05, east[1])], crs=new.crs)
+    r = upload(svc, "outlets", svc.keys.admin_a, "far.csv", outlets_csv(new),
+               mode="append", max_outside=1)
+    assert r.status_code == 422 and "outside" in r.text, r.text
+    r = upload(svc, "outlets", svc.keys.admin_a, "far.csv", outlets_csv(new), mode="append")
+    assert r.status_code == 201, r.text
+    r = upload(svc, "outlets", svc.keys.admin_a, "gone.csv", b"id\nNSH-O-950\n",
+               mode="delete")
+    assert r.status_code == 201, r.text

@@ -18,6 +18,7 @@ import anyio
 import pyproj
 from fastapi import Depends, Path, Query, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from pygeofilter import ast
 
 from api.auth import Principal, read_rule, split_token, token_from_headers
 from api.catalog import CRS84, CollectionInfo, ItemsQuery, OutputCRS, View, find_crs
@@ -33,12 +34,14 @@ from api.errors import (
 from api.filtering import (
     FilteredQuery,
     compile_filter,
+    datetime_condition,
     parse_filter,
     parse_filter_crs,
     parse_sortby,
 )
 from api.providers import Provider
 from api.settings import Settings
+from gis_grid.model import schema_for
 
 #: Query parameters of /items that are not property filters.
 ITEMS_PARAMETERS = frozenset({"f", "limit", "offset", "bbox", "bbox-crs", "crs", "datetime",
@@ -263,8 +266,14 @@ async def items_query(
         description="CRS of the answer: CRS84 (default), EPSG:4326, EPSG:4490 (latitude "
                     "first) or EPSG:3857 (metres); echoed in `Content-Crs`.")] = None,
     datetime: Annotated[str | None, Query(
-        description="Accepted for OGC clients; the layers carry no temporal extent, so "
-                    "it selects every feature.")] = None,
+        max_length=100,
+        description="Features placed in this time (OGC API – Features Part 1): an RFC 3339 "
+                    "date or timestamp, or an interval `start/end` with `..` for an open "
+                    "end, on the collection's temporal property (events: reported_at; "
+                    "patrols, inspections, risk reports: date; tasks: issued_at; the logs: "
+                    "at). A day alone is the whole UTC day. Collections not placed in time "
+                    "(grids, outlets …) select every feature.",
+        examples=["2026-06-01/2026-06-30", "2026-06-02T08:00:00Z/.."])] = None,
     filter: Annotated[str | None, Query(
         description="A CQL2 filter (OGC API – Features Part 3) on the collection's "
                     "queryables (`/collections/{collectionId}/queryables`), in "
@@ -291,9 +300,14 @@ async def items_query(
         raise InvalidBBox(f"collection {target.info.name!r} has no geometry to filter by bbox")
     filters = property_filters(request, target)
     where = None
-    if filter is not None:
-        where = compile_filter(parse_filter(filter, filter_lang), target.view,
-                               target.info.name, target.info.spatial,
+    schema = schema_for(target.info.name)
+    when = None if datetime is None else datetime_condition(
+        datetime, schema.temporal if schema is not None and target.info.column(
+            schema.temporal or "") is not None else None)
+    if filter is not None or when is not None:
+        node = parse_filter(filter, filter_lang) if filter is not None else None
+        node = when if node is None else node if when is None else ast.And(node, when)
+        where = compile_filter(node, target.view, target.info.name, target.info.spatial,
                                parse_filter_crs(filter_crs))
     elif filter_lang is not None or filter_crs is not None:
         parse_filter_crs(filter_crs)

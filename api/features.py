@@ -33,9 +33,12 @@ from api.errors import ApiError, NotFound
 from api.openapi30 import OPENAPI_30, OPENAPI_31, enrich, to_openapi30
 from api.providers import Provider
 from api.schemas import REL_SCHEMA, SCHEMA_MEDIA, feature_schema
+from gis_grid.model import schema_for
 
 router = APIRouter(tags=["OGC API - Features"])
 
+#: The temporal reference system of OGC API – Features' temporal extents.
+TRS_GREGORIAN = "http://www.opengis.net/def/uom/ISO-8601/0/Gregorian"
 CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
     # OpenAPI 3.0 at /api (api.openapi30).
@@ -161,6 +164,12 @@ def collection_doc(info: CollectionInfo, base: str) -> dict:
         doc["links"].extend(tiles.tile_links(info, base))
         if info.bbox is not None:
             doc["extent"] = {"spatial": {"bbox": [list(info.bbox)], "crs": CRS84.uri}}
+    schema = schema_for(info.name)
+    if schema is not None and schema.temporal and info.column(schema.temporal):
+        # placed in time (the items' datetime parameter selects on this property); the
+        # bounds are not kept in the catalog, so the interval is left open
+        doc.setdefault("extent", {})["temporal"] = {
+            "interval": [[None, None]], "trs": TRS_GREGORIAN, "property": schema.temporal}
     return doc
 
 

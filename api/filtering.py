@@ -51,6 +51,7 @@ from api.cql2 import (  # noqa: F401 — parse_filter is this module's too
     _instant,
     parse_filter,
 )
+from api.errors import InvalidParameter
 
 #: The geometry's queryable name (``geom`` is accepted too: the stored column's name).
 GEOMETRY = "geometry"
@@ -540,6 +541,45 @@ def _show(value) -> str:
     if isinstance(value, dt.date):
         return f"DATE('{value.isoformat()}')"
     return repr(value)
+
+
+def datetime_condition(text: str, prop: str | None) -> ast.Node | None:
+    """OGC API – Features Part 1's ``datetime`` as a CQL2 condition on the collection's
+    temporal property ``prop`` (``LayerSchema.temporal``): ``T_INTERSECTS(prop, …)`` with
+    an instant or an interval ``start/end`` whose ends are RFC 3339 dates or timestamps,
+    ``..`` or empty for an open end. A day alone (``2026-06-02``) is the whole UTC day,
+    as a DATE is in filters. None when the collection has no temporal property: it is
+    not placed in time, and every feature is selected. Raises ``InvalidParameter``
+    naming the parameter for a value that is not a date, a timestamp or an interval."""
+    raw = text.strip()
+    parts = raw.split("/")
+    if not raw or len(parts) > 2:
+        raise InvalidParameter(f"datetime {text[:80]!r}: an RFC 3339 date or timestamp, or "
+                               "an interval start/end with '..' for an open end")
+
+    def end(part: str, index: int):
+        part = part.strip()
+        if part in ("", ".."):
+            if len(parts) == 1:
+                raise InvalidParameter(f"datetime {text[:80]!r}: an instant cannot be open")
+            return None
+        value = _instant(part, "datetime" if "T" in part.upper() else "date")
+        if value is None:
+            raise InvalidParameter(f"datetime {text[:80]!r}: {part[:40]!r} is not an RFC 3339 "
+                                   "date (2026-06-02) or timestamp (2026-06-02T08:00:00Z)")
+        if not isinstance(value, dt.datetime):  # a day: from its start to its end
+            value = dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)
+            if index == 1:
+                value += dt.timedelta(days=1) - dt.timedelta(microseconds=1)
+        return value
+
+    start = end(parts[0], 0)
+    stop = end(parts[-1], 1)
+    if start is not None and stop is not None and start > stop:
+        raise InvalidParameter(f"datetime {text[:80]!r}: the interval ends before it starts")
+    if prop is None:
+        return None
+    return ast.Not(ast.TimeDisjoint(ast.Attribute(prop), values.Interval(start, stop)))
 
 
 def compile_filter(node: ast.Node, view: View, collection: str, spatial: bool,

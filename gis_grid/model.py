@@ -115,6 +115,9 @@ class LayerSchema:
     #: Whether a feature may lack a geometry (staff may have no location).
     geometry_optional: bool = False
     extra: dict = field(default_factory=dict)
+    #: The date or timestamp field that places a feature in time (an event's report
+    #: time, a patrol's day): what the service's ``datetime`` parameter selects on.
+    temporal: str | None = None
 
     @property
     def spatial(self) -> bool:
@@ -319,7 +322,7 @@ LAYERS: dict[str, LayerSchema] = {
                       description="bumped by every change (optimistic concurrency)"),
                 _source(),
             ),
-            key="id", title_zh="事件", geometry_optional=True,
+            key="id", title_zh="事件", geometry_optional=True, temporal="reported_at",
         ),
         LayerSchema(
             "event_log", (),
@@ -334,7 +337,7 @@ LAYERS: dict[str, LayerSchema] = {
                 Field("at", "datetime"),
                 Field("note", "str", required=False),
             ),
-            key="id", title_zh="事件流转记录",
+            key="id", title_zh="事件流转记录", temporal="at",
             description="Every transition of every event, appended with the event's update.",
         ),
         LayerSchema(
@@ -345,7 +348,7 @@ LAYERS: dict[str, LayerSchema] = {
                 Field("date", "date"),
                 Field("note", "str", required=False),
             ),
-            key=None, title_zh="巡查记录",
+            key=None, title_zh="巡查记录", temporal="date",
         ),
         LayerSchema(
             "watch_list", ("Point",),
@@ -370,7 +373,7 @@ LAYERS: dict[str, LayerSchema] = {
                 Field("finding", "bool", description="the behaviour was found (有)"),
                 Field("detail", "str", required=False),
             ),
-            key=None, title_zh="排查记录",
+            key=None, title_zh="排查记录", temporal="date",
         ),
         LayerSchema(
             "risk_reports", (),
@@ -398,7 +401,7 @@ LAYERS: dict[str, LayerSchema] = {
                 Field("version", "int", required=False, minimum=1,
                       description="bumped by every change (optimistic concurrency)"),
             ),
-            key="id", title_zh="风险信息报告",
+            key="id", title_zh="风险信息报告", temporal="date",
         ),
         LayerSchema(
             "tasks", (),
@@ -414,7 +417,7 @@ LAYERS: dict[str, LayerSchema] = {
                 Field("updated_at", "datetime", required=False),
                 Field("version", "int", required=False, minimum=1),
             ),
-            key="id", title_zh="上级交办任务",
+            key="id", title_zh="上级交办任务", temporal="issued_at",
         ),
         LayerSchema(
             "report_log", (),
@@ -430,7 +433,7 @@ LAYERS: dict[str, LayerSchema] = {
                 Field("at", "datetime"),
                 Field("note", "str", required=False),
             ),
-            key="id", title_zh="报告与交办流转记录",
+            key="id", title_zh="报告与交办流转记录", temporal="at",
             description="Every transition of every risk report and task, with who and when.",
         ),
     )

@@ -684,3 +684,51 @@ def test_random_temporal_filters_give_the_same_rows_on_both_stores(both, text):
         assert r.status_code in (200, 400), (service.kind, text, r.text)
         answers.append((r.status_code, ids(r.json().get("features", []))))
     assert answers[0] == answers[1], text
+
+
+# --------------------------------------------------------- Part 1 datetime
+
+
+@pytest.mark.parametrize("value,start,end", [
+    ("2026-06-01", "2026-06-01T00:00:00Z", "2026-06-01T23:59:59.999999Z"),
+    ("2026-06-02", "2026-06-02T00:00:00Z", "2026-06-02T23:59:59.999999Z"),
+    ("2026-06-01T08:00:00Z", "2026-06-01T08:00:00Z", "2026-06-01T08:00:00Z"),
+    ("2026-06-01T16:00:00+08:00", "2026-06-01T08:00:00Z", "2026-06-01T08:00:00Z"),
+    ("2026-06-01T08:00:01Z/..", "2026-06-01T08:00:01Z", None),
+    ("../2026-06-01T08:00:00Z", None, "2026-06-01T08:00:00Z"),
+    ("/2026-05-31", None, "2026-05-31T23:59:59.999999Z"),
+    ("2026-05-01/2026-06-30", "2026-05-01T00:00:00Z", "2026-06-30T23:59:59.999999Z"),
+])
+def test_datetime_selects_events_by_their_report_time(svc, value, start, end):
+    """OGC API – Features Part 1 ``datetime`` (it was accepted and ignored): the events
+    whose reported_at lies in the instant or interval, as pandas finds them."""
+    events = svc.sample.layers["events"]
+    at = pd.to_datetime(events["reported_at"], utc=True)
+    keep = np.ones(len(events), dtype=bool)
+    if start is not None:
+        keep &= (at >= pd.Timestamp(start)).to_numpy()
+    if end is not None:
+        keep &= (at <= pd.Timestamp(end)).to_numpy()
+    got = matched(svc, "events", svc.keys.regulator, datetime=value)
+    assert sorted(ids(got)) == sorted(events.loc[keep, "id"]), value
+    # with a filter, both apply; with an institution's key, its scope too
+    general = matched(svc, "events", svc.keys.regulator, datetime=value,
+                      filter="kind = 'general'")
+    assert sorted(ids(general)) == sorted(events.loc[keep & (events["kind"] == "general")
+                                                     .to_numpy(), "id"])
+    theirs = matched(svc, "events", svc.keys.admin_b, datetime=value)
+    assert sorted(ids(theirs)) == sorted(events.loc[keep & (events["reporter"] ==
+                                                            svc.sample.worker_b).to_numpy(),
+                                                    "id"])
+
+
+def test_datetime_on_collections_not_placed_in_time_and_bad_values(svc):
+    key = svc.keys.regulator
+    every = matched(svc, "outlets", key)
+    assert len(matched(svc, "outlets", key, datetime="2026-06-01")) == len(every)
+    doc = svc.get("/collections/events", key).json()
+    assert doc["extent"]["temporal"]["property"] == "reported_at"
+    assert "temporal" not in svc.get("/collections/outlets", key).json().get("extent", {})
+    for value in ("yesterday", "2026-13-01", "2026-07-01/2026-06-01", "..", "a/b/c",
+                  "2026-06-01T25:00:00Z"):
+        assert "datetime" in bad(svc, "events", key, datetime=value), value

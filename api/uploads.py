@@ -31,6 +31,7 @@ read (``Content-Length``) or as soon as the limit is passed (chunked uploads).
 
 from __future__ import annotations
 
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -387,18 +388,23 @@ def _too_many(settings, filename: str | None) -> PayloadTooLarge:
 
 def _check_unpacked(path: Path, suffix: str, settings, filename: str | None) -> None:
     """Refuse (413) a file whose unpacked size or row count passes the limits, before it
-    is read: a zip's sizes from its directory, a layer's feature count from its header."""
-    if suffix == ".zip":
+    is read: a zip's sizes from its directory (a workbook is a zip too), a layer's
+    feature count from its header, a workbook's rows counted in its sheets as they are
+    unpacked."""
+    if suffix in (".zip", ".xlsx"):
         try:
             with zipfile.ZipFile(path) as archive:
                 unpacked = sum(info.file_size for info in archive.infolist())
         except zipfile.BadZipFile:
-            raise Unprocessable(f"{filename or 'upload'}: not a zip file") from None
+            kind = "a zip file" if suffix == ".zip" else "an Excel workbook (.xlsx)"
+            raise Unprocessable(f"{filename or 'upload'}: not {kind}") from None
         if unpacked > settings.max_upload_unpacked_bytes:
             raise PayloadTooLarge(
                 f"{filename or 'upload'}: {unpacked / 2**20:,.0f} MB unpacked, more than "
                 f"{settings.max_upload_unpacked_bytes / 2**20:,.0f} MB (setting GISGRID_API_"
                 "MAX_UPLOAD_UNPACKED_MB)")
+    if suffix == ".xlsx" and _sheet_rows(path) > settings.max_upload_rows + 1:
+        raise _too_many(settings, filename)  # + 1: the header row
     if suffix in (".zip", ".gpkg", ".geojson", ".json"):
         import pyogrio
 
@@ -409,6 +415,32 @@ def _check_unpacked(path: Path, suffix: str, settings, filename: str | None) -> 
             return
         if features > settings.max_upload_rows:
             raise _too_many(settings, filename)
+
+
+#: A row element of a sheet's XML, with or without a namespace prefix (``<x:row r="2">``).
+_ROW_TAG = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?row[\s>/]")
+
+
+def _sheet_rows(path: Path) -> int:
+    """The most rows in one sheet of a workbook: ``<row`` elements counted while each
+    sheet's XML is unpacked in chunks (zipfile stops at the declared size, which the
+    caller has bounded), without parsing it — a sheet's ``dimension`` could lie."""
+    most = 0
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if not (info.filename.startswith("xl/worksheets/") and
+                    info.filename.endswith(".xml")):
+                continue
+            rows, pending = 0, b""
+            with archive.open(info) as sheet:
+                while chunk := sheet.read(1 << 20):
+                    pending += chunk
+                    cut = pending.rfind(b"<")  # a tag may go on in the next chunk
+                    rows += len(_ROW_TAG.findall(pending, 0, max(cut, 0)))
+                    pending = pending[cut:] if cut >= 0 else b""
+            rows += len(_ROW_TAG.findall(pending))
+            most = max(most, rows)
+    return most
 
 
 def _renamed(exc: InputError, filename: str | None) -> InputError:

@@ -6,6 +6,7 @@ that would break the well-field rule (a gap, an overlap) is refused with the pro
 from __future__ import annotations
 
 import io
+import zipfile
 
 import geopandas as gpd
 import pytest
@@ -117,6 +118,33 @@ def test_uploads_are_bounded_in_rows_and_unpacked_size(small):
                     mode="upsert")
     assert answer.status_code == 413, answer.text
     assert "GISGRID_API_MAX_UPLOAD_UNPACKED_MB" in answer.text
+
+
+def test_workbooks_are_bounded_too(small, tmp_path):
+    """M2 for .xlsx, which is a zip: its rows (counted in the sheet as it is unpacked)
+    and its unpacked size were not checked before the workbook was read."""
+    import openpyxl
+
+    book = openpyxl.Workbook(write_only=True)
+    sheet = book.create_sheet("outlets")
+    sheet.append(["id", "institution", "tier", "name", "status", "lon", "lat"])
+    for i in range(1600):
+        sheet.append([f"{BANK_A}-X-{i}", BANK_A, "支行", f"网点{i}", "营业", 110.7, 30.8])
+    book.save(tmp_path / "outlets.xlsx")
+    answer = upload(small, "outlets", small.keys.admin_a, "outlets.xlsx",
+                    (tmp_path / "outlets.xlsx").read_bytes(), mode="upsert")
+    assert answer.status_code == 413, answer.text
+    assert "1,500 rows" in answer.text and "GISGRID_API_MAX_UPLOAD_ROWS" in answer.text
+    packed = io.BytesIO()  # a "workbook" holding 3 MB of padding that packs to ~3 kB
+    with zipfile.ZipFile(packed, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("xl/worksheets/sheet1.xml", b" " * (3 * 2**20))
+    answer = upload(small, "outlets", small.keys.admin_a, "outlets.xlsx", packed.getvalue(),
+                    mode="upsert")
+    assert answer.status_code == 413, answer.text
+    assert "GISGRID_API_MAX_UPLOAD_UNPACKED_MB" in answer.text
+    broken = upload(small, "outlets", small.keys.admin_a, "outlets.xlsx", b"not a zip",
+                    mode="upsert")
+    assert broken.status_code == 422 and "workbook" in broken.text, broken.text
 
 
 def test_a_long_problem_list_is_capped_after_its_summary(small):

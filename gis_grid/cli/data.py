@@ -11,9 +11,9 @@ from gis_grid.cli.common import display, store_option
 
 
 @click.command()
-@click.option("--county", type=click.Choice(["420527", "330382", "371328"]), required=True,
+@click.option("--county", type=click.Choice(["420527", "330382", "371328"]), default=None,
               help="Division code: 420527 秭归县 Zigui, 330382 乐清市 Yueqing, "
-                   "371328 蒙阴县 Mengyin.")
+                   "371328 蒙阴县 Mengyin. Required, except with --ledger.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the generated (synthetic) parts; same seed, same output.")
 @click.option("--households", type=click.IntRange(min=1), default=None,
@@ -38,12 +38,15 @@ def sample(county: str, seed: int, households: int | None, ledger_only: bool,
     Writes the layers territory, townships, units, households, institutions, outlets,
     devices, staff and entities, each replaced all-or-nothing. The ledger belongs to the
     grids (a row per finest grid of its institution's grid layer), so it comes after the
-    partition: `gisgrid sample --county C --ledger` builds it for the grid layers the
-    store holds (`gisgrid demo` does so on its own).
+    partition: `gisgrid sample --ledger` builds it for the grid layers the store holds,
+    of a sample county or a province (`gisgrid demo` does so on its own).
     """
     if ledger_only:
         build_sample_ledger(seed, store)
         return
+    if county is None:
+        raise click.UsageError("Missing option '--county' (420527, 330382 or 371328); "
+                               "only --ledger works on the store's own territory")
     build_sample_store(county, seed, households, store)
 
 

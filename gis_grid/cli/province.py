@@ -66,7 +66,9 @@ def sample(name, counties, households_per_county, townships_per_county, units_pe
 
     Everything is synthetic (codes start with 99, which no real province has): the
     outline, county and township seats, names, households, outlets, staff. Counties tile
-    the province with no gap and no overlap; every layer has a ``county`` column.
+    the province with no gap and no overlap; every layer has a ``county`` column. The
+    ledger (台账) belongs to the grids: after `gisgrid province partition`, `gisgrid
+    sample --ledger` stores one row per finest grid, with its grid's county.
     """
     from tqdm import tqdm
 
@@ -78,12 +80,17 @@ def sample(name, counties, households_per_county, townships_per_county, units_pe
                             households_per_county=households_per_county,
                             townships_per_county=townships_per_county,
                             units_per_township=units_per_township)
+    # Ledger rows belong to finest grids, which only a partition makes: `gisgrid sample
+    # --ledger` builds them after `gisgrid province partition`, as for one county.
+    frames.pop("ledger", None)
     with open_store(store) as target:
         for layer, frame in tqdm(frames.items(), desc="writing layers", unit="layer",
                                  file=sys.stderr, disable=None):
             target.write(layer, frame)
     click.echo(f"stored in {display(resolve_store_url(store))}: "
-               + ", ".join(f"{len(f)} {n}" for n, f in frames.items()))
+               + ", ".join(f"{len(f)} {n}" for n, f in frames.items())
+               + "; the ledger comes after a partition: gisgrid province partition "
+               "--institution ID, then gisgrid sample --ledger")
 
 
 @province.command()

@@ -74,20 +74,23 @@ def grid_ledger(grids: Mapping[str, pd.DataFrame], *, seed: int = 0,
         m_files = rng.binomial(merchants, np.clip(rate * 1.1, 0.0, 1.0))
         f_files = rng.binomial(firms, np.clip(rate * 1.2, 0.0, 1.0))
         surveys = rng.binomial(h_files + m_files + f_files, 0.04)
-        frames.append(pd.DataFrame({
+        rows = pd.DataFrame({
             "grid": leaf["code"].astype(str).to_numpy(), "institution": str(bank),
             "period": period, "households_total": households, "households_files": h_files,
             "merchants_total": merchants, "merchants_files": m_files,
             "firms_total": firms, "firms_files": f_files, "surveys": surveys,
             "checks": rng.binomial(surveys, 0.8), "source": "synthetic",
-        }))
+        })
+        if "county" in leaf:  # a province's grids: the row is read with its county's
+            rows["county"] = leaf["county"].astype(str).to_numpy()
+        frames.append(rows)
     if not frames:
         return pd.DataFrame(columns=["grid", "institution", "period", "households_total",
                                      "households_files", "merchants_total",
                                      "merchants_files", "firms_total", "firms_files",
                                      "surveys", "checks", "source"])
     ledger = pd.concat(frames, ignore_index=True)
-    for column in ledger.columns[3:-1]:
+    for column in ledger.columns[3:11]:
         ledger[column] = ledger[column].astype(np.int64)
     return ledger
 
@@ -100,7 +103,7 @@ def store_grid_ledger(store, *, seed: int = 0, period: str = PERIOD) -> pd.DataF
     Raises ``InputError`` when no institution's grid layer is partitioned yet (the ledger
     has nothing to belong to), or when a row fails its checks; nothing is stored then.
     """
-    from gis_grid.errors import InputError, Problem
+    from gis_grid.errors import InputError, Problem, StoreError
     from gis_grid.naming import grid_layer
     from layers.checks import check_layer, ledger_problems
 
@@ -114,9 +117,15 @@ def store_grid_ledger(store, *, seed: int = 0, period: str = PERIOD) -> pd.DataF
             "no institution's grid layer is partitioned yet, and ledger rows belong to "
             "finest grids: run gisgrid partition --institution ID first")],
             source="sample ledger")
-    ledger = grid_ledger({bank: store.read(name, columns=["code", "level", "parent", "kind",
-                                                           "households"])
-                          for bank, name in layers.items()}, seed=seed, period=period)
+    def grids(name: str) -> pd.DataFrame:
+        wanted = ["code", "level", "parent", "kind", "households"]
+        try:  # a province's grid layers carry their county (layers.synthetic.province)
+            return store.read(name, columns=[*wanted, "county"])
+        except (StoreError, KeyError, ValueError):
+            return store.read(name, columns=wanted)
+
+    ledger = grid_ledger({bank: grids(name) for bank, name in layers.items()}, seed=seed,
+                         period=period)
     labels = [f"row {i + 1}" for i in range(len(ledger))]
     frame, problems = check_layer(ledger, "ledger", source="sample ledger", labels=labels)
     problems += ledger_problems(store, frame, source="sample ledger", labels=labels)

@@ -358,3 +358,33 @@ def test_an_interrupted_clean_on_a_geopackage_is_finished_by_cleaning_again(tmp_
     assert set(cleaned.layers) == staged - {calls[1]}
     assert _layer_names(url) == names - staged - {LEDGER}
     assert "grids__nsh" in _layer_names(url)
+
+
+def test_a_provinces_ledger_belongs_to_its_finest_grids(tmp_path):
+    """`province sample` stored a ledger per village, which no grid layer holds; now the
+    ledger comes after the partition, one row per finest grid with that grid's county, so
+    a county's coverage reads its own grids' files (on GeoPackage, in process)."""
+    from gis_grid.staffing import finest_grids
+
+    url = str(tmp_path / "province.gpkg")
+    made = _run(["province", "sample", "--counties", "2", "--households-per-county", "800",
+                 "--townships-per-county", "3", "--units-per-township", "4"], url)
+    assert made.exit_code == 0, made.output
+    assert "ledger" not in _layer_names(url) and "gisgrid sample --ledger" in made.output
+    parted = _run(["province", "partition", "--institution", "NSH"], url)
+    assert parted.exit_code == 0, parted.output
+    built = _run(["sample", "--ledger"], url)
+    assert built.exit_code == 0, built.output
+    grids, ledger = _read(url, "grids__nsh"), _read(url, "ledger")
+    leaf = grids.loc[finest_grids(grids)]
+    assert sorted(ledger["grid"]) == sorted(leaf["code"].astype(str))
+    county_of = dict(zip(leaf["code"].astype(str), leaf["county"].astype(str), strict=True))
+    assert (ledger["county"].astype(str) == ledger["grid"].map(county_of)).all()
+    out = tmp_path / "coverage"
+    covered = _run(["province", "coverage", "--institution", "NSH", "--out", str(out)], url)
+    assert covered.exit_code == 0, covered.output
+    for county in ("990101", "990102"):
+        table = pd.read_csv(out / county / "files_grids.csv", dtype=str)
+        assert set(table.iloc[:, 0]) == {g for g, c in county_of.items() if c == county}
+    # a county sample still needs its county
+    assert _run(["sample"], url).exit_code == 2

@@ -64,6 +64,14 @@ def _text_grammar() -> str:
         ('SINGLE_QUOTED: "\'" /.*?/ "\'"', "SINGLE_QUOTED: /'(?:[^']|'')*'/"),
         ('!_binary_temporal_predicate_func: "T_BEFORE"i',
          '!_binary_temporal_predicate_func: "T_BEFORE"i | "T_DISJOINT"i'),
+        # TRUE and FALSE are conditions of their own (CQL2's booleanLiteral): a terminal
+        # of their own where a condition may begin, which the contextual lexer prefers
+        # there (after an operator they are values, as before); defined below
+        ('| "INCLUDE"i                                                       -> include',
+         '| "INCLUDE"i                                                       -> include\n'
+         '          | BOOLEAN_CONDITION -> boolean_condition'),
+        # a name that begins with true/false (trueish) is a name, not TRUE then "ish"
+        ('BOOLEAN.2: ( "TRUE"i | "FALSE"i)', 'BOOLEAN.2: /(?i:true|false)(?![A-Za-z0-9_])/'),
         ('?timestamp: "TIMESTAMP"', '?timestamp: "TIMESTAMP"i'),
         ('?date: "DATE"', '?date: "DATE"i'),
         ('%import .wkt.ewkt_geometry', '%import wkt.ewkt_geometry'),
@@ -72,7 +80,7 @@ def _text_grammar() -> str:
         if text.count(old) != 1:  # pragma: no cover — a pygeofilter release changed it
             raise RuntimeError(f"pygeofilter's CQL2 grammar changed; cannot patch {old!r}")
         text = text.replace(old, new)
-    return text
+    return text + '\nBOOLEAN_CONDITION.3: /(?i:true|false)(?![A-Za-z0-9_])/\n'
 
 
 def _temporal_node(op: str, lhs, rhs) -> ast.Node:
@@ -90,6 +98,9 @@ def _temporal_node(op: str, lhs, rhs) -> ast.Node:
 class _Transformer(cql2_text_module.CQLTransformer):
     def temporal_call(self, op, lhs, rhs):
         return _temporal_node(str(op).lower(), lhs, rhs)
+
+    def boolean_condition(self, token):  # TRUE: every row (INCLUDE); FALSE: none (EXCLUDE)
+        return ast.Include(str(token).lower() != "true")
 
     def OPEN_END(self, _token):  # noqa: N802 — lark names callbacks after terminals
         return None
@@ -192,6 +203,8 @@ def parse_filter(text: str, lang: str | None) -> ast.Node:
                 doc = json.loads(text)
             except ValueError as exc:
                 raise InvalidFilter(f"filter is not JSON (cql2-json): {exc}") from None
+            if isinstance(doc, bool):  # a booleanLiteral is a whole filter too
+                return ast.Include(not doc)
             if not isinstance(doc, dict):
                 raise InvalidFilter("filter (cql2-json): expected a JSON object such as "
                                     '{"op": "=", "args": [{"property": "tier"}, "助农点"]}')

@@ -6,9 +6,10 @@ the shape it reads (``_normalise_json``), and its CQL2-text grammar with the few
 lacks from the published standard added by ``_text_grammar`` — temporal predicates as
 functions (``T_AFTER(reported_at, TIMESTAMP('…'))``; pygeofilter writes them infix) and
 ``T_DISJOINT``, ``INTERVAL`` with dates, properties and open ends (``'..'``), ``NOT (a AND b)``,
-``''`` inside strings (as GDAL escapes a quote), ``AND`` binding tighter than ``OR``, and
-case-insensitive ``DATE``/``TIMESTAMP``/``INTERVAL``. ``T_INTERSECTS`` is kept as ``NOT
-T_DISJOINT`` (pygeofilter reads it as ``T_OVERLAPS``).
+``''`` inside strings (as GDAL escapes a quote), ``AND`` binding tighter than ``OR``,
+case-insensitive ``DATE``/``TIMESTAMP``/``INTERVAL``, and ``TRUE``/``FALSE`` as whole
+conditions (``filter=TRUE``; a boolean is then a value only after an operator).
+``T_INTERSECTS`` is kept as ``NOT T_DISJOINT`` (pygeofilter reads it as ``T_OVERLAPS``).
 
 The AST is then checked against the caller's view (``compile_filter``) into this module's
 own small tree (``Expr``): every property must be a column the caller may read — an unknown

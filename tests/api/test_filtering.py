@@ -732,3 +732,32 @@ def test_datetime_on_collections_not_placed_in_time_and_bad_values(svc):
     for value in ("yesterday", "2026-13-01", "2026-07-01/2026-06-01", "..", "a/b/c",
                   "2026-06-01T25:00:00Z"):
         assert "datetime" in bad(svc, "events", key, datetime=value), value
+
+
+def test_true_and_false_are_conditions(svc):
+    """CQL2's booleanLiteral is a condition of its own (``filter=TRUE``, ``a AND
+    FALSE``, JSON ``true``); it was a syntax error. Within the caller's scope still."""
+    units = svc.sample.layers["units"]
+    key = svc.keys.regulator
+    big = units["households"] > 30
+    for text, lang, mask in [
+        ("TRUE", None, big | ~big), ("false", None, big & ~big),
+        ("households > 30 AND TRUE", None, big), ("households > 30 OR TRUE", None, big | ~big),
+        ("NOT FALSE AND households > 30", None, big), ("(FALSE) OR households > 30", None, big),
+        ("true", "cql2-json", big | ~big), ("false", "cql2-json", big & ~big),
+        ('{"op": "and", "args": [true, {"op": ">", "args": [{"property": "households"}, 30]}]}',
+         "cql2-json", big),
+    ]:
+        params = {"filter": text, **({"filter-lang": lang} if lang else {})}
+        got = matched(svc, "units", key, **params)
+        assert sorted(ids(got)) == sorted(units.loc[mask, "code"]), text
+    mine = matched(svc, "outlets", svc.keys.admin_a, filter="TRUE")
+    assert {f["properties"]["institution"] for f in mine} == {BANK_A}
+
+
+def test_names_that_begin_with_true_or_false_are_names():
+    from api.cql2 import parse_filter as parse
+
+    assert str(parse("trueish = 1", None).lhs) == "ATTRIBUTE trueish"
+    assert str(parse("falsehood > 2", None).lhs) == "ATTRIBUTE falsehood"
+    assert parse("flag = TRUE", None).rhs is True

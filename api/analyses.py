@@ -223,7 +223,9 @@ async def start_validate(params: ValidateParameters, who: Principal, jobs: JobMa
         progress(0.95, "writing the report")
         return plain(outcome.result.as_dict())
 
-    return jobs.submit("validate", who.key_id, params.model_dump(), run)
+    # the job records are files or rows of the store: kept off the event loop
+    return await anyio.to_thread.run_sync(jobs.submit, "validate", who.key_id,
+                                          params.model_dump(), run)
 
 
 # ------------------------------------------------------------------ coverage and parts
@@ -289,8 +291,9 @@ async def start_coverage(part: str, params: CoverageParameters, who: Principal,
         result["summary"] = report.summary()
         return plain(result)
 
-    return jobs.submit(part, who.key_id, {**params.model_dump(), "institution": institution},
-                       run)
+    return await anyio.to_thread.run_sync(
+        jobs.submit, part, who.key_id, {**params.model_dump(), "institution": institution},
+        run)
 
 
 async def _coverage_job(request: Request, part: str, params: CoverageParameters,
@@ -370,10 +373,10 @@ async def start_placement(params: PlacementParameters, who: Principal, jobs: Job
                    "sites": _geojson(r.sites)}
             for name, r in result["results"].items()}})
 
-    return jobs.submit("placement", who.key_id,
-                       {**params.model_dump(exclude={"candidates"}),
-                        "institution": institution,
-                        "candidates": None if params.candidates is None else "inline"}, run)
+    return await anyio.to_thread.run_sync(
+        jobs.submit, "placement", who.key_id,
+        {**params.model_dump(exclude={"candidates"}), "institution": institution,
+         "candidates": None if params.candidates is None else "inline"}, run)
 
 
 def _candidates(collection: dict, crs: str | None):
@@ -395,7 +398,8 @@ def _candidates(collection: dict, crs: str | None):
 @router.get("/jobs", tags=["jobs"], summary="Your jobs (OGC API – Processes job list)")
 async def list_jobs(request: Request, who: Caller, jobs: Jobs) -> dict:
     base = str(request.base_url).rstrip("/")
-    return {"jobs": [status(j, base) for j in jobs.owned(who.key_id)],
+    owned = await anyio.to_thread.run_sync(jobs.owned, who.key_id)
+    return {"jobs": [status(j, base) for j in owned],
             "links": [{"href": f"{base}/jobs", "rel": "self", "type": "application/json"}]}
 
 
@@ -404,18 +408,29 @@ async def job_status(request: Request, jobId: str, who: Caller, jobs: Jobs) -> d
     """The job's status as OGC API – Processes' statusInfo (``status``: accepted,
     running, successful, failed; ``progress`` in %) with the fields the /analyses
     clients read (``state``: queued, running, done, failed; ``step``, ``error``)."""
-    return status(jobs.get(jobId, who.key_id), str(request.base_url).rstrip("/"))
+    job = await anyio.to_thread.run_sync(jobs.get, jobId, who.key_id)
+    return status(job, str(request.base_url).rstrip("/"))
+
+
+@router.delete("/jobs/{jobId}", tags=["jobs"], summary="Dismiss a job (and its result)")
+async def dismiss_job(request: Request, jobId: str, who: Caller, jobs: Jobs) -> dict:
+    """OGC API – Processes' dismiss: the job is forgotten with its result (its status is
+    404 afterwards) and no longer counts in your key's quota. One still running finishes
+    in the background, but nothing of it is kept. Answers its status, ``dismissed``."""
+    job = await anyio.to_thread.run_sync(jobs.dismiss, jobId, who.key_id)
+    return status(job, str(request.base_url).rstrip("/"))
 
 
 @router.get("/jobs/{jobId}/result", tags=["jobs"], summary="The report of a finished job")
 async def job_result(jobId: str, who: Caller, jobs: Jobs) -> Response:
-    job = jobs.get(jobId, who.key_id)
+    job = await anyio.to_thread.run_sync(jobs.get, jobId, who.key_id)
     if job["state"] == "failed":
         raise Conflict(f"job {jobId} failed: {job['error']}", extra={"state": "failed"})
     if job["state"] != "done":
         raise Conflict(f"job {jobId} is {job['state']} ({100 * job['progress']:.0f} %); "
                        f"poll /jobs/{jobId}", extra={"state": job["state"]})
-    return Response(jobs.result_text(jobId).encode(), media_type="application/json")
+    text = await anyio.to_thread.run_sync(jobs.result_text, jobId)
+    return Response(text.encode(), media_type="application/json")
 
 
 # ------------------------------------------------------------------------------ ledger

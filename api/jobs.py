@@ -136,12 +136,23 @@ class _Folder:
         tmp.write_text(json.dumps(data, ensure_ascii=False, allow_nan=False), encoding="utf-8")
         os.replace(tmp, path)
 
+    def dismissed(self, job_id: str) -> bool:
+        stored = self.load(job_id)
+        return stored is not None and stored["state"] == "dismissed"
+
     def save(self, job: dict) -> None:
+        """Write the record, unless the job was dismissed (a dismissal is final)."""
+        if job["state"] != "dismissed" and self.dismissed(job["jobID"]):
+            return
         self._write(self._path(job["jobID"]), job)
 
     def save_result(self, job_id: str, result) -> str:
-        self._write(self._path(job_id, ".result.json"), result)
+        if not self.dismissed(job_id):
+            self._write(self._path(job_id, ".result.json"), result)
         return f"{job_id}.result.json"
+
+    def drop_result(self, job_id: str) -> None:
+        self._path(job_id, ".result.json").unlink(missing_ok=True)
 
     def load(self, job_id: str) -> dict | None:
         try:
@@ -258,15 +269,26 @@ class _Table:
                 "INSERT INTO {} (job_id, owner, instance, state, record, updated)"
                 " VALUES (%s, %s, %s, %s, %s::jsonb, now()) ON CONFLICT (job_id) DO UPDATE"
                 " SET state = EXCLUDED.state, record = EXCLUDED.record, updated = now()"
-            ).format(self._table), [job["jobID"], job["owner"], job.get("instance"),
-                                    job["state"], record])
+                " WHERE {}.state <> 'dismissed'"  # a dismissal is final
+            ).format(self._table, self._table), [job["jobID"], job["owner"],
+                                                 job.get("instance"), job["state"], record])
 
     def save_result(self, job_id: str, result) -> str:
         text = json.dumps(result, ensure_ascii=False, allow_nan=False)
         with self._conn() as conn:
-            conn.execute(self._sql.SQL("UPDATE {} SET result = %s WHERE job_id = %s")
+            conn.execute(self._sql.SQL("UPDATE {} SET result = %s WHERE job_id = %s"
+                                       " AND state <> 'dismissed'")
                          .format(self._table), [text, job_id])
         return f"{job_id}.result.json"
+
+    def dismissed(self, job_id: str) -> bool:
+        stored = self.load(job_id)
+        return stored is not None and stored["state"] == "dismissed"
+
+    def drop_result(self, job_id: str) -> None:
+        with self._conn() as conn:
+            conn.execute(self._sql.SQL("UPDATE {} SET result = NULL WHERE job_id = %s")
+                         .format(self._table), [job_id])
 
     def load(self, job_id: str) -> dict | None:
         with self._conn() as conn:
@@ -412,6 +434,14 @@ class JobManager:
                     self._shelf.save(job)
                 last[0] = time.monotonic()
 
+        try:
+            if self._shelf.dismissed(job["jobID"]):  # dismissed while it was queued
+                with self._lock:
+                    self._pending -= 1
+                    self._mine.pop(job["jobID"], None)
+                return
+        except Exception:  # noqa: BLE001, S110 — the store is away: the job runs as asked
+            pass
         job.update(state="running", started=_now(), step="starting")
         try:
             self._shelf.save(job)
@@ -439,10 +469,22 @@ class JobManager:
             log.error("job %s: its final state could not be kept: %s", job["jobID"], exc)
 
     def get(self, job_id: str, owner: str) -> dict:
-        """The job's status; 404 for an unknown job or another caller's."""
+        """The job's status; 404 for an unknown job, a dismissed one or another caller's."""
         job = self._load(job_id)
-        if job is None or job["owner"] != owner:
+        if job is None or job["owner"] != owner or job["state"] == "dismissed":
             raise NotFound(f"no job {job_id!r}")
+        return job
+
+    def dismiss(self, job_id: str, owner: str) -> dict:
+        """Dismiss a job (OGC API – Processes' dismiss): it is forgotten with its result
+        (404 from now on) and its place in the key's quota is freed. A job that runs on
+        keeps running to its end, in whichever process has it, but nothing it does is
+        kept: its record refuses every write but this one."""
+        job = self.get(job_id, owner)
+        job.update(state="dismissed", step="dismissed", finished=job["finished"] or _now(),
+                   result=None)
+        self._shelf.save(job)
+        self._shelf.drop_result(job_id)
         return job
 
     def _load(self, job_id: str) -> dict | None:
@@ -454,7 +496,8 @@ class JobManager:
         return self._shelf.result_text(job_id)
 
     def owned(self, owner: str) -> list[dict]:
-        return sorted(self._shelf.jobs(owner), key=lambda j: j["created"])
+        return sorted((j for j in self._shelf.jobs(owner) if j["state"] != "dismissed"),
+                      key=lambda j: j["created"])
 
     def shutdown(self) -> None:
         """Stop; the jobs this process had not finished are marked failed (a process
@@ -472,7 +515,7 @@ class JobManager:
 
 #: The job states as OGC API – Processes names them (statusCode).
 OGC_STATUS = {"queued": "accepted", "running": "running", "done": "successful",
-              "failed": "failed"}
+              "failed": "failed", "dismissed": "dismissed"}
 REL_RESULTS = "http://www.opengis.net/def/rel/ogc/1.0/results"
 
 

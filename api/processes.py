@@ -10,6 +10,8 @@ statusInfo. Execution is always asynchronous (``jobControlOptions: async-execute
 a ``Prefer: respond-sync`` is not honoured (no ``Preference-Applied``).
 ``/jobs/{jobId}`` (``api.analyses``) tells its status and ``/jobs/{jobId}/results`` gives
 ``{"report": …}`` once it succeeded: the report ``/jobs/{jobId}/result`` gives alone.
+``DELETE /jobs/{jobId}`` dismisses a job (``jobControlOptions: dismiss``): it is
+forgotten with its result and leaves the key's quota.
 
 The descriptions need no key (they describe the service, like ``/conformance``); running
 a process and reading jobs do.
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Annotated
 
+import anyio
 from fastapi import APIRouter, Body, Depends, Path, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
@@ -48,6 +51,7 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/ogc-process-description",
     "http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/json",
     "http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/job-list",
+    "http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/dismiss",
     "http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/oas30",
 ]
 REL_PROCESSES = "http://www.opengis.net/def/rel/ogc/1.0/processes"
@@ -111,7 +115,7 @@ def _summary(process: Process, base: str) -> dict:
     url = f"{base}/processes/{process.id}"
     return {
         "id": process.id, "title": process.title, "description": process.description,
-        "version": VERSION, "jobControlOptions": ["async-execute"],
+        "version": VERSION, "jobControlOptions": ["async-execute", "dismiss"],
         "outputTransmission": ["value"],
         "keywords": ["金融服务网格", process.id],
         "links": [
@@ -255,13 +259,13 @@ async def results(jobId: str, who: Caller,
                   jobs: Annotated[JobManager, Depends(_jobs)]) -> Response:
     """``{"report": …}`` once the job succeeded; 404 (result-not-ready) while it runs,
     409 when it failed."""
-    job = jobs.get(jobId, who.key_id)
+    job = await anyio.to_thread.run_sync(jobs.get, jobId, who.key_id)
     if job["state"] == "failed":
         raise NoResults(f"job {jobId} failed: {job['error']}", "job-results-failed", 409)
     if job["state"] != "done":
         raise NoResults(f"job {jobId} is {job['state']} ({100 * job['progress']:.0f} %); "
                         f"poll /jobs/{jobId}", "result-not-ready", 404)
-    text = jobs.result_text(jobId)
+    text = await anyio.to_thread.run_sync(jobs.result_text, jobId)
     return Response(('{"report":' + text + "}").encode(), media_type="application/json")
 
 

@@ -415,3 +415,31 @@ def test_two_machines_on_one_postgis_store_answer_each_others_jobs(tmp_path, req
             # and still another key's job is 404 there
             assert client.get(f"/jobs/{job}", headers={"X-API-Key": svc.keys.admin_a}
                               ).status_code == 404
+
+
+def test_a_dismissed_job_keeps_nothing_and_frees_its_place(shelf):
+    """A running job dismissed — through this process or another one sharing the jobs —
+    leaves the key's quota at once, and what it does after is not kept."""
+    first, second = (JobManager(shelf, max_per_key=1) for _ in range(2))
+    gate = threading.Event()
+    key = "d" * 12
+    job = first.submit("x", key, {}, lambda progress: gate.wait(10) and {"kept": True})
+    from api.errors import NotFound, TooManyRequests
+
+    with pytest.raises(TooManyRequests, match="MAX_JOBS_PER_KEY=1"):
+        first.submit("x", key, {}, lambda progress: None)
+    assert second.dismiss(job["jobID"], key)["state"] == "dismissed"
+    later = second.submit("x", key, {}, lambda progress: {"n": 1})  # its place is free
+    gate.set()
+    deadline = time.monotonic() + 10
+    while first.owned(key) and first.owned(key)[0]["state"] != "done":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.3)  # the dismissed job has ended and tried to keep its state
+    assert [j["jobID"] for j in first.owned(key)] == [later["jobID"]]
+    with pytest.raises(NotFound):
+        first.get(job["jobID"], key)
+    with pytest.raises(FileNotFoundError):
+        first.result_text(job["jobID"])
+    first.shutdown()
+    second.shutdown()

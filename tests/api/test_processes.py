@@ -50,7 +50,7 @@ def test_processes_are_listed_and_described(svc):
     listing = svc.get("/processes").json()  # describes the service: no key needed
     assert {p["id"] for p in listing["processes"]} == NAMES
     for summary in listing["processes"]:
-        assert summary["jobControlOptions"] == ["async-execute"]
+        assert summary["jobControlOptions"] == ["async-execute", "dismiss"]
         assert summary["version"]
     doc = svc.get("/processes/coverage").json()
     radius = doc["inputs"]["urban_radius"]
@@ -145,3 +145,24 @@ def test_owslib_runs_a_process(svc):
     assert info["status"] == "successful"
     report = svc.get(f"/jobs/{info['jobID']}/results", svc.keys.regulator).json()["report"]
     assert report["parameters"]["grids"] == len(svc.sample.layers["grids"])
+
+
+def test_a_job_is_dismissed_with_its_result(svc):
+    """OGC API – Processes' dismiss (DELETE /jobs/{jobId}): the job and its result are
+    gone for its key, and another key cannot dismiss it."""
+    conformance = svc.get("/conformance").json()["conformsTo"]
+    assert "http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/dismiss" in conformance
+    assert "dismiss" in svc.get("/processes/validate").json()["jobControlOptions"]
+    r = execute(svc, "validate", svc.keys.regulator)
+    info = wait(svc, r.headers["location"], svc.keys.regulator)
+    path = f"/jobs/{info['jobID']}"
+    assert svc.client.delete(path, headers={"X-API-Key": svc.keys.admin_a}).status_code == 404
+    gone = svc.client.delete(path, headers={"X-API-Key": svc.keys.regulator})
+    assert gone.status_code == 200, gone.text
+    assert gone.json()["status"] == "dismissed" and gone.json()["jobID"] == info["jobID"]
+    for suffix in ("", "/results", "/result"):
+        assert svc.get(path + suffix, svc.keys.regulator).status_code == 404, suffix
+    assert info["jobID"] not in {j["jobID"] for j in
+                                 svc.get("/jobs", svc.keys.regulator).json()["jobs"]}
+    assert svc.client.delete(path, headers={"X-API-Key": svc.keys.regulator}
+                             ).status_code == 404

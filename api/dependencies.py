@@ -300,10 +300,12 @@ async def items_query(
         raise InvalidBBox(f"collection {target.info.name!r} has no geometry to filter by bbox")
     filters = property_filters(request, target)
     where = None
-    schema = schema_for(target.info.name)
-    when = None if datetime is None else datetime_condition(
-        datetime, schema.temporal if schema is not None and target.info.column(
-            schema.temporal or "") is not None else None)
+    when = None
+    if datetime is not None:
+        schema = schema_for(target.info.name)
+        when = datetime_condition(datetime, schema.temporal if schema is not None and
+                                  target.info.column(schema.temporal or "") is not None
+                                  else None)
     if filter is not None or when is not None:
         node = parse_filter(filter, filter_lang) if filter is not None else None
         node = when if node is None else node if when is None else ast.And(node, when)

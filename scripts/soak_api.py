@@ -28,10 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -49,10 +46,12 @@ sys.path.insert(0, str(ROOT))
 from layers.postgis import redact_url  # noqa: E402
 from layers.store import open_store  # noqa: E402
 from tests.api.server import (  # noqa: E402
+    SERVE,
     database,
     free_port,
     load_sample,
     make_keys,
+    served,
     tile_of,
 )
 
@@ -170,39 +169,20 @@ def _soak(args, store: str, folder: Path) -> int:
             sample = load_sample(target)
             keys = make_keys(target, sample)
     port = free_port()
-    log = folder / "serve.log"
-    with open(log, "wb") as sink:
-        server = subprocess.Popen(
-            [sys.executable, "-c", "from gis_grid.cli.service import serve; serve()",
-             "--store", store, "--host", "127.0.0.1", "--port", str(port),
-             "--log-level", "warning"],
-            stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, "GISGRID_API_JOBS_DIR": str(folder / "jobs")})
-    base = f"http://127.0.0.1:{port}"
+    command = [*SERVE, "--store", store, "--host", "127.0.0.1", "--port", str(port),
+               "--log-level", "warning"]
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{base}/conformance", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                print(log.read_text()[-3000:], file=sys.stderr)
-                return 1
-            time.sleep(0.3)
-        daily, hostile = _requests(sample, keys, tiles=store.startswith("postgresql"))
-        plan = daily * 4 + hostile  # about one request in seven is hostile
-        print(f"soak: {args.clients} clients for {args.seconds:g} s against {base} "
-              f"(store {redact_url(store)}); {len(daily)} everyday and {len(hostile)} "
-              "hostile requests")
-        out = asyncio.run(_load(base, plan, args.clients, args.seconds, server.pid))
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
+        with served(command, port, "/conformance", log=folder / "serve.log",
+                    env={"GISGRID_API_JOBS_DIR": str(folder / "jobs")}) as (base, server):
+            daily, hostile = _requests(sample, keys, tiles=store.startswith("postgresql"))
+            plan = daily * 4 + hostile  # about one request in seven is hostile
+            print(f"soak: {args.clients} clients for {args.seconds:g} s against {base} "
+                  f"(store {redact_url(store)}); {len(daily)} everyday and {len(hostile)} "
+                  "hostile requests")
+            out = asyncio.run(_load(base, plan, args.clients, args.seconds, server.pid))
+    except RuntimeError as exc:  # the server did not start: its log's tail
+        print(exc, file=sys.stderr)
+        return 1
     latency = np.array(out["latency"]) * 1000
     rss = np.array([r for _, r in out["rss"]], float) / 1024
     half = rss[len(rss) // 2:] if len(rss) >= 4 else rss

@@ -14,6 +14,7 @@ import secrets
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -141,17 +142,23 @@ class Server:
 
 
 @contextmanager
-def serve_process(command: list[str], port: int, probe: str, *, env: dict | None = None,
-                  headers: dict | None = None, cwd: str | None = None) -> Iterator[str]:
+def served(command: list[str], port: int, probe: str, *, env: dict | None = None,
+           headers: dict | None = None, cwd: str | None = None,
+           log: Path | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
     """Run a server command (its own process group, e.g. uvicorn with several workers) on
-    127.0.0.1:``port`` until the block ends; yield its base URL once ``probe`` answers 200.
+    127.0.0.1:``port`` until the block ends; yield its base URL and process once
+    ``probe`` answers 200.
 
-    ``env`` is added to this process's environment. The output goes to a temporary log
-    file, whose tail is raised if the server exits or does not answer within 90 s.
+    ``env`` is added to this process's environment. The output goes to ``log`` (default:
+    a temporary file), whose tail is raised if the server exits or does not answer
+    within 90 s.
     """
-    log = tempfile.NamedTemporaryFile(prefix="gisgrid-server-", suffix=".log", delete=False)
-    process = subprocess.Popen(command, env={**os.environ, **(env or {})}, stdout=log,
-                               stderr=log, start_new_session=True, cwd=cwd)
+    if log is None:
+        log = Path(tempfile.NamedTemporaryFile(prefix="gisgrid-server-", suffix=".log",
+                                               delete=False).name)
+    with open(log, "wb") as sink:
+        process = subprocess.Popen(command, env={**os.environ, **(env or {})}, stdout=sink,
+                                   stderr=subprocess.STDOUT, start_new_session=True, cwd=cwd)
     try:
         deadline = time.monotonic() + 90
         while True:
@@ -164,10 +171,10 @@ def serve_process(command: list[str], port: int, probe: str, *, env: dict | None
             except OSError:
                 pass
             if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{command[0]} did not start; see {log.name}:\n"
-                                   + Path(log.name).read_text()[-3000:])
+                raise RuntimeError(f"{command[0]} did not start; see {log}:\n"
+                                   + log.read_text()[-3000:])
             time.sleep(0.3)
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", process
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -175,6 +182,17 @@ def serve_process(command: list[str], port: int, probe: str, *, env: dict | None
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+@contextmanager
+def serve_process(command: list[str], port: int, probe: str, **options) -> Iterator[str]:
+    """``served``, yielding the base URL alone."""
+    with served(command, port, probe, **options) as (url, _):
+        yield url
+
+
+#: ``gisgrid serve`` as a subprocess (the service as an operator starts it).
+SERVE = [sys.executable, "-c", "from gis_grid.cli.service import serve; serve()"]
 
 
 def bbox_of(frame: gpd.GeoDataFrame, n: int) -> tuple[float, float, float, float]:

@@ -3,10 +3,6 @@ access log of a real ``gisgrid serve`` process (M7)."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 import warnings
 
@@ -16,7 +12,7 @@ import pytest
 from api.auth import create_key
 from api.security import CONTENT_SECURITY_POLICY
 from layers.gpkg import GeoPackageStore
-from tests.api.server import free_port, load_sample, running_service
+from tests.api.server import SERVE, free_port, load_sample, running_service, served
 
 
 @pytest.fixture(scope="module")
@@ -57,30 +53,13 @@ def test_the_access_log_never_holds_a_key(tmp_path):
         _, token = create_key(s, "regulator")
     port = free_port()
     log = tmp_path / "serve.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-c", "from gis_grid.cli.service import serve; serve()",
-             "--store", str(store), "--port", str(port), "--log-level", "info"],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, "GISGRID_API_JOBS_DIR": str(tmp_path / "jobs")})
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/conformance", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.3)
+    command = [*SERVE, "--store", str(store), "--port", str(port), "--log-level", "info"]
+    with served(command, port, "/conformance", log=log,
+                env={"GISGRID_API_JOBS_DIR": str(tmp_path / "jobs")}) as (base, _):
         answer = httpx.get(f"{base}/map", params={"key": token}, follow_redirects=False)
         assert answer.status_code == 303
         httpx.get(f"{base}/collections", params={"api_key": token, "f": "json"})
         time.sleep(0.5)
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=20)
     text = log.read_text()
     assert "/map?key=***" in text, text[-2000:]
     secret = token.split(".", 1)[1]

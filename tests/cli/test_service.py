@@ -4,9 +4,6 @@ store, and ``serve`` with two worker processes answering a job's polls from eith
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 import warnings
 
@@ -15,7 +12,7 @@ from click.testing import CliRunner
 
 from gis_grid.cli.service import keys
 from layers.gpkg import GeoPackageStore
-from tests.api.server import free_port, load_sample
+from tests.api.server import SERVE, free_port, load_sample, serve_process
 
 
 def test_keys_create_list_revoke(tmp_path):
@@ -51,31 +48,16 @@ def test_serve_with_two_workers_shares_jobs(tmp_path):
     token = runner.invoke(keys, ["create", "--role", "regulator", "--store", str(store)]
                           ).stdout.strip().splitlines()[-1]
     port = free_port()
-    env = {**os.environ, "GISGRID_API_JOBS_DIR": str(tmp_path / "jobs")}
-    process = subprocess.Popen(
-        [sys.executable, "-c", "from gis_grid.cli.service import serve; serve()",
-         "--store", str(store), "--port", str(port), "--workers", "2", "--log-level", "warning"],
-        env=env, start_new_session=True)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        with httpx.Client(base_url=base, headers={"X-API-Key": token}, timeout=30) as client:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if client.get("/collections").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert process.poll() is None and time.monotonic() < deadline
-                time.sleep(0.2)
-            job = client.post("/analyses/validate", json={"grids": "grids"}).json()
-            for _ in range(300):  # each poll may land on either worker process
-                status = client.get(f"/jobs/{job['jobID']}").json()
-                if status["state"] not in ("queued", "running"):
-                    break
-                time.sleep(0.1)
-            assert status["state"] == "done", status
-            assert client.get(f"/jobs/{job['jobID']}/result").json()["parameters"]["grids"]
-    finally:
-        os.killpg(process.pid, 15)
-        process.wait(timeout=20)
+    command = [*SERVE, "--store", str(store), "--port", str(port), "--workers", "2",
+               "--log-level", "warning"]
+    with serve_process(command, port, "/conformance",
+                       env={"GISGRID_API_JOBS_DIR": str(tmp_path / "jobs")}) as base, \
+            httpx.Client(base_url=base, headers={"X-API-Key": token}, timeout=30) as client:
+        job = client.post("/analyses/validate", json={"grids": "grids"}).json()
+        for _ in range(300):  # each poll may land on either worker process
+            status = client.get(f"/jobs/{job['jobID']}").json()
+            if status["state"] not in ("queued", "running"):
+                break
+            time.sleep(0.1)
+        assert status["state"] == "done", status
+        assert client.get(f"/jobs/{job['jobID']}/result").json()["parameters"]["grids"]

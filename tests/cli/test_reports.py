@@ -4,39 +4,20 @@ the A9 assessment and the Chinese workbook, on a real GeoPackage sample."""
 
 from __future__ import annotations
 
-import shutil
-
 import openpyxl
 import pandas as pd
 import pytest
-from click.testing import CliRunner
 
-from gis_grid.cli import main
 from layers.gpkg import GeoPackageStore
-from layers.synthetic import build_sample
+from tests.cli.conftest import run_command
 
-
-@pytest.fixture(scope="module")
-def sample_store(tmp_path_factory) -> str:
-    path = tmp_path_factory.mktemp("zigui_reports") / "zigui.gpkg"
-    store = GeoPackageStore(path)
-    for name, frame in build_sample("420527", households=2_000).items():
-        store.write(name, frame)
-    return str(path)
-
-
-@pytest.fixture
-def store(sample_store, tmp_path) -> str:
-    path = tmp_path / "store.gpkg"
-    shutil.copy(sample_store, path)
-    return str(path)
+SAMPLE_HOUSEHOLDS = 2000  # the sample store of tests/cli/conftest.py
 
 
 def run(*args: str, code: int = 0) -> str:
-    result = CliRunner().invoke(main, list(args))
-    assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output
-    return result.output
+    output = run_command(*args, code=code)
+    assert "Traceback" not in output
+    return output
 
 
 def _report(store: str, check: str = "5") -> str:

@@ -4,44 +4,23 @@ the Zigui sample (a small household count): screen, inspect, events …"""
 from __future__ import annotations
 
 import json
-import shutil
 
 import geopandas as gpd
 import openpyxl
 import pandas as pd
 import pytest
-from click.testing import CliRunner
 
 from gis_grid.cli import main
 from gis_grid.cli.watch import events, inspect, screen
 from layers.gpkg import GeoPackageStore
-from layers.synthetic import build_sample
+from tests.cli.conftest import run_command
 
 for command in (screen, inspect, events):  # as the lead registers them
     main.add_command(command)
 
 
-@pytest.fixture(scope="module")
-def sample_store(tmp_path_factory) -> str:
-    path = tmp_path_factory.mktemp("zigui") / "zigui.gpkg"
-    store = GeoPackageStore(path)
-    for name, frame in build_sample("420527", households=3_000).items():
-        store.write(name, frame)
-    return str(path)
-
-
-@pytest.fixture
-def store(sample_store, tmp_path) -> str:
-    """A fresh copy of the sample store for each test."""
-    path = tmp_path / "store.gpkg"
-    shutil.copy(sample_store, path)
-    return str(path)
-
-
-def run(*args: str, code: int = 0) -> str:
-    result = CliRunner().invoke(main, list(args))
-    assert result.exit_code == code, result.output
-    return result.output
+SAMPLE_HOUSEHOLDS = 3000  # the sample store of tests/cli/conftest.py
+run = run_command
 
 
 def test_help_reads_like_a_manual():

@@ -201,6 +201,23 @@ def _is_mine(person: object, who: Principal, staff: set[str]) -> bool:
     return person == who.worker if who.role == "worker" else person in staff
 
 
+def _move_patch(body, key: str, extra: tuple[str, ...], what: str, hint: str = "") -> None:
+    """A PATCH that moves a record along its path: a JSON object with ``key`` (the new
+    state) and only ``extra`` besides (422 naming what else it holds)."""
+    if not isinstance(body, dict) or not isinstance(body.get(key), str):
+        raise Unprocessable(f'the body must be a JSON object with "{key}" (e.g. '
+                            f'{{"{key}": "accepted"}}){hint}')
+    unknown = set(body) - {key, *extra}
+    if unknown:
+        raise Unprocessable(f"cannot change {', '.join(sorted(unknown))}: {what} changes "
+                            f"by its moves ({key}, with {', '.join(extra)})")
+
+
+def _mover(who: Principal) -> str:
+    """Who a move is logged as: the worker itself, or the institution's administrator."""
+    return who.worker if who.role == "worker" else f"{who.institution} admin"
+
+
 def _event_grid(store, who: Principal, grid: str | None, point, at, category) -> str | None:
     """The checks of a new or replaced event (``gis_grid.events.place_report``) and its
     grid, which must be one the caller may report in (403 otherwise, as for a grid that
@@ -298,14 +315,8 @@ async def patch_event(request: Request, featureId: str, who: Caller,
     from gis_grid.events import EVENTS, STATE_LABELS, move_event
 
     _writer(who)
-    if not isinstance(body, dict) or not isinstance(body.get("state"), str):
-        raise Unprocessable('the body must be a JSON object with "state" (e.g. '
-                            '{"state": "accepted"}); other properties of an event change '
-                            "only by its moves")
-    unknown = set(body) - {"state", "note", "owner", "at"}
-    if unknown:
-        raise Unprocessable(f"cannot change {', '.join(sorted(unknown))}: an event changes "
-                            "by its moves (state, with note, owner, at)")
+    _move_patch(body, "state", ("note", "owner", "at"), "an event",
+                "; other properties of an event change only by its moves")
     expected = _if_match(if_match)
     store = request.app.state.provider.store
     staff = await _own_staff(request, who) if who.role == "admin" else set()
@@ -326,7 +337,7 @@ async def patch_event(request: Request, featureId: str, who: Caller,
         if int(row["version"]) != expected:
             raise PreconditionFailed(f"event {featureId} is at version {int(row['version'])}, "
                                      f"not {expected}: read it again")
-        actor = who.worker if who.role == "worker" else f"{who.institution} admin"
+        actor = _mover(who)
         try:
             move = move_event(store, featureId, body["state"], actor=actor,
                               at=body.get("at"), note=body.get("note"),
@@ -458,16 +469,10 @@ async def patch_report(request: Request, featureId: str, who: Caller,
     from gis_grid.riskflow import REPORT_LABELS, REPORTS, move
 
     _writer(who)
-    if not isinstance(body, dict) or not isinstance(body.get("status"), str):
-        raise Unprocessable('the body must be a JSON object with "status" (e.g. '
-                            '{"status": "accepted"})')
-    unknown = set(body) - {"status", "note", "department", "at"}
-    if unknown:
-        raise Unprocessable(f"cannot change {', '.join(sorted(unknown))}: a risk report "
-                            "changes by its moves (status, with note, department, at)")
+    _move_patch(body, "status", ("note", "department", "at"), "a risk report")
     expected = _if_match(if_match)
     store = request.app.state.provider.store
-    actor = who.worker if who.role == "worker" else f"{who.institution} admin"
+    actor = _mover(who)
     staff = await _own_staff(request, who) if who.role == "admin" else set()
 
     def write():

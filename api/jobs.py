@@ -72,7 +72,18 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-class _Folder:
+class _Shelf:
+    """Where job records live (``_Folder``, ``_Table``): what both answer alike."""
+
+    def load(self, job_id: str) -> dict | None:  # pragma: no cover — each shelf's own
+        raise NotImplementedError
+
+    def dismissed(self, job_id: str) -> bool:
+        stored = self.load(job_id)
+        return stored is not None and stored["state"] == "dismissed"
+
+
+class _Folder(_Shelf):
     """Job records as JSON files in a folder (the GeoPackage store's service): replaced
     atomically (write, rename); a process is alive while it holds an exclusive lock on
     ``.live-<instance>``; submits are serialised by a lock file."""
@@ -136,10 +147,6 @@ class _Folder:
         tmp.write_text(json.dumps(data, ensure_ascii=False, allow_nan=False), encoding="utf-8")
         os.replace(tmp, path)
 
-    def dismissed(self, job_id: str) -> bool:
-        stored = self.load(job_id)
-        return stored is not None and stored["state"] == "dismissed"
-
     def save(self, job: dict) -> None:
         """Write the record, unless the job was dismissed (a dismissal is final)."""
         if job["state"] != "dismissed" and self.dismissed(job["jobID"]):
@@ -196,7 +203,7 @@ class _Folder:
         self.release_live()
 
 
-class _Table:
+class _Table(_Shelf):
     """Job records in the PostGIS store's table ``gisgrid_jobs`` (``layers.migrations``),
     so that every server process, on this machine or another, answers a job's polls,
     and the jobs outlive any one of them. A process is alive while its own connection
@@ -280,10 +287,6 @@ class _Table:
                                        " AND state <> 'dismissed'")
                          .format(self._table), [text, job_id])
         return f"{job_id}.result.json"
-
-    def dismissed(self, job_id: str) -> bool:
-        stored = self.load(job_id)
-        return stored is not None and stored["state"] == "dismissed"
 
     def drop_result(self, job_id: str) -> None:
         with self._conn() as conn:
